@@ -1,0 +1,1 @@
+//! harmonize: to be written.

@@ -1,0 +1,1 @@
+//! nifti: to be written.

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Installs everything the run and test commands need, pinned and idempotently:
+#   - Debian's dcm2niix (reference converter for the DICOM tests)
+#   - rustfmt and clippy for the toolchain in use
+#   - .venv: the Python reference tools (nibabel, nilearn, pydicom, scipy,
+#     intensity-normalization, dipy) from scripts/requirements-reference.lock
+#   - .testdata/: real and derived scans, generated deterministically from
+#     the files those PyPI packages ship
+# A second run on a warm machine only checks stamps and returns quickly.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DCM2NIIX_VERSION="1.0.20220720-1+deb12u1"
+PYTHON="${NEUROBATCH_BOOTSTRAP_PYTHON:-python3}"
+
+log() { echo "setup: $*" >&2; }
+
+# --- dcm2niix (Debian) --------------------------------------------------------
+installed="$(dpkg-query -W -f='${Version}' dcm2niix 2>/dev/null || true)"
+if [[ "$installed" != "$DCM2NIIX_VERSION" ]]; then
+  log "installing dcm2niix $DCM2NIIX_VERSION"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcm2niix=$DCM2NIIX_VERSION" >/dev/null
+fi
+
+# --- Rust components ----------------------------------------------------------
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  log "adding rustfmt and clippy"
+  rustup component add rustfmt clippy
+fi
+
+# --- Python reference environment --------------------------------------------
+LOCK="scripts/requirements-reference.lock"
+STAMP=".venv/.lock.sha256"
+want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+if [[ ! -x .venv/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
+  log "building .venv from $LOCK"
+  rm -rf .venv
+  "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
+  .venv/bin/pip check >/dev/null
+  echo "$want" > "$STAMP"
+fi
+
+# --- Test data ----------------------------------------------------------------
+# Regenerated whenever a generator script or the lock changes.
+TD_STAMP=".testdata/.stamp"
+td_want="$( (cat "$LOCK"; cat scripts/testdata/*.py) | sha256sum | cut -d' ' -f1)"
+if [[ "$(cat "$TD_STAMP" 2>/dev/null)" != "$td_want" ]]; then
+  log "generating .testdata/"
+  rm -rf .testdata
+  mkdir -p .testdata
+  for gen in scripts/testdata/*.py; do
+    [[ "$(basename "$gen")" == _* ]] && continue
+    log "  $gen"
+    .venv/bin/python "$gen" data --out .testdata
+  done
+  echo "$td_want" > "$TD_STAMP"
+fi
+log "ok"

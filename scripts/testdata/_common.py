@@ -71,3 +71,13 @@ def cli(data_fn, refs_fn):
     a = p.parse_args()
     os.environ.setdefault("PYTHONHASHSEED", "0")
     (data_fn if a.what == "data" else refs_fn)(a.out)
+
+
+def write_raw_f32(stem: Path, data, affine) -> None:
+    """Raw volume for tests that must not depend on the NIfTI reader:
+    `<stem>.f32` (little-endian float32, Fortran order) + `<stem>.json` (shape, affine)."""
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(data, dtype="<f4")
+    stem.with_suffix(".f32").write_bytes(arr.tobytes(order="F"))
+    write_json(stem.with_suffix(".json"), {"shape": list(arr.shape), "affine": np.asarray(affine).tolist()})

@@ -1,0 +1,2 @@
+//! Criterion benchmarks for dicom (written with the module).
+fn main() {}

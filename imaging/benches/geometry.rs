@@ -1,0 +1,2 @@
+//! Criterion benchmarks for geometry (written with the module).
+fn main() {}

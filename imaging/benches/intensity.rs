@@ -1,0 +1,2 @@
+//! Criterion benchmarks for intensity (written with the module).
+fn main() {}

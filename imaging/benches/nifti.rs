@@ -1,0 +1,2 @@
+//! Criterion benchmarks for nifti (written with the module).
+fn main() {}

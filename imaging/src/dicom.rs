@@ -1,1 +1,0 @@
-//! dicom: to be written.

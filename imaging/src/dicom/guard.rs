@@ -1,0 +1,267 @@
+//! Element-length check before a file reaches the DICOM parser.
+//!
+//! Owns one question: does every element length in a Part 10 file fit in the
+//! bytes that are actually there? dicom-parser reserves a value's declared
+//! length before reading it, so one corrupt 32-bit length would allocate up
+//! to 4 GiB. This walker visits every element header (descending into
+//! sequences and items, skipping pixel fragments) without allocating, and
+//! refuses the file if any length runs past its end. It does not interpret
+//! values; the transfer syntax UID is the only value it reads.
+
+/// Undefined length (sequences, items and encapsulated pixel data).
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+/// Deeper nesting than this is not an image: refuse rather than recurse.
+const MAX_DEPTH: u32 = 32;
+
+pub(crate) const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
+pub(crate) const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
+pub(crate) const DEFLATED: &str = "1.2.840.10008.1.2.1.99";
+
+/// `true` for the "DICM" magic after the 128-byte preamble (PS3.10 §7.1).
+pub(crate) fn has_preamble(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM".as_slice())
+}
+
+/// What the walk learned on the way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Checked {
+    pub transfer_syntax: String,
+    /// A top-level PixelData element exists (assumed for deflated files).
+    pub has_pixel_data: bool,
+}
+
+/// Checks every element length; returns the transfer syntax and whether there is pixel data.
+pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
+    let mut w = Walker { b: bytes, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
+    // The file meta group is always explicit VR little endian.
+    let mut pos = 132;
+    while let Some(g) = w.u16_at(pos) {
+        if g != 0x0002 {
+            break;
+        }
+        pos = w.element(pos, true)?;
+    }
+    let ts = w.ts.take().ok_or_else(|| "file meta group has no transfer syntax".to_string())?;
+    match ts.as_str() {
+        // The inflated data set does not exist yet: its size is bounded by the parser's own reads.
+        DEFLATED => return Ok(Checked { transfer_syntax: ts, has_pixel_data: true }),
+        IMPLICIT_LE => w.explicit = false,
+        EXPLICIT_BE => w.big = true,
+        _ => {}
+    }
+    w.dataset(pos, bytes.len())?;
+    Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data })
+}
+
+struct Walker<'a> {
+    b: &'a [u8],
+    big: bool,
+    explicit: bool,
+    depth: u32,
+    ts: Option<String>,
+    pixel_data: bool,
+}
+
+impl Walker<'_> {
+    fn u16_at(&self, p: usize) -> Option<u16> {
+        let s: [u8; 2] = self.b.get(p..p.checked_add(2)?)?.try_into().ok()?;
+        Some(if self.big { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
+    }
+
+    fn u32_at(&self, p: usize) -> Option<u32> {
+        let s: [u8; 4] = self.b.get(p..p.checked_add(4)?)?.try_into().ok()?;
+        Some(if self.big { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
+    }
+
+    fn short(p: usize) -> String {
+        format!("file ends inside the element header at byte {p}")
+    }
+
+    /// Elements until `end` (or an item delimiter); returns the position after.
+    fn dataset(&mut self, mut pos: usize, end: usize) -> Result<usize, String> {
+        while pos < end {
+            if pos + 8 > self.b.len() {
+                // Trailing padding shorter than a header: left to the parser.
+                return Ok(self.b.len());
+            }
+            if self.u16_at(pos) == Some(0xFFFE) {
+                // Item delimitation ends an undefined-length item.
+                return Ok(pos + 8);
+            }
+            pos = self.element(pos, false)?;
+        }
+        Ok(pos)
+    }
+
+    /// One element header at `pos`; descends into sequences; returns the position after it.
+    fn element(&mut self, pos: usize, meta: bool) -> Result<usize, String> {
+        let (group, elem) = (self.u16_at(pos).ok_or_else(|| Self::short(pos))?, self.u16_at(pos + 2).unwrap_or(0));
+        let explicit = self.explicit || meta;
+        let vr = self.b.get(pos + 4..pos + 6).unwrap_or(b"\0\0");
+        let (len, start) = if explicit {
+            if matches!(
+                vr,
+                b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+            ) {
+                (self.u32_at(pos + 8).ok_or_else(|| Self::short(pos))?, pos + 12)
+            } else {
+                (u32::from(self.u16_at(pos + 6).ok_or_else(|| Self::short(pos))?), pos + 8)
+            }
+        } else {
+            (self.u32_at(pos + 4).ok_or_else(|| Self::short(pos))?, pos + 8)
+        };
+        if self.depth == 0 && (group, elem) == (0x7FE0, 0x0010) {
+            self.pixel_data = true;
+        }
+        let is_sq = explicit && vr == b"SQ";
+        let is_un = explicit && vr == b"UN";
+        if len == UNDEFINED {
+            return if is_sq || !explicit {
+                self.nested(|w| w.sequence(start, None))
+            } else if is_un {
+                // PS3.5 §6.2.2: an undefined-length UN is an implicit-VR sequence.
+                let saved = self.explicit;
+                self.explicit = false;
+                let r = self.nested(|w| w.sequence(start, None));
+                self.explicit = saved;
+                r
+            } else {
+                self.fragments(start)
+            };
+        }
+        let len = len as usize;
+        let end = start.checked_add(len).filter(|&e| e <= self.b.len()).ok_or_else(|| {
+            format!(
+                "element ({group:04X},{elem:04X}) declares {len} bytes but only {} remain",
+                self.b.len().saturating_sub(start)
+            )
+        })?;
+        if meta && (group, elem) == (0x0002, 0x0010) {
+            let raw = self.b.get(start..end).unwrap_or_default();
+            self.ts = Some(String::from_utf8_lossy(raw).trim_end_matches(['\0', ' ']).to_string());
+        }
+        // Implicit VR hides the VR of a sequence: its first item tag gives it away.
+        let looks_like_items = len >= 8 && self.b.get(start..start + 4) == Some(self.item_tag().as_slice());
+        if is_sq || ((!explicit || is_un) && looks_like_items) {
+            self.nested(|w| w.sequence(start, Some(end)))?;
+        }
+        Ok(end)
+    }
+
+    fn item_tag(&self) -> [u8; 4] {
+        if self.big { [0xFF, 0xFE, 0xE0, 0x00] } else { [0xFE, 0xFF, 0x00, 0xE0] }
+    }
+
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<usize, String>) -> Result<usize, String> {
+        if self.depth >= MAX_DEPTH {
+            return Err(format!("sequences nested deeper than {MAX_DEPTH} levels"));
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
+    /// Items of a sequence until `end` or the sequence delimiter.
+    fn sequence(&mut self, mut pos: usize, end: Option<usize>) -> Result<usize, String> {
+        loop {
+            if end.is_some_and(|e| pos >= e) {
+                return Ok(pos);
+            }
+            let (g, e, len) = self.item_header(pos)?;
+            match (g, e) {
+                (0xFFFE, 0xE0DD) => return Ok(pos + 8),
+                (0xFFFE, 0xE000) if len == UNDEFINED => pos = self.dataset(pos + 8, self.b.len())?,
+                (0xFFFE, 0xE000) => {
+                    let item_end = self.bounded(pos + 8, len)?;
+                    self.dataset(pos + 8, item_end)?;
+                    pos = item_end;
+                }
+                _ => return Err(format!("unexpected element ({g:04X},{e:04X}) inside a sequence")),
+            }
+        }
+    }
+
+    /// Encapsulated pixel data fragments: blobs until the sequence delimiter.
+    fn fragments(&mut self, mut pos: usize) -> Result<usize, String> {
+        loop {
+            let (g, e, len) = self.item_header(pos)?;
+            match (g, e) {
+                (0xFFFE, 0xE0DD) => return Ok(pos + 8),
+                (0xFFFE, 0xE000) if len != UNDEFINED => pos = self.bounded(pos + 8, len)?,
+                _ => return Err(format!("unexpected element ({g:04X},{e:04X}) among pixel data fragments")),
+            }
+        }
+    }
+
+    fn item_header(&self, pos: usize) -> Result<(u16, u16, u32), String> {
+        match (self.u16_at(pos), self.u16_at(pos + 2), self.u32_at(pos + 4)) {
+            (Some(g), Some(e), Some(l)) => Ok((g, e, l)),
+            _ => Err(format!("file ends inside a sequence at byte {pos}")),
+        }
+    }
+
+    fn bounded(&self, start: usize, len: u32) -> Result<usize, String> {
+        start
+            .checked_add(len as usize)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| format!("item declares {len} bytes but only {} remain", self.b.len().saturating_sub(start)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(ts: &str, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 128];
+        b.extend_from_slice(b"DICM");
+        let mut v = ts.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(0);
+        }
+        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        b.extend_from_slice(&(v.len() as u16).to_le_bytes());
+        b.extend_from_slice(&v);
+        b.extend_from_slice(body);
+        b
+    }
+
+    #[test]
+    fn a_length_past_the_end_is_refused_before_parsing() {
+        // (0008,103E) LO with 4 bytes, then (7FE0,0010) OW claiming 2 GiB.
+        let mut body = vec![0x08, 0x00, 0x3E, 0x10, b'L', b'O', 4, 0, b'T', b'1', b' ', b' '];
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        body.extend_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        let err = check_lengths(&file("1.2.840.10008.1.2.1", &body)).unwrap_err();
+        assert!(err.contains("(7FE0,0010)") && err.contains("2147483632"), "{err}");
+        body.truncate(12);
+        let ok = check_lengths(&file("1.2.840.10008.1.2.1", &body)).expect("valid");
+        assert_eq!(ok, Checked { transfer_syntax: "1.2.840.10008.1.2.1".to_string(), has_pixel_data: false });
+    }
+
+    #[test]
+    fn implicit_sequences_are_walked_and_inner_lengths_checked() {
+        // (0040,0275) with one defined-length item holding an element that claims 1000 bytes.
+        let mut inner = vec![0x08, 0x00, 0x3E, 0x10];
+        inner.extend_from_slice(&1000u32.to_le_bytes());
+        let mut item = vec![0xFE, 0xFF, 0x00, 0xE0];
+        item.extend_from_slice(&(inner.len() as u32).to_le_bytes());
+        item.extend_from_slice(&inner);
+        let mut body = vec![0x40, 0x00, 0x75, 0x02];
+        body.extend_from_slice(&(item.len() as u32).to_le_bytes());
+        body.extend_from_slice(&item);
+        let err = check_lengths(&file(IMPLICIT_LE, &body)).unwrap_err();
+        assert!(err.contains("(0008,103E) declares 1000"), "{err}");
+        assert!(check_lengths(&file(IMPLICIT_LE, &[])).is_ok());
+    }
+
+    proptest::proptest! {
+        // Arbitrary bytes after a valid meta group, in every encoding: a verdict, never a panic or a hang.
+        #[test]
+        fn arbitrary_data_sets_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ts in 0usize..4) {
+            let uid = ["1.2.840.10008.1.2.1", IMPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.4.90"][ts];
+            let _ = check_lengths(&file(uid, &body));
+        }
+    }
+}

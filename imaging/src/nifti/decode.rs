@@ -10,27 +10,6 @@
 
 use super::datatype::Datatype;
 
-/// A fixed-size on-disk element.
-trait Raw: Copy {
-    const SIZE: usize;
-    fn read<const BE: bool>(b: &[u8]) -> f64;
-}
-
-macro_rules! raw {
-    ($($t:ty),*) => {$(
-        impl Raw for $t {
-            const SIZE: usize = size_of::<$t>();
-            #[inline(always)]
-            fn read<const BE: bool>(b: &[u8]) -> f64 {
-                let mut a = [0u8; size_of::<$t>()];
-                a.copy_from_slice(b);
-                (if BE { <$t>::from_be_bytes(a) } else { <$t>::from_le_bytes(a) }) as f64
-            }
-        }
-    )*};
-}
-raw!(u8, i8, i16, u16, i32, u32, i64, u64, f32, f64);
-
 /// Scale factors to apply, `None` for identity.
 pub(crate) type Scaling = Option<(f64, f64)>;
 
@@ -39,43 +18,74 @@ pub(crate) type ToF32 = fn(&[u8], &mut [f32], Scaling);
 /// Converts whole elements of `bytes` into `out` as f64 values after scaling.
 pub(crate) type ToF64 = fn(&[u8], &mut [f64], Scaling);
 
-fn to_f32<T: Raw, const BE: bool>(bytes: &[u8], out: &mut [f32], scaling: Scaling) {
-    let pairs = bytes.chunks_exact(T::SIZE).zip(out.iter_mut());
-    match scaling {
-        None => pairs.for_each(|(b, o)| *o = T::read::<BE>(b) as f32),
-        Some((slope, inter)) => pairs.for_each(|(b, o)| *o = (T::read::<BE>(b) * slope + inter) as f32),
-    }
+/// One concrete function per (type, byte order, output): `as_chunks` gives
+/// fixed-size arrays, so the loops compile to straight vector code with no
+/// per-voxel bounds checks or length tests.
+macro_rules! converters {
+    ($($t:ty, $n:literal, $from:ident => $f32:ident, $f64:ident;)*) => {$(
+        fn $f32(bytes: &[u8], out: &mut [f32], scaling: Scaling) {
+            let (chunks, _) = bytes.as_chunks::<$n>();
+            let pairs = chunks.iter().zip(out.iter_mut());
+            match scaling {
+                None => pairs.for_each(|(b, o)| *o = <$t>::$from(*b) as f64 as f32),
+                Some((slope, inter)) => {
+                    pairs.for_each(|(b, o)| *o = (<$t>::$from(*b) as f64 * slope + inter) as f32)
+                }
+            }
+        }
+        fn $f64(bytes: &[u8], out: &mut [f64], scaling: Scaling) {
+            let (chunks, _) = bytes.as_chunks::<$n>();
+            let pairs = chunks.iter().zip(out.iter_mut());
+            match scaling {
+                None => pairs.for_each(|(b, o)| *o = <$t>::$from(*b) as f64),
+                Some((slope, inter)) => pairs.for_each(|(b, o)| *o = <$t>::$from(*b) as f64 * slope + inter),
+            }
+        }
+    )*};
 }
 
-fn to_f64<T: Raw, const BE: bool>(bytes: &[u8], out: &mut [f64], scaling: Scaling) {
-    let pairs = bytes.chunks_exact(T::SIZE).zip(out.iter_mut());
-    match scaling {
-        None => pairs.for_each(|(b, o)| *o = T::read::<BE>(b)),
-        Some((slope, inter)) => pairs.for_each(|(b, o)| *o = T::read::<BE>(b) * slope + inter),
-    }
+converters! {
+    u8, 1, from_le_bytes => u8_f32, u8_f64;
+    i8, 1, from_le_bytes => i8_f32, i8_f64;
+    i16, 2, from_le_bytes => i16le_f32, i16le_f64;
+    i16, 2, from_be_bytes => i16be_f32, i16be_f64;
+    u16, 2, from_le_bytes => u16le_f32, u16le_f64;
+    u16, 2, from_be_bytes => u16be_f32, u16be_f64;
+    i32, 4, from_le_bytes => i32le_f32, i32le_f64;
+    i32, 4, from_be_bytes => i32be_f32, i32be_f64;
+    u32, 4, from_le_bytes => u32le_f32, u32le_f64;
+    u32, 4, from_be_bytes => u32be_f32, u32be_f64;
+    i64, 8, from_le_bytes => i64le_f32, i64le_f64;
+    i64, 8, from_be_bytes => i64be_f32, i64be_f64;
+    u64, 8, from_le_bytes => u64le_f32, u64le_f64;
+    u64, 8, from_be_bytes => u64be_f32, u64be_f64;
+    f32, 4, from_le_bytes => f32le_f32, f32le_f64;
+    f32, 4, from_be_bytes => f32be_f32, f32be_f64;
+    f64, 8, from_le_bytes => f64le_f32, f64le_f64;
+    f64, 8, from_be_bytes => f64be_f32, f64be_f64;
 }
 
 macro_rules! pick {
-    ($f:ident, $dt:expr, $be:expr) => {
+    ($dt:expr, $be:expr, $idx:tt) => {
         match ($dt, $be) {
-            (Datatype::Uint8, _) => Some($f::<u8, false> as _),
-            (Datatype::Int8, _) => Some($f::<i8, false> as _),
-            (Datatype::Int16, false) => Some($f::<i16, false> as _),
-            (Datatype::Int16, true) => Some($f::<i16, true> as _),
-            (Datatype::Uint16, false) => Some($f::<u16, false> as _),
-            (Datatype::Uint16, true) => Some($f::<u16, true> as _),
-            (Datatype::Int32, false) => Some($f::<i32, false> as _),
-            (Datatype::Int32, true) => Some($f::<i32, true> as _),
-            (Datatype::Uint32, false) => Some($f::<u32, false> as _),
-            (Datatype::Uint32, true) => Some($f::<u32, true> as _),
-            (Datatype::Int64, false) => Some($f::<i64, false> as _),
-            (Datatype::Int64, true) => Some($f::<i64, true> as _),
-            (Datatype::Uint64, false) => Some($f::<u64, false> as _),
-            (Datatype::Uint64, true) => Some($f::<u64, true> as _),
-            (Datatype::Float32, false) => Some($f::<f32, false> as _),
-            (Datatype::Float32, true) => Some($f::<f32, true> as _),
-            (Datatype::Float64, false) => Some($f::<f64, false> as _),
-            (Datatype::Float64, true) => Some($f::<f64, true> as _),
+            (Datatype::Uint8, _) => Some((u8_f32 as ToF32, u8_f64 as ToF64).$idx),
+            (Datatype::Int8, _) => Some((i8_f32 as ToF32, i8_f64 as ToF64).$idx),
+            (Datatype::Int16, false) => Some((i16le_f32 as ToF32, i16le_f64 as ToF64).$idx),
+            (Datatype::Int16, true) => Some((i16be_f32 as ToF32, i16be_f64 as ToF64).$idx),
+            (Datatype::Uint16, false) => Some((u16le_f32 as ToF32, u16le_f64 as ToF64).$idx),
+            (Datatype::Uint16, true) => Some((u16be_f32 as ToF32, u16be_f64 as ToF64).$idx),
+            (Datatype::Int32, false) => Some((i32le_f32 as ToF32, i32le_f64 as ToF64).$idx),
+            (Datatype::Int32, true) => Some((i32be_f32 as ToF32, i32be_f64 as ToF64).$idx),
+            (Datatype::Uint32, false) => Some((u32le_f32 as ToF32, u32le_f64 as ToF64).$idx),
+            (Datatype::Uint32, true) => Some((u32be_f32 as ToF32, u32be_f64 as ToF64).$idx),
+            (Datatype::Int64, false) => Some((i64le_f32 as ToF32, i64le_f64 as ToF64).$idx),
+            (Datatype::Int64, true) => Some((i64be_f32 as ToF32, i64be_f64 as ToF64).$idx),
+            (Datatype::Uint64, false) => Some((u64le_f32 as ToF32, u64le_f64 as ToF64).$idx),
+            (Datatype::Uint64, true) => Some((u64be_f32 as ToF32, u64be_f64 as ToF64).$idx),
+            (Datatype::Float32, false) => Some((f32le_f32 as ToF32, f32le_f64 as ToF64).$idx),
+            (Datatype::Float32, true) => Some((f32be_f32 as ToF32, f32be_f64 as ToF64).$idx),
+            (Datatype::Float64, false) => Some((f64le_f32 as ToF32, f64le_f64 as ToF64).$idx),
+            (Datatype::Float64, true) => Some((f64be_f32 as ToF32, f64be_f64 as ToF64).$idx),
             (Datatype::Unsupported(_) | Datatype::Unknown(_), _) => None,
         }
     };
@@ -83,12 +93,12 @@ macro_rules! pick {
 
 /// The f32 converter for a datatype and byte order; `None` for unsupported types.
 pub(crate) fn f32_converter(dt: Datatype, big_endian: bool) -> Option<ToF32> {
-    pick!(to_f32, dt, big_endian)
+    pick!(dt, big_endian, 0)
 }
 
 /// The f64 converter (used for label checks); `None` for unsupported types.
 pub(crate) fn f64_converter(dt: Datatype, big_endian: bool) -> Option<ToF64> {
-    pick!(to_f64, dt, big_endian)
+    pick!(dt, big_endian, 1)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::mpsc;
 
 use flate2::bufread::MultiGzDecoder;
 use rayon::prelude::*;
@@ -19,13 +20,19 @@ use super::xform::best_affine;
 use super::{FourD, HeaderInfo, ReadOptions};
 use crate::{Affine, SourceMeta, Volume};
 
-/// Voxel bytes are read through a scratch buffer of this size: large enough
-/// that per-call overhead vanishes, small enough to stay in L2.
-const CHUNK_BYTES: usize = 1 << 20;
+/// Voxel bytes are read in chunks of this size: large enough that per-call
+/// overhead vanishes, small enough to stay in L2 between the two stages.
+const CHUNK_BYTES: usize = 1 << 18;
+
+/// Chunks in flight between the reading thread and the converting one.
+const PIPELINE_DEPTH: usize = 4;
+
+/// Volumes of at most this many chunks are read on the calling thread alone.
+const PIPELINE_MIN_CHUNKS: usize = 4;
 
 /// An open file positioned right after its header.
 struct Opened {
-    reader: Box<dyn Read>,
+    reader: Box<dyn Read + Send>,
     gz: bool,
     file_len: u64,
     header: Header,
@@ -40,7 +47,8 @@ fn open(path: &Path) -> Result<Opened, NiftiError> {
     let gz = buffered.fill_buf().map_err(io_err)?.starts_with(&[0x1f, 0x8b]);
     // MultiGzDecoder: concatenated members (bgzip, `cat a.gz b.gz`) are one
     // stream for Python's gzip module too, so nibabel reads them whole.
-    let mut reader: Box<dyn Read> = if gz { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
+    let mut reader: Box<dyn Read + Send> =
+        if gz { Box::new(MultiGzDecoder::new(buffered)) } else { Box::new(buffered) };
     let header = read_header(&mut reader, path, gz)?;
     Ok(Opened { reader, gz, file_len, header })
 }
@@ -130,6 +138,11 @@ fn seek_to_data(o: &mut Opened, p: &Plan, path: &Path) -> Result<(), NiftiError>
 
 /// Reads `out.len()` voxels chunk by chunk, handing each chunk's bytes to `convert`
 /// with the index of its first voxel.
+///
+/// Large volumes are read in a two-stage pipeline: a scoped thread inflates
+/// (or reads) chunks into a few recycled buffers while this thread converts
+/// the previous ones and takes the page faults of the fresh output buffer,
+/// so a `.nii.gz` load costs about its inflate time.
 fn read_voxels<O>(
     o: &mut Opened,
     p: &Plan,
@@ -138,19 +151,71 @@ fn read_voxels<O>(
     mut convert: impl FnMut(&[u8], &mut [O], usize) -> Result<(), NiftiError>,
 ) -> Result<(), NiftiError> {
     let chunk_vox = (CHUNK_BYTES / p.elem).max(1);
-    let mut scratch = vec![0u8; chunk_vox.min(out.len()) * p.elem];
-    for (n, out_chunk) in out.chunks_mut(chunk_vox).enumerate() {
-        let bytes = &mut scratch[..out_chunk.len() * p.elem];
-        o.reader.read_exact(bytes).map_err(|e| read_error(path, o.gz, "voxel data", e))?;
-        convert(bytes, out_chunk, n * chunk_vox)?;
-    }
+    let gz = o.gz;
     // A 3-D gzip file is read to its end so flate2 checks the CRC32 and length
-    // trailer: silent corruption of the voxels we just read becomes an error.
+    // trailer: silent corruption of the voxels just read becomes an error.
     // (Skipped for 4-D input, where it would inflate every other volume.)
-    if o.gz && p.dims.iter().skip(3).all(|&d| d == 1) {
-        io::copy(&mut o.reader, &mut io::sink()).map_err(|e| read_error(path, o.gz, "gzip trailer", e))?;
+    let drain = gz && p.dims.iter().skip(3).all(|&d| d == 1);
+    let reader = &mut o.reader;
+    let read_chunk = |reader: &mut Box<dyn Read + Send>, buf: &mut [u8]| {
+        reader.read_exact(buf).map_err(|e| read_error(path, gz, "voxel data", e))
+    };
+    let finish = |reader: &mut Box<dyn Read + Send>| -> Result<(), NiftiError> {
+        if drain {
+            io::copy(reader, &mut io::sink()).map_err(|e| read_error(path, gz, "gzip trailer", e))?;
+        }
+        Ok(())
+    };
+
+    if out.len() <= PIPELINE_MIN_CHUNKS * chunk_vox {
+        let mut scratch = vec![0u8; chunk_vox.min(out.len()) * p.elem];
+        for (n, out_chunk) in out.chunks_mut(chunk_vox).enumerate() {
+            let bytes = &mut scratch[..out_chunk.len() * p.elem];
+            read_chunk(reader, bytes)?;
+            convert(bytes, out_chunk, n * chunk_vox)?;
+        }
+        return finish(reader);
     }
-    Ok(())
+
+    let total = out.len();
+    let elem = p.elem;
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(PIPELINE_DEPTH);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    for _ in 0..PIPELINE_DEPTH + 1 {
+        // Cannot fail: the receiver is alive.
+        let _ = empty_tx.send(Vec::with_capacity(chunk_vox * elem));
+    }
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> Result<(), NiftiError> {
+            let mut left = total;
+            while left > 0 {
+                let n = left.min(chunk_vox);
+                // A closed channel means the consumer stopped with its own error.
+                let Ok(mut buf) = empty_rx.recv() else { return Ok(()) };
+                buf.resize(n * elem, 0);
+                read_chunk(reader, &mut buf)?;
+                if full_tx.send(buf).is_err() {
+                    return Ok(());
+                }
+                left -= n;
+            }
+            finish(reader)
+        });
+        let mut converted = Ok(());
+        for (n, out_chunk) in out.chunks_mut(chunk_vox).enumerate() {
+            // A closed channel means the producer stopped with an error, reported by join below.
+            let Ok(buf) = full_rx.recv() else { break };
+            if let Err(e) = convert(&buf, out_chunk, n * chunk_vox) {
+                converted = Err(e);
+                break;
+            }
+            let _ = empty_tx.send(buf);
+        }
+        drop(full_rx);
+        drop(empty_tx);
+        let produced = producer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        produced.and(converted)
+    })
 }
 
 fn meta(h: &Header, p: &Plan, path: &Path) -> SourceMeta {

@@ -7,8 +7,8 @@ uncompressed) and a 256x256x176 int16 scan for the benchmark.
 
 `refs`: what nibabel (the oracle) reads from each of those files: affine
 (`img.affine`), shape, on-disk dtype, which transform was used, sum/mean of
-`get_fdata(dtype=np.float32)` of the first 3-D volume, the count of
-non-finite voxels, and the values at deterministic sample indices.
+`get_fdata(dtype=np.float32)` of the first 3-D volume (finite voxels), the
+count of non-finite voxels, and the values at deterministic sample indices.
 """
 
 import gzip
@@ -100,6 +100,18 @@ def data(out: Path) -> None:
         d / "mni_t1_float32_be.nii.gz",
     )
 
+    # NaN and ±Inf voxels in a float32 scan: kept, counted and warned about.
+    with_nan = t1_data.astype(np.float32) / 3.1
+    rng = np.random.default_rng(7)
+    flat = with_nan.reshape(-1, order="F")
+    for value, count in [(np.nan, 1000), (np.inf, 10), (-np.inf, 5)]:
+        flat[rng.choice(flat.size, size=count, replace=False)] = value
+    # Some at the compared sample indices, so the fixture holds non-finite values too.
+    probe = c.sample_indices(t1.shape)
+    flat[probe[::50]] = np.nan
+    flat[probe[25::100]] = np.inf
+    save(like(t1, flat.reshape(t1.shape, order="F"), dtype=np.float32), d / "mni_t1_nan.nii.gz")
+
     gm = np.asanyarray(nib.load(c.mni_gm()).dataobj)
     labels = np.digitize(gm, [64, 128, 192]).astype(np.uint8)
     save(like(t1, labels, dtype=np.uint8), d / "labels_uint8.nii.gz")
@@ -158,6 +170,7 @@ CASES = [
     "mni_t1_scaled_int16.nii.gz",
     "mni_t1_float64.nii.gz",
     "mni_t1_float32_be.nii.gz",
+    "mni_t1_nan.nii.gz",
     "labels_uint8.nii.gz",
     "labels_int16.nii",
     "mni_t1_nifti2.nii.gz",
@@ -172,8 +185,11 @@ CASES = [
 ]
 
 
-def short(v: np.float32) -> float:
-    """Shortest decimal that reads back as the same float32 (keeps the fixture small)."""
+def short(v: np.float32):
+    """Shortest decimal that reads back as the same float32 (keeps the fixture small);
+    non-finite values as the strings "nan", "inf", "-inf" (JSON has no NaN)."""
+    if not np.isfinite(v):
+        return str(float(v))
     return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
 
 
@@ -208,8 +224,9 @@ def refs(out: Path) -> None:
                 "big_endian": hdr.endianness == ">",
                 "xform": xform_used(hdr),
                 "affine": img.affine.tolist(),
-                "sum": float(flat.astype(np.float64).sum()),
-                "mean": float(flat.astype(np.float64).mean()),
+                # Over the finite voxels only, so NaN/Inf inputs still have a usable checksum.
+                "sum": float(flat[finite].astype(np.float64).sum()),
+                "mean": float(flat[finite].astype(np.float64).mean()),
                 "non_finite": int((~finite).sum()),
                 "description": hdr["descrip"].item().split(b"\0")[0].decode("utf-8", "replace").strip() or None,
                 "values": [short(flat[i]) for i in indices[key]],

@@ -30,6 +30,10 @@ fn reference_header<T>(path: &Path, vol: &Volume<T>) -> Result<NiftiHeader, Nift
     if !affine.is_valid() {
         return Err(write_error(path, "affine is singular or not finite"));
     }
+    // NIfTI-1 stores srow/quaternion as float32.
+    if affine.matrix().iter().any(|v| v.abs() > f64::from(f32::MAX)) {
+        return Err(write_error(path, "affine entries exceed the float32 range of a nifti1 header"));
+    }
     let m = *affine.matrix();
     let lin = affine.linear();
     let cols = [0, 1, 2].map(|c| lin.column(c).normalize());

@@ -1,1 +1,0 @@
-//! nifti: to be written.

@@ -21,7 +21,11 @@ pub fn testdata_dir() -> PathBuf {
 /// A file under `.testdata/`, which must exist.
 pub fn testdata(rel: &str) -> PathBuf {
     let p = testdata_dir().join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh` (or the generator in scripts/testdata/)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/setup.sh` (or the generator in scripts/testdata/)",
+        p.display()
+    );
     p
 }
 

@@ -195,6 +195,32 @@ pub fn mean_std(values: &[f32]) -> (f64, f64) {
     (mean, (ss / n).sqrt())
 }
 
+/// Count, mean and population standard deviation of the finite voxels of
+/// `data` where `mask` is non-zero, without collecting them: the same two-pass
+/// arithmetic as [`mean_std`]. `None` when no voxel qualifies.
+pub fn masked_mean_std(data: &[f32], mask: &[u8]) -> Option<(usize, f64, f64)> {
+    let pick = |(&v, &m): (&f32, &u8)| (m != 0 && v.is_finite()).then_some(f64::from(v));
+    let (count, sum) = data
+        .par_iter()
+        .zip(mask.par_iter())
+        .with_min_len(CHUNK)
+        .filter_map(pick)
+        .fold(|| (0usize, 0.0f64), |(c, s), v| (c + 1, s + v))
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if count == 0 {
+        return None;
+    }
+    let mean = sum / count as f64;
+    let ss: f64 = data
+        .par_iter()
+        .zip(mask.par_iter())
+        .with_min_len(CHUNK)
+        .filter_map(pick)
+        .map(|v| (v - mean) * (v - mean))
+        .sum();
+    Some((count, mean, (ss / count as f64).sqrt()))
+}
+
 /// `np.percentile(values, percentiles)` (method `"linear"`) of finite values,
 /// partially reordering `values`: one multi-way selection (each requested rank
 /// splits the slice for the next ones), not a full sort.

@@ -148,8 +148,16 @@ impl Harmonizer {
     /// Harmonizes `vol` with statistics taken within `mask` (the foreground mask
     /// when `None`).
     pub fn apply(&self, vol: &Volume<f32>, mask: Option<&Volume<u8>>) -> Result<Volume<f32>, HarmonizeError> {
-        let values = masked_values(vol, mask)?;
         let src = || vol.meta.source.clone();
+        if let Harmonizer::ZScore = self {
+            // Mean and σ need no copy of the masked voxels.
+            let m = resolve_mask(vol, mask)?;
+            let z = zscore::fit_masked(vol.data(), m.data()).map_err(|empty| {
+                if empty { HarmonizeError::EmptyMask(src()) } else { HarmonizeError::ConstantIntensities(src()) }
+            })?;
+            return Ok(map_finite(vol, |x| z.apply(x)));
+        }
+        let values = masked_values(vol, mask)?;
         match self {
             Harmonizer::ZScore => {
                 let z = zscore::fit(&values).ok_or_else(|| HarmonizeError::ConstantIntensities(src()))?;
@@ -302,5 +310,92 @@ mod tests {
         assert!(matches!(apply(&c, &pct, Some(&all)), Err(HarmonizeError::ConstantIntensities(_))));
         let wrong = Volume::new([1, 3, 1], vec![1u8; 3], Affine::identity(), SourceMeta::default()).expect("shape");
         assert!(matches!(apply(&v, &HarmonizeMethod::ZScore, Some(&wrong)), Err(HarmonizeError::MaskShape { .. })));
+    }
+
+    mod invariants {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn spread(values: &[f32]) -> bool {
+            let (lo, hi) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            hi - lo > 1e-2
+        }
+
+        proptest! {
+            #[test]
+            fn zscore_gives_masked_mean_0_and_std_1(values in prop::collection::vec(-1e3f32..1e3, 3..300)) {
+                prop_assume!(spread(&values));
+                let v = vol(values);
+                let all = v.with_data(vec![1u8; v.len()]).expect("shape");
+                let out = apply(&v, &HarmonizeMethod::ZScore, Some(&all)).expect("non-constant");
+                let (mean, std) = crate::stats::mean_std(out.data());
+                prop_assert!(mean.abs() < 1e-4, "mean {mean}");
+                prop_assert!((std - 1.0).abs() < 1e-4, "std {std}");
+            }
+
+            #[test]
+            fn percentile_output_lies_in_0_1(
+                values in prop::collection::vec(-1e4f32..1e4, 3..300),
+                lower in 0.0f64..50.0,
+                upper in 50.5f64..=100.0,
+            ) {
+                prop_assume!(spread(&values));
+                let v = vol(values);
+                let all = v.with_data(vec![1u8; v.len()]).expect("shape");
+                match apply(&v, &HarmonizeMethod::Percentile { lower, upper }, Some(&all)) {
+                    Ok(out) => prop_assert!(out.data().iter().all(|x| (0.0..=1.0).contains(x))),
+                    // Many ties can put both percentiles on one value.
+                    Err(e) => prop_assert!(matches!(e, HarmonizeError::ConstantIntensities(_)), "{e}"),
+                }
+            }
+
+            #[test]
+            fn nyul_apply_is_monotone(
+                train in prop::collection::vec(0f32..1e3, 50..300),
+                target in prop::collection::vec(0f32..1e3, 50..300),
+                mut probes in prop::collection::vec(-2e3f64..3e3, 2..100),
+            ) {
+                let t = vol(train);
+                let scale = match nyul::fit(&[(t.clone(), Some(t.with_data(vec![1u8; t.len()]).expect("shape")))], &NyulParams::default()) {
+                    Ok(s) => s,
+                    Err(_) => return Ok(()), // ties: no strictly increasing scale to test
+                };
+                let mut values = target;
+                if let Ok(map) = scale.mapping_for(&mut values, "target") {
+                    probes.sort_by(f64::total_cmp);
+                    let out: Vec<f64> = probes.iter().map(|&x| map.apply(x)).collect();
+                    prop_assert!(out.windows(2).all(|w| w[0] <= w[1]), "{probes:?} -> {out:?}");
+                }
+            }
+
+            #[test]
+            fn non_finite_voxels_never_reach_statistics_and_pass_through(
+                values in prop::collection::vec(-1e3f32..1e3, 3..200),
+                holes in prop::collection::vec((0usize..200, 0u8..3), 1..20),
+            ) {
+                prop_assume!(spread(&values));
+                let mut dirty_data = values;
+                for &(at, kind) in &holes {
+                    let n = dirty_data.len();
+                    dirty_data[at % n] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][usize::from(kind)];
+                }
+                let dirty = vol(dirty_data.clone());
+                let finite: Vec<f32> = dirty_data.iter().copied().filter(|v| v.is_finite()).collect();
+                prop_assume!(finite.len() >= 2 && spread(&finite));
+                let all = dirty.with_data(vec![1u8; dirty.len()]).expect("shape");
+                let out = apply(&dirty, &HarmonizeMethod::ZScore, Some(&all)).expect("finite voxels vary");
+                let z = zscore::fit(&finite).expect("non-constant");
+                for (o, d) in out.data().iter().zip(&dirty_data) {
+                    if d.is_finite() {
+                        prop_assert!((f64::from(*o) - z.apply(f64::from(*d))).abs() < 1e-4);
+                    } else {
+                        prop_assert!(o.to_bits() == d.to_bits());
+                    }
+                }
+                let s = crate::stats::summarize(&dirty, &[50.0]).expect("finite voxels");
+                prop_assert!(s.mean.is_finite() && s.std.is_finite() && s.percentiles[0].1.is_finite());
+                prop_assert_eq!(s.count, finite.len());
+            }
+        }
     }
 }

@@ -130,7 +130,7 @@ pub fn fit(volumes: &[(Volume<f32>, Option<Volume<u8>>)], params: &NyulParams) -
         if lo == hi {
             return Err(HarmonizeError::ConstantIntensities(vol.meta.source.clone()));
         }
-        let to_output = PiecewiseLinear { x: vec![lo, hi], y: vec![params.output_min, params.output_max] };
+        let to_output = PiecewiseLinear::new(vec![lo, hi], vec![params.output_min, params.output_max]);
         sum.iter_mut().zip(&landmarks).for_each(|(s, &l)| *s += to_output.apply(l));
     }
     let n = volumes.len() as f64;
@@ -199,7 +199,7 @@ impl NyulScale {
         if !strictly_increasing {
             return Err(HarmonizeError::DegenerateLandmarks { source_name: source.to_string(), landmarks });
         }
-        Ok(PiecewiseLinear { x: landmarks, y: self.standard_scale.clone() })
+        Ok(PiecewiseLinear::new(landmarks, self.standard_scale.clone()))
     }
 
     /// Harmonizes one volume (statistics within `mask`, the foreground mask when `None`).
@@ -216,9 +216,16 @@ impl NyulScale {
 pub struct PiecewiseLinear {
     x: Vec<f64>,
     y: Vec<f64>,
+    /// `(y[i+1] - y[i]) / (x[i+1] - x[i])`, the value interp1d computes per call.
+    slopes: Vec<f64>,
 }
 
 impl PiecewiseLinear {
+    fn new(x: Vec<f64>, y: Vec<f64>) -> PiecewiseLinear {
+        let slopes = x.windows(2).zip(y.windows(2)).map(|(x, y)| (y[1] - y[0]) / (x[1] - x[0])).collect();
+        PiecewiseLinear { x, y, slopes }
+    }
+
     /// The landmarks this map starts from.
     pub fn landmarks(&self) -> &[f64] {
         &self.x
@@ -229,9 +236,9 @@ impl PiecewiseLinear {
         // interp1d: i = searchsorted(x, v) clipped to [1, len - 1]; segment i - 1 .. i,
         // so values beyond either end extrapolate the end segment.
         let last = self.x.len().saturating_sub(1).max(1);
-        let i = self.x.partition_point(|&x| x < v).clamp(1, last);
-        match (self.x.get(i - 1), self.x.get(i), self.y.get(i - 1), self.y.get(i)) {
-            (Some(&x0), Some(&x1), Some(&y0), Some(&y1)) => (y1 - y0) / (x1 - x0) * (v - x0) + y0,
+        let i = self.x.partition_point(|&x| x < v).clamp(1, last) - 1;
+        match (self.slopes.get(i), self.x.get(i), self.y.get(i)) {
+            (Some(&slope), Some(&x0), Some(&y0)) => slope * (v - x0) + y0,
             _ => f64::NAN,
         }
     }
@@ -254,7 +261,7 @@ mod tests {
 
     #[test]
     fn interpolation_extrapolates_the_end_segments() {
-        let f = PiecewiseLinear { x: vec![0.0, 10.0, 20.0], y: vec![0.0, 100.0, 110.0] };
+        let f = PiecewiseLinear::new(vec![0.0, 10.0, 20.0], vec![0.0, 100.0, 110.0]);
         assert_eq!(f.apply(5.0), 50.0);
         assert_eq!(f.apply(10.0), 100.0);
         assert_eq!(f.apply(15.0), 105.0);

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::mean_std;
+use crate::stats::{masked_mean_std, mean_std};
 
 /// The learned statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -18,6 +18,13 @@ pub struct ZScore {
 pub fn fit(values: &[f32]) -> Option<ZScore> {
     let (mean, std) = mean_std(values);
     (std > 0.0 && std.is_finite()).then_some(ZScore { mean, std })
+}
+
+/// [`fit`] over the finite voxels of `data` where `mask` is non-zero, without
+/// collecting them. `Err(true)` when no voxel qualifies, `Err(false)` when σ is 0.
+pub fn fit_masked(data: &[f32], mask: &[u8]) -> Result<ZScore, bool> {
+    let (_, mean, std) = masked_mean_std(data, mask).ok_or(true)?;
+    if std > 0.0 && std.is_finite() { Ok(ZScore { mean, std }) } else { Err(false) }
 }
 
 impl ZScore {

@@ -13,6 +13,10 @@ pub(crate) struct Grid {
     nz: usize,
 }
 
+/// A voxel on the flood stack: its coordinates travel with it so that finding
+/// neighbours needs no division.
+type Voxel = (usize, usize, usize);
+
 impl Grid {
     pub(crate) fn new(dims: [usize; 3]) -> Grid {
         Grid { nx: dims[0], ny: dims[1], nz: dims[2] }
@@ -22,59 +26,62 @@ impl Grid {
         self.nx * self.ny * self.nz
     }
 
-    /// Calls `f` with each in-grid 6-neighbour of `idx`.
     #[inline]
-    fn for_each_neighbour(&self, idx: usize, mut f: impl FnMut(usize)) {
-        let plane = self.nx * self.ny;
-        let i = idx % self.nx;
-        let j = (idx / self.nx) % self.ny;
-        let k = idx / plane;
+    fn index(&self, (i, j, k): Voxel) -> usize {
+        i + self.nx * (j + self.ny * k)
+    }
+
+    /// Calls `f` with each in-grid 6-neighbour of `v`.
+    #[inline]
+    fn for_each_neighbour(&self, (i, j, k): Voxel, mut f: impl FnMut(Voxel)) {
         if i > 0 {
-            f(idx - 1);
+            f((i - 1, j, k));
         }
         if i + 1 < self.nx {
-            f(idx + 1);
+            f((i + 1, j, k));
         }
         if j > 0 {
-            f(idx - self.nx);
+            f((i, j - 1, k));
         }
         if j + 1 < self.ny {
-            f(idx + self.nx);
+            f((i, j + 1, k));
         }
         if k > 0 {
-            f(idx - plane);
+            f((i, j, k - 1));
         }
         if k + 1 < self.nz {
-            f(idx + plane);
+            f((i, j, k + 1));
         }
     }
 
-    fn on_border(&self, idx: usize) -> bool {
-        let i = idx % self.nx;
-        let j = (idx / self.nx) % self.ny;
-        let k = idx / (self.nx * self.ny);
+    /// Every voxel, in Fortran order.
+    fn voxels(&self) -> impl Iterator<Item = Voxel> + '_ {
+        (0..self.nz).flat_map(move |k| (0..self.ny).flat_map(move |j| (0..self.nx).map(move |i| (i, j, k))))
+    }
+
+    fn on_border(&self, (i, j, k): Voxel) -> bool {
         i == 0 || j == 0 || k == 0 || i + 1 == self.nx || j + 1 == self.ny || k + 1 == self.nz
     }
 }
 
 /// Marks every voxel 6-connected to a seed through voxels where `passable` is
 /// true; `seen` must start false and ends true exactly on the reached voxels.
-fn flood(grid: Grid, passable: &[bool], seen: &mut [bool], seeds: impl Iterator<Item = usize>) -> usize {
-    let mut stack: Vec<usize> = Vec::new();
+/// Returns the number of voxels reached.
+fn flood(grid: Grid, passable: &[bool], seen: &mut [bool], seeds: impl Iterator<Item = Voxel>) -> usize {
+    let mut stack: Vec<Voxel> = Vec::new();
     let mut reached = 0;
-    for s in seeds {
-        if passable.get(s) == Some(&true) && seen.get(s) == Some(&false) {
-            seen[s] = true;
-            stack.push(s);
+    let mut visit = |v: Voxel, stack: &mut Vec<Voxel>| {
+        let idx = grid.index(v);
+        if passable.get(idx) == Some(&true) && seen.get(idx) == Some(&false) {
+            seen[idx] = true;
+            stack.push(v);
         }
+    };
+    for s in seeds {
+        visit(s, &mut stack);
         while let Some(v) = stack.pop() {
             reached += 1;
-            grid.for_each_neighbour(v, |n| {
-                if passable[n] && !seen[n] {
-                    seen[n] = true;
-                    stack.push(n);
-                }
-            });
+            grid.for_each_neighbour(v, |n| visit(n, &mut stack));
         }
     }
     reached
@@ -85,12 +92,12 @@ fn flood(grid: Grid, passable: &[bool], seen: &mut [bool], seeds: impl Iterator<
 /// C order, so the two can only differ on exactly equal sizes.
 pub(crate) fn largest_component(grid: Grid, fg: &[bool]) -> Option<Vec<bool>> {
     let mut seen = vec![false; grid.len()];
-    let mut best: Option<(usize, usize)> = None; // (size, seed)
-    for seed in 0..fg.len() {
-        if fg[seed] && !seen[seed] {
-            let size = flood(grid, fg, &mut seen, std::iter::once(seed));
+    let mut best: Option<(usize, Voxel)> = None;
+    for (idx, v) in grid.voxels().enumerate() {
+        if fg.get(idx) == Some(&true) && seen.get(idx) == Some(&false) {
+            let size = flood(grid, fg, &mut seen, std::iter::once(v));
             if best.is_none_or(|(s, _)| size > s) {
-                best = Some((size, seed));
+                best = Some((size, v));
             }
         }
     }
@@ -105,7 +112,7 @@ pub(crate) fn largest_component(grid: Grid, fg: &[bool]) -> Option<Vec<bool>> {
 pub(crate) fn fill_holes(grid: Grid, mask: &mut [bool]) {
     let background: Vec<bool> = mask.iter().map(|&m| !m).collect();
     let mut outside = vec![false; grid.len()];
-    flood(grid, &background, &mut outside, (0..grid.len()).filter(|&i| grid.on_border(i)));
+    flood(grid, &background, &mut outside, grid.voxels().filter(|&v| grid.on_border(v)));
     mask.iter_mut().zip(outside).for_each(|(m, o)| *m = !o);
 }
 

@@ -20,6 +20,8 @@ pub use otsu::otsu_threshold;
 
 use components::{Grid, fill_holes, largest_component};
 
+use rayon::prelude::*;
+
 use crate::volume::Volume;
 
 /// Errors computing a foreground mask.
@@ -50,7 +52,8 @@ pub fn foreground(vol: &Volume<f32>) -> Result<Foreground, MaskError> {
     let source_name = || vol.meta.source.clone();
     let threshold = otsu_threshold(vol.data()).ok_or_else(|| MaskError::NoFiniteValues(source_name()))?;
     // NaN > t is false, so non-finite voxels never seed the foreground.
-    let above: Vec<bool> = vol.data().iter().map(|&v| f64::from(v) > threshold && v.is_finite()).collect();
+    let above: Vec<bool> =
+        vol.data().par_iter().with_min_len(1 << 16).map(|&v| f64::from(v) > threshold && v.is_finite()).collect();
     let grid = Grid::new(vol.dims());
     let mut mask = largest_component(grid, &above)
         .ok_or_else(|| MaskError::NoForeground { source_name: source_name(), threshold })?;

@@ -170,10 +170,13 @@ pub fn min_max(values: &[f32]) -> (f64, f64) {
 /// Minimum and maximum of the finite voxels of `data`, `None` when there are none.
 pub fn min_max_finite(data: &[f32]) -> Option<(f64, f64)> {
     let (lo, hi) = data
-        .par_iter()
-        .with_min_len(CHUNK)
-        .filter(|v| v.is_finite())
-        .fold(|| (f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+        .par_chunks(CHUNK)
+        .map(|c| {
+            c.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                // ±Inf would win min/max; NaN loses both comparisons anyway.
+                if v.is_finite() { (lo.min(v), hi.max(v)) } else { (lo, hi) }
+            })
+        })
         .reduce(|| (f32::INFINITY, f32::NEG_INFINITY), |a, b| (a.0.min(b.0), a.1.max(b.1)));
     (lo <= hi).then(|| (f64::from(lo), f64::from(hi)))
 }
@@ -199,26 +202,43 @@ pub fn mean_std(values: &[f32]) -> (f64, f64) {
 /// `data` where `mask` is non-zero, without collecting them: the same two-pass
 /// arithmetic as [`mean_std`]. `None` when no voxel qualifies.
 pub fn masked_mean_std(data: &[f32], mask: &[u8]) -> Option<(usize, f64, f64)> {
-    let pick = |(&v, &m): (&f32, &u8)| (m != 0 && v.is_finite()).then_some(f64::from(v));
-    let (count, sum) = data
-        .par_iter()
-        .zip(mask.par_iter())
-        .with_min_len(CHUNK)
-        .filter_map(pick)
-        .fold(|| (0usize, 0.0f64), |(c, s), v| (c + 1, s + v))
-        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (count, sum) = masked_fold(data, mask, f64::from);
     if count == 0 {
         return None;
     }
     let mean = sum / count as f64;
-    let ss: f64 = data
-        .par_iter()
-        .zip(mask.par_iter())
-        .with_min_len(CHUNK)
-        .filter_map(pick)
-        .map(|v| (v - mean) * (v - mean))
-        .sum();
+    let (_, ss) = masked_fold(data, mask, |v| {
+        let d = f64::from(v) - mean;
+        d * d
+    });
     Some((count, mean, (ss / count as f64).sqrt()))
+}
+
+/// Count and sum of `f(v)` over finite masked voxels, in chunks with four
+/// independent accumulators so the additions pipeline.
+fn masked_fold(data: &[f32], mask: &[u8], f: impl Fn(f32) -> f64 + Sync) -> (usize, f64) {
+    data.par_chunks(CHUNK)
+        .zip(mask.par_chunks(CHUNK))
+        .map(|(d, m)| {
+            let mut count = 0usize;
+            let mut acc = [0.0f64; 4];
+            let (d4, m4) = (d.chunks_exact(4), m.chunks_exact(4));
+            let (dr, mr) = (d4.remainder(), m4.remainder());
+            for (d, m) in d4.zip(m4) {
+                for lane in 0..4 {
+                    let keep = m[lane] != 0 && d[lane].is_finite();
+                    count += usize::from(keep);
+                    acc[lane] += if keep { f(d[lane]) } else { 0.0 };
+                }
+            }
+            for (&v, &k) in dr.iter().zip(mr) {
+                let keep = k != 0 && v.is_finite();
+                count += usize::from(keep);
+                acc[0] += if keep { f(v) } else { 0.0 };
+            }
+            (count, (acc[0] + acc[1]) + (acc[2] + acc[3]))
+        })
+        .reduce(|| (0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 /// `np.percentile(values, percentiles)` (method `"linear"`) of finite values,

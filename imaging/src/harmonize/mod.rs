@@ -104,6 +104,8 @@ pub enum HarmonizeError {
     EmptyStripe(String),
     #[error("nyul landmarks of volume {source_name:?} are not strictly increasing: {landmarks:?}")]
     DegenerateLandmarks { source_name: String, landmarks: Vec<f64> },
+    #[error("harmonized volume: {0}")]
+    Volume(#[from] crate::volume::VolumeError),
     #[error("nyul fit needs at least one volume")]
     NoTrainingVolumes,
     #[error("cannot read nyul scale file {path}: {reason}")]
@@ -155,28 +157,28 @@ impl Harmonizer {
             let z = zscore::fit_masked(vol.data(), m.data()).map_err(|empty| {
                 if empty { HarmonizeError::EmptyMask(src()) } else { HarmonizeError::ConstantIntensities(src()) }
             })?;
-            return Ok(map_finite(vol, |x| z.apply(x)));
+            return map_finite(vol, |x| z.apply(x));
         }
         let values = masked_values(vol, mask)?;
         match self {
             Harmonizer::ZScore => {
                 let z = zscore::fit(&values).ok_or_else(|| HarmonizeError::ConstantIntensities(src()))?;
-                Ok(map_finite(vol, |x| z.apply(x)))
+                map_finite(vol, |x| z.apply(x))
             }
             &Harmonizer::Percentile { lower, upper } => {
                 let mut values = values;
                 let p = percentile::fit(&mut values, lower, upper)
                     .ok_or_else(|| HarmonizeError::ConstantIntensities(src()))?;
-                Ok(map_finite(vol, |x| p.apply(x)))
+                map_finite(vol, |x| p.apply(x))
             }
             &Harmonizer::WhiteStripe { contrast, width } => {
                 let ws = whitestripe::fit(values, contrast, width, &vol.meta.source)?;
-                Ok(map_finite(vol, |x| ws.apply(x)))
+                map_finite(vol, |x| ws.apply(x))
             }
             Harmonizer::Nyul(scale) => {
                 let mut values = values;
                 let map = scale.mapping_for(&mut values, &vol.meta.source)?;
-                Ok(map_finite(vol, |x| map.apply(x)))
+                map_finite(vol, |x| map.apply(x))
             }
         }
     }
@@ -217,14 +219,16 @@ pub(crate) fn masked_values(vol: &Volume<f32>, mask: Option<&Volume<u8>>) -> Res
 }
 
 /// Applies `f` (in `f64`) to every finite voxel; NaN and ±Inf are copied unchanged.
-pub(crate) fn map_finite(vol: &Volume<f32>, f: impl Fn(f64) -> f64 + Sync) -> Volume<f32> {
-    let mut out = vol.clone();
-    out.data_mut().par_iter_mut().with_min_len(1 << 14).for_each(|x| {
-        if x.is_finite() {
-            *x = f(f64::from(*x)) as f32;
-        }
-    });
-    out
+pub(crate) fn map_finite(vol: &Volume<f32>, f: impl Fn(f64) -> f64 + Sync) -> Result<Volume<f32>, HarmonizeError> {
+    // One parallel write of a fresh buffer: cheaper than cloning the input and
+    // overwriting it.
+    let data: Vec<f32> = vol
+        .data()
+        .par_iter()
+        .with_min_len(1 << 14)
+        .map(|&x| if x.is_finite() { f(f64::from(x)) as f32 } else { x })
+        .collect();
+    Ok(vol.with_data(data)?)
 }
 
 /// Reads a whole file, naming it in the error.

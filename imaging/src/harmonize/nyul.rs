@@ -206,7 +206,7 @@ impl NyulScale {
     pub fn apply(&self, vol: &Volume<f32>, mask: Option<&Volume<u8>>) -> Result<Volume<f32>, HarmonizeError> {
         let mut values = masked_values(vol, mask)?;
         let map = self.mapping_for(&mut values, &vol.meta.source)?;
-        Ok(super::map_finite(vol, |x| map.apply(x)))
+        super::map_finite(vol, |x| map.apply(x))
     }
 }
 

@@ -5,115 +5,110 @@
 //! 6-connected: a background voxel stays background only if a 6-connected
 //! background path joins it to the grid's border).
 
-/// A Fortran-ordered grid: `(i, j, k)` at `i + nx * (j + ny * k)`.
+/// A Fortran-ordered grid padded by one voxel on every side: in the padded
+/// array a voxel's six neighbours are at fixed offsets (±1, ±row, ±plane), and
+/// the padding is the border that hole filling floods in from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Grid {
-    nx: usize,
-    ny: usize,
-    nz: usize,
+    dims: [usize; 3],
+    row: usize,
+    plane: usize,
+    len: usize,
 }
 
-/// A voxel on the flood stack: its coordinates travel with it so that finding
-/// neighbours needs no division.
-type Voxel = (usize, usize, usize);
+/// Voxel states in the padded array.
+const OUTSIDE: u8 = 0; // padding or not foreground
+const FOREGROUND: u8 = 1; // above threshold, not yet visited
+const VISITED: u8 = 2; // above threshold, in some component
+const KEPT: u8 = 3; // in the largest component
+const REACHED: u8 = 4; // background joined to the border
 
 impl Grid {
-    pub(crate) fn new(dims: [usize; 3]) -> Grid {
-        Grid { nx: dims[0], ny: dims[1], nz: dims[2] }
+    /// `None` when the padded size overflows.
+    pub(crate) fn new(dims: [usize; 3]) -> Option<Grid> {
+        let [px, py, pz] = [dims[0].checked_add(2)?, dims[1].checked_add(2)?, dims[2].checked_add(2)?];
+        let plane = px.checked_mul(py)?;
+        Some(Grid { dims, row: px, plane, len: plane.checked_mul(pz)? })
     }
 
-    fn len(&self) -> usize {
-        self.nx * self.ny * self.nz
+    /// The padded state array: `FOREGROUND` where `fg` is true, `OUTSIDE` elsewhere.
+    fn pad(&self, fg: &[bool]) -> Vec<u8> {
+        let [nx, ny, nz] = self.dims;
+        let mut state = vec![OUTSIDE; self.len];
+        for (k, slab) in fg.chunks_exact(nx * ny).enumerate().take(nz) {
+            for (j, line) in slab.chunks_exact(nx).enumerate() {
+                let at = 1 + self.row * (j + 1) + self.plane * (k + 1);
+                if let Some(dst) = state.get_mut(at..at + nx) {
+                    dst.iter_mut().zip(line).for_each(|(d, &f)| *d = if f { FOREGROUND } else { OUTSIDE });
+                }
+            }
+        }
+        state
     }
 
-    #[inline]
-    fn index(&self, (i, j, k): Voxel) -> usize {
-        i + self.nx * (j + self.ny * k)
+    /// The interior of the padded array, back in the unpadded Fortran order.
+    fn unpad(&self, state: &[u8], inside: impl Fn(u8) -> bool) -> Vec<bool> {
+        let [nx, ny, nz] = self.dims;
+        let mut out = Vec::with_capacity(nx * ny * nz);
+        for k in 0..nz {
+            for j in 0..ny {
+                let at = 1 + self.row * (j + 1) + self.plane * (k + 1);
+                out.extend(state.get(at..at + nx).unwrap_or(&[]).iter().map(|&s| inside(s)));
+            }
+        }
+        out
     }
 
-    /// Calls `f` with each in-grid 6-neighbour of `v`.
-    #[inline]
-    fn for_each_neighbour(&self, (i, j, k): Voxel, mut f: impl FnMut(Voxel)) {
-        if i > 0 {
-            f((i - 1, j, k));
+    /// Turns every voxel 6-connected to `seed` through `from`-state voxels into
+    /// `to`; returns how many. Offsets that leave the array are skipped; ones that
+    /// wrap around a row or plane only ever join padding to padding.
+    fn flood(&self, state: &mut [u8], seed: usize, from: impl Fn(u8) -> bool, to: u8, stack: &mut Vec<usize>) -> usize {
+        let offsets = [1, self.row, self.plane];
+        let mut count = 0;
+        match state.get_mut(seed) {
+            Some(s) if from(*s) => *s = to,
+            _ => return 0,
         }
-        if i + 1 < self.nx {
-            f((i + 1, j, k));
-        }
-        if j > 0 {
-            f((i, j - 1, k));
-        }
-        if j + 1 < self.ny {
-            f((i, j + 1, k));
-        }
-        if k > 0 {
-            f((i, j, k - 1));
-        }
-        if k + 1 < self.nz {
-            f((i, j, k + 1));
-        }
-    }
-
-    /// Every voxel, in Fortran order.
-    fn voxels(&self) -> impl Iterator<Item = Voxel> + '_ {
-        (0..self.nz).flat_map(move |k| (0..self.ny).flat_map(move |j| (0..self.nx).map(move |i| (i, j, k))))
-    }
-
-    fn on_border(&self, (i, j, k): Voxel) -> bool {
-        i == 0 || j == 0 || k == 0 || i + 1 == self.nx || j + 1 == self.ny || k + 1 == self.nz
-    }
-}
-
-/// Marks every voxel 6-connected to a seed through voxels where `passable` is
-/// true; `seen` must start false and ends true exactly on the reached voxels.
-/// Returns the number of voxels reached.
-fn flood(grid: Grid, passable: &[bool], seen: &mut [bool], seeds: impl Iterator<Item = Voxel>) -> usize {
-    let mut stack: Vec<Voxel> = Vec::new();
-    let mut reached = 0;
-    let mut visit = |v: Voxel, stack: &mut Vec<Voxel>| {
-        let idx = grid.index(v);
-        if passable.get(idx) == Some(&true) && seen.get(idx) == Some(&false) {
-            seen[idx] = true;
-            stack.push(v);
-        }
-    };
-    for s in seeds {
-        visit(s, &mut stack);
+        stack.push(seed);
         while let Some(v) = stack.pop() {
-            reached += 1;
-            grid.for_each_neighbour(v, |n| visit(n, &mut stack));
+            count += 1;
+            for off in offsets {
+                for n in [v.wrapping_sub(off), v + off] {
+                    if let Some(s) = state.get_mut(n)
+                        && from(*s)
+                    {
+                        *s = to;
+                        stack.push(n);
+                    }
+                }
+            }
         }
+        count
     }
-    reached
 }
 
-/// The largest 6-connected component of `fg` (`None` when `fg` is empty). Ties
-/// go to the component met first in Fortran order; scipy numbers components in
-/// C order, so the two can only differ on exactly equal sizes.
-pub(crate) fn largest_component(grid: Grid, fg: &[bool]) -> Option<Vec<bool>> {
-    let mut seen = vec![false; grid.len()];
-    let mut best: Option<(usize, Voxel)> = None;
-    for (idx, v) in grid.voxels().enumerate() {
-        if fg.get(idx) == Some(&true) && seen.get(idx) == Some(&false) {
-            let size = flood(grid, fg, &mut seen, std::iter::once(v));
+/// The largest 6-connected component of `fg`, holes filled
+/// (`scipy.ndimage.binary_fill_holes` of the `scipy.ndimage.label` component with
+/// the most voxels); `None` when `fg` is empty. Ties go to the component met
+/// first in Fortran order; scipy numbers components in C order, so the two can
+/// only differ on exactly equal sizes.
+pub(crate) fn filled_largest_component(grid: Grid, fg: &[bool]) -> Option<Vec<bool>> {
+    let mut state = grid.pad(fg);
+    let mut stack = Vec::new();
+    let mut best: Option<(usize, usize)> = None; // (size, seed)
+    for seed in 0..state.len() {
+        if state.get(seed) == Some(&FOREGROUND) {
+            let size = grid.flood(&mut state, seed, |s| s == FOREGROUND, VISITED, &mut stack);
             if best.is_none_or(|(s, _)| size > s) {
-                best = Some((size, v));
+                best = Some((size, seed));
             }
         }
     }
     let (_, seed) = best?;
-    let mut keep = vec![false; grid.len()];
-    flood(grid, fg, &mut keep, std::iter::once(seed));
-    Some(keep)
-}
-
-/// Fills every background region that no 6-connected background path joins to
-/// the border, in place.
-pub(crate) fn fill_holes(grid: Grid, mask: &mut [bool]) {
-    let background: Vec<bool> = mask.iter().map(|&m| !m).collect();
-    let mut outside = vec![false; grid.len()];
-    flood(grid, &background, &mut outside, grid.voxels().filter(|&v| grid.on_border(v)));
-    mask.iter_mut().zip(outside).for_each(|(m, o)| *m = !o);
+    grid.flood(&mut state, seed, |s| s == VISITED, KEPT, &mut stack);
+    // Padded index 0 is a padding corner: background joined to every border voxel.
+    grid.flood(&mut state, 0, |s| s < KEPT, REACHED, &mut stack);
+    Some(grid.unpad(&state, |s| s != REACHED))
 }
 
 #[cfg(test)]
@@ -121,8 +116,8 @@ mod tests {
     use super::*;
 
     fn grid_from(dims: [usize; 3], ones: &[(usize, usize, usize)]) -> (Grid, Vec<bool>) {
-        let g = Grid::new(dims);
-        let mut v = vec![false; g.len()];
+        let g = Grid::new(dims).expect("small grid");
+        let mut v = vec![false; dims.iter().product()];
         for &(i, j, k) in ones {
             v[i + dims[0] * (j + dims[1] * k)] = true;
         }
@@ -133,10 +128,10 @@ mod tests {
     fn diagonal_neighbours_are_separate_components() {
         // (0,0,0)-(1,0,0) is one 2-voxel component; (2,1,0) touches it only diagonally.
         let (g, fg) = grid_from([3, 3, 3], &[(0, 0, 0), (1, 0, 0), (2, 1, 0), (2, 2, 2)]);
-        let keep = largest_component(g, &fg).expect("non-empty");
+        let keep = filled_largest_component(g, &fg).expect("non-empty");
         assert_eq!(keep.iter().filter(|&&b| b).count(), 2);
         assert!(keep[0] && keep[1] && !keep[2 + 3]);
-        assert!(largest_component(g, &[false; 27]).is_none());
+        assert!(filled_largest_component(g, &[false; 27]).is_none());
     }
 
     #[test]
@@ -152,16 +147,16 @@ mod tests {
                 }
             }
         }
-        let (g, mut m) = grid_from([5, 5, 5], &ones);
+        let (g, m) = grid_from([5, 5, 5], &ones);
         let centre = 2 + 5 * (2 + 5 * 2);
-        fill_holes(g, &mut m);
+        let m = filled_largest_component(g, &m).expect("non-empty");
         assert!(m[centre]);
         assert_eq!(m.iter().filter(|&&b| b).count(), 27);
 
         // Open one face: the centre now reaches the border.
         let ones: Vec<_> = ones.into_iter().filter(|&p| p != (2, 2, 1)).collect();
-        let (g, mut m) = grid_from([5, 5, 5], &ones);
-        fill_holes(g, &mut m);
+        let (g, m) = grid_from([5, 5, 5], &ones);
+        let m = filled_largest_component(g, &m).expect("non-empty");
         assert!(!m[centre]);
         assert_eq!(m.iter().filter(|&&b| b).count(), 25);
     }

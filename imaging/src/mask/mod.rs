@@ -18,7 +18,7 @@ mod otsu;
 
 pub use otsu::otsu_threshold;
 
-use components::{Grid, fill_holes, largest_component};
+use components::{Grid, filled_largest_component};
 
 use rayon::prelude::*;
 
@@ -29,6 +29,8 @@ use crate::volume::Volume;
 pub enum MaskError {
     #[error("volume {0:?} has no finite voxels to threshold")]
     NoFiniteValues(String),
+    #[error("volume {0:?} is too large to pad for a foreground mask")]
+    TooLarge(String),
     #[error("volume {source_name:?} has no voxel above the otsu threshold {threshold} (constant intensities?)")]
     NoForeground { source_name: String, threshold: f64 },
 }
@@ -54,10 +56,9 @@ pub fn foreground(vol: &Volume<f32>) -> Result<Foreground, MaskError> {
     // NaN > t is false, so non-finite voxels never seed the foreground.
     let above: Vec<bool> =
         vol.data().par_iter().with_min_len(1 << 16).map(|&v| f64::from(v) > threshold && v.is_finite()).collect();
-    let grid = Grid::new(vol.dims());
-    let mut mask = largest_component(grid, &above)
+    let grid = Grid::new(vol.dims()).ok_or_else(|| MaskError::TooLarge(source_name()))?;
+    let mask = filled_largest_component(grid, &above)
         .ok_or_else(|| MaskError::NoForeground { source_name: source_name(), threshold })?;
-    fill_holes(grid, &mut mask);
     let mask = vol
         .with_data(mask.into_iter().map(u8::from).collect())
         .map_err(|_| MaskError::NoFiniteValues(source_name()))?;

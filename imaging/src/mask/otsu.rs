@@ -23,7 +23,8 @@ pub fn otsu_threshold(data: &[f32]) -> Option<f64> {
 /// numpy's uniform-bin histogram over `[first, last]`.
 struct Histogram {
     first: f64,
-    last: f64,
+    /// NBINS / (last - first): the first guess of a bin, corrected against the edges.
+    scale: f64,
     edges: [f64; NBINS + 1],
 }
 
@@ -36,13 +37,14 @@ impl Histogram {
             *e = i as f64 * step + first;
         }
         edges[NBINS] = last;
-        Histogram { first, last, edges }
+        Histogram { first, scale: NBINS as f64 / (last - first), edges }
     }
 
     fn bin(&self, v: f64) -> usize {
         // np.histogram's fast path: scale to a bin index, then correct by one where
-        // rounding put a value on the wrong side of an edge.
-        let f = (v - self.first) / (self.last - self.first) * NBINS as f64;
+        // rounding put a value on the wrong side of an edge. After the correction the
+        // bin is the one whose edges enclose v, whichever rounding made the guess.
+        let f = (v - self.first) * self.scale;
         let mut i = (f as usize).min(NBINS - 1);
         if v < self.edges[i] {
             i = i.saturating_sub(1);

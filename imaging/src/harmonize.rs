@@ -1,1 +1,0 @@
-//! harmonize: to be written.

@@ -1,1 +1,0 @@
-//! mask: to be written.

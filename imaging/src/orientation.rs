@@ -118,29 +118,76 @@ fn input_name<T>(v: &Volume<T>) -> String {
     if v.meta.source.is_empty() { "volume".to_string() } else { v.meta.source.clone() }
 }
 
-/// Reorders `volume`'s voxels to the closest canonical RAS+ order (nibabel's
-/// `as_closest_canonical`, axes chosen by [`Affine::axis_codes`], which follows
-/// `io_orientation`). Returns the canonical volume and the record that
-/// [`from_canonical`] needs to undo it. A volume already in RAS order is copied.
-pub fn to_canonical<T: Copy + Send + Sync>(volume: &Volume<T>) -> Result<(Volume<T>, Reorientation), OrientationError> {
+/// The record that takes `volume` to canonical order.
+pub fn plan_canonical<T>(volume: &Volume<T>) -> Result<Reorientation, OrientationError> {
     let input = input_name(volume);
     if !volume.affine().is_valid() {
         return Err(OrientationError::InvalidAffine { input });
     }
-    let codes = volume.affine().axis_codes();
     let mut record = Reorientation::identity(volume.dims(), *volume.affine());
-    for (c, code) in codes.iter().enumerate() {
+    for (c, code) in volume.affine().axis_codes().iter().enumerate() {
         let a = code.world_axis.min(2);
         record.source_axis[a] = c;
         record.flipped[a] = !code.positive;
     }
     record.validate(&input)?;
-    let dims = record.canonical_dims();
+    Ok(record)
+}
+
+/// Reorders `volume`'s voxels to the closest canonical RAS+ order (nibabel's
+/// `as_closest_canonical`, axes chosen by [`Affine::axis_codes`], which follows
+/// `io_orientation`). Returns the canonical volume and the record that
+/// [`from_canonical`] needs to undo it. A volume already in RAS order is copied;
+/// [`into_canonical`] avoids the copy when the volume is not needed afterwards.
+pub fn to_canonical<T: Copy + Default + Send + Sync>(
+    volume: &Volume<T>,
+) -> Result<(Volume<T>, Reorientation), OrientationError> {
+    let record = plan_canonical(volume)?;
     let map = [0, 1, 2].map(|a| (record.source_axis[a], record.flipped[a]));
-    let data = permute(volume.data(), volume.dims(), dims, map);
-    let out = Volume::new(dims, data, record.canonical_affine(), volume.meta.clone())
-        .map_err(|source| OrientationError::Volume { input, source })?;
+    let data = permute(volume.data(), volume.dims(), record.canonical_dims(), map);
+    let out = Volume::new(record.canonical_dims(), data, record.canonical_affine(), volume.meta.clone())
+        .map_err(|source| OrientationError::Volume { input: input_name(volume), source })?;
     Ok((out, record))
+}
+
+/// [`to_canonical`] taking ownership: when only axes need reversing (LPS, LAS,
+/// RAI, … — most DICOM-derived scans) the voxels are swapped in place and no
+/// second buffer is allocated; a permutation still copies once.
+pub fn into_canonical<T: Copy + Default + Send + Sync>(
+    mut volume: Volume<T>,
+) -> Result<(Volume<T>, Reorientation), OrientationError> {
+    let record = plan_canonical(&volume)?;
+    if record.source_axis != [0, 1, 2] {
+        return to_canonical(&volume);
+    }
+    flip_in_place(volume.data_mut(), record.original_dims, record.flipped);
+    volume.set_affine(record.canonical_affine());
+    Ok((volume, record))
+}
+
+/// Reverses the flagged axes of a Fortran-ordered buffer in place. Each flip is an
+/// involution on its own axis, so they are applied one after the other.
+fn flip_in_place<T: Copy + Send>(data: &mut [T], [nx, ny, nz]: [usize; 3], flipped: [bool; 3]) {
+    let slice_len = nx * ny;
+    if flipped[0] {
+        data.par_chunks_mut(nx).for_each(|row| row.reverse());
+    }
+    if flipped[1] {
+        data.par_chunks_mut(slice_len).for_each(|slice| {
+            let (front, back) = slice.split_at_mut(nx * (ny / 2));
+            // back holds the middle row (odd ny) and then the mirrored rows.
+            let mirrored = &mut back[nx * (ny % 2)..];
+            front.chunks_mut(nx).zip(mirrored.chunks_mut(nx).rev()).for_each(|(a, b)| a.swap_with_slice(b));
+        });
+    }
+    if flipped[2] {
+        let (front, back) = data.split_at_mut(slice_len * (nz / 2));
+        let mirrored = &mut back[slice_len * (nz % 2)..];
+        front
+            .par_chunks_mut(slice_len)
+            .zip(mirrored.par_chunks_mut(slice_len).rev())
+            .for_each(|(a, b)| a.swap_with_slice(b));
+    }
 }
 
 /// Takes a volume on the canonical grid recorded in `record` back to the
@@ -148,7 +195,7 @@ pub fn to_canonical<T: Copy + Send + Sync>(volume: &Volume<T>) -> Result<(Volume
 /// restored verbatim (so the result lines up voxel for voxel with the source
 /// scan). Refuses a volume whose shape differs from the recorded canonical
 /// shape, or whose affine is more than [`AFFINE_TOLERANCE_MM`] away from it.
-pub fn from_canonical<T: Copy + Send + Sync>(
+pub fn from_canonical<T: Copy + Default + Send + Sync>(
     canonical: &Volume<T>,
     record: &Reorientation,
 ) -> Result<Volume<T>, OrientationError> {
@@ -172,16 +219,19 @@ pub fn from_canonical<T: Copy + Send + Sync>(
         .map_err(|source| OrientationError::Volume { input, source })
 }
 
+/// Output voxels per side of the square tiles used when the output's fast axis
+/// is not the source's: 32 × 4-byte voxels span two cache lines per tile row.
+const TILE: usize = 32;
+
 /// Copies `src` (shape `src_dims`, Fortran order) into a new buffer of shape
 /// `out_dims` whose axis `a` reads source axis `map[a].0`, reversed when
 /// `map[a].1`. Callers guarantee `map` is a permutation and the shapes agree.
-fn permute<T: Copy + Send + Sync>(
+fn permute<T: Copy + Default + Send + Sync>(
     src: &[T],
     src_dims: [usize; 3],
     out_dims: [usize; 3],
     map: [(usize, bool); 3],
 ) -> Vec<T> {
-    let Some(&first) = src.first() else { return Vec::new() };
     let src_strides = [1isize, src_dims[0] as isize, (src_dims[0] * src_dims[1]) as isize];
     // Source offset of output voxel (0,0,0), and the signed source step of each output axis.
     let mut start = 0isize;
@@ -193,21 +243,42 @@ fn permute<T: Copy + Send + Sync>(
             start += (src_dims[s] as isize - 1) * src_strides[s];
         }
     }
+    // The output axis that walks the source's contiguous axis. When it is not the
+    // output's own fast axis (a transpose, e.g. sagittal PIR ↔ RAS), copy in square
+    // tiles of (axis 0 × that axis) so every cache line read or written is used whole.
+    let fast = (0..3).find(|&a| map[a].0 == 0).unwrap_or(0);
     let [nx, ny, _] = out_dims;
-    let mut out = vec![first; src.len()];
-    out.par_chunks_mut(nx * ny).enumerate().for_each(|(k, slice)| {
-        let slice_start = start + k as isize * step[2];
-        // Tiles of TILE rows keep both the source and destination cache lines hot when
-        // the output's fast axis is a slow source axis (sagittal PIR → RAS).
-        const TILE: usize = 16;
-        for j0 in (0..ny).step_by(TILE) {
-            let j1 = (j0 + TILE).min(ny);
-            for i0 in (0..nx).step_by(if step[0].unsigned_abs() == 1 { nx } else { TILE }) {
-                let i1 = if step[0].unsigned_abs() == 1 { nx } else { (i0 + TILE).min(nx) };
-                for j in j0..j1 {
-                    let row_start = slice_start + j as isize * step[1] + i0 as isize * step[0];
-                    let row = &mut slice[j * nx + i0..j * nx + i1];
-                    copy_strided(src, row_start, step[0], row);
+    let slice_len = nx * ny;
+    let slices_per_task = if fast == 2 { TILE } else { 1 };
+    // A zero default lets `vec!` take fresh zeroed pages (calloc) instead of writing
+    // every element first: the pages are then first touched by the parallel copy
+    // below, so the page faults of a 35 MB output are taken on every core.
+    let mut out = vec![T::default(); src.len()];
+    out.par_chunks_mut(slice_len * slices_per_task).enumerate().for_each(|(b, chunk)| {
+        let k0 = b * slices_per_task;
+        let nk = chunk.len() / slice_len;
+        // Copies output row (k, j), voxels i0..i1.
+        let mut row = |k: usize, j: usize, i0: usize, i1: usize| {
+            let at = (k - k0) * slice_len + j * nx;
+            let from = start + k as isize * step[2] + j as isize * step[1] + i0 as isize * step[0];
+            copy_strided(src, from, step[0], &mut chunk[at + i0..at + i1]);
+        };
+        match fast {
+            0 => (k0..k0 + nk).for_each(|k| (0..ny).for_each(|j| row(k, j, 0, nx))),
+            1 => {
+                for k in k0..k0 + nk {
+                    for j0 in (0..ny).step_by(TILE) {
+                        for i0 in (0..nx).step_by(TILE) {
+                            (j0..(j0 + TILE).min(ny)).for_each(|j| row(k, j, i0, (i0 + TILE).min(nx)));
+                        }
+                    }
+                }
+            }
+            _ => {
+                for j in 0..ny {
+                    for i0 in (0..nx).step_by(TILE) {
+                        (k0..k0 + nk).for_each(|k| row(k, j, i0, (i0 + TILE).min(nx)));
+                    }
                 }
             }
         }
@@ -221,11 +292,12 @@ fn copy_strided<T: Copy>(src: &[T], start: isize, step: isize, row: &mut [T]) {
     let end = start + last as isize * step;
     let (lo, hi) = (start.min(end) as usize, start.max(end) as usize);
     let seg = &src[lo..=hi];
-    let stride = step.unsigned_abs().max(1);
-    if step >= 0 {
-        row.iter_mut().zip(seg.iter().step_by(stride)).for_each(|(o, s)| *o = *s);
-    } else {
-        row.iter_mut().zip(seg.iter().rev().step_by(stride)).for_each(|(o, s)| *o = *s);
+    match step {
+        // The common cases (axis kept or reversed) are plain and reversed memcpy.
+        1 => row.copy_from_slice(seg),
+        -1 => row.iter_mut().zip(seg.iter().rev()).for_each(|(o, s)| *o = *s),
+        s if s > 0 => row.iter_mut().zip(seg.iter().step_by(s.unsigned_abs())).for_each(|(o, s)| *o = *s),
+        s => row.iter_mut().zip(seg.iter().rev().step_by(s.unsigned_abs().max(1))).for_each(|(o, s)| *o = *s),
     }
 }
 
@@ -263,6 +335,26 @@ mod tests {
             assert_eq!(w1, w2);
         }
         assert_eq!(from_canonical(&c, &rec).expect("round trip"), v);
+    }
+
+    #[test]
+    fn in_place_flips_match_the_copying_path() {
+        for flips in 0..8u8 {
+            let diag = [0, 1, 2].map(|a| if flips & (1 << a) != 0 { -1.5 } else { 1.5 });
+            let affine = Affine::from_rows([
+                [diag[0], 0.0, 0.0, 3.0],
+                [0.0, diag[1], 0.0, -4.0],
+                [0.0, 0.0, diag[2], 5.0],
+                [0.0, 0.0, 0.0, 1.0],
+            ]);
+            for dims in [[3, 4, 5], [4, 3, 2], [1, 1, 3], [2, 5, 1]] {
+                let v = vol(dims, affine);
+                let copied = to_canonical(&v).expect("valid");
+                let in_place = into_canonical(v.clone()).expect("valid");
+                assert_eq!(copied, in_place, "flips {flips:03b} dims {dims:?}");
+                assert_eq!(from_canonical(&in_place.0, &in_place.1).expect("fits"), v);
+            }
+        }
     }
 
     #[test]

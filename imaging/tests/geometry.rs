@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use imaging::orientation::{from_canonical, to_canonical};
+use imaging::orientation::{from_canonical, into_canonical, to_canonical};
 use imaging::resample::{self, GridLimits, ProbabilityMaps, TargetGrid};
 use imaging::{Affine, SourceMeta, Volume};
 use nalgebra::{Matrix4, Rotation3};
@@ -82,6 +82,9 @@ fn reorientation_matches_nibabel_as_closest_canonical_and_round_trips() {
             assert_eq!(can.data()[i].to_bits(), want.to_bits(), "{name}: voxel {i}");
         }
         let back = from_canonical(&can, &record).expect("record fits");
+        let (in_place, in_place_record) = into_canonical(v.clone()).expect("valid affine");
+        assert_eq!(in_place_record, record, "{name}");
+        assert!(in_place.data() == can.data() && in_place.affine() == can.affine(), "{name}: into_canonical");
         assert_eq!(back.affine(), v.affine(), "{name}: round trip affine");
         assert!(back.data() == v.data(), "{name}: round trip voxels");
         // The record survives a JSON trip (a job stores it next to its outputs).
@@ -223,6 +226,7 @@ proptest! {
         prop_assert_eq!(can.affine().orientation_code(), "RAS");
         let back = from_canonical(&can, &record).expect("fits");
         prop_assert_eq!(&back, &v);
+        prop_assert_eq!(into_canonical(v.clone()).expect("valid affine"), (can.clone(), record));
         // Every canonical voxel sits where its source voxel was.
         let [nx, ny, nz] = can.dims();
         let inv = v.affine().inverse().expect("invertible");

@@ -169,10 +169,13 @@ pub fn into_canonical<T: Copy + Default + Send + Sync>(
 /// involution on its own axis, so they are applied one after the other.
 fn flip_in_place<T: Copy + Send>(data: &mut [T], [nx, ny, nz]: [usize; 3], flipped: [bool; 3]) {
     let slice_len = nx * ny;
-    if flipped[0] {
+    if flipped[0] && flipped[1] {
+        // Reversing both in-plane axes of a Fortran slice is reversing the slice buffer:
+        // one pass instead of two (LPS, the DICOM patient frame, is this case).
+        data.par_chunks_mut(slice_len).for_each(|slice| slice.reverse());
+    } else if flipped[0] {
         data.par_chunks_mut(nx).for_each(|row| row.reverse());
-    }
-    if flipped[1] {
+    } else if flipped[1] {
         data.par_chunks_mut(slice_len).for_each(|slice| {
             let (front, back) = slice.split_at_mut(nx * (ny / 2));
             // back holds the middle row (odd ny) and then the mirrored rows.
@@ -220,8 +223,9 @@ pub fn from_canonical<T: Copy + Default + Send + Sync>(
 }
 
 /// Output voxels per side of the square tiles used when the output's fast axis
-/// is not the source's: 32 × 4-byte voxels span two cache lines per tile row.
-const TILE: usize = 32;
+/// is not the source's: 16 × 4-byte voxels fill one cache line per tile row (measured
+/// faster than 8, 32 or 64 on the PIR ↔ RAS transposes of the MNI volume).
+const TILE: usize = 16;
 
 /// Copies `src` (shape `src_dims`, Fortran order) into a new buffer of shape
 /// `out_dims` whose axis `a` reads source axis `map[a].0`, reversed when

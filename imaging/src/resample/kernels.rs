@@ -33,8 +33,10 @@ fn inside(x: f64, n: usize) -> Option<f64> {
 #[inline]
 fn linear_tap(x: f64, n: usize, stride: usize) -> Option<LinearTap> {
     let x = inside(x, n)?;
-    let f = x.floor();
-    let t = x - f;
+    // x ≥ 0 here, so truncation is floor. Converting through i64 keeps it to one
+    // instruction each way on baseline x86-64 (usize ↔ f64 takes several).
+    let f = x as i64;
+    let t = x - f as f64;
     let i0 = f as usize;
     // At x = n − 1 the second neighbour has weight 0; clamp it onto the grid.
     let i1 = (i0 + 1).min(n - 1);
@@ -43,9 +45,10 @@ fn linear_tap(x: f64, n: usize, stride: usize) -> Option<LinearTap> {
 
 #[inline]
 fn nearest_tap(x: f64, n: usize, stride: usize) -> Option<usize> {
-    // scipy's order-0 spline starts at floor(x + 0.5): half-way ties round up.
+    // scipy's order-0 spline starts at floor(x + 0.5): half-way ties round up. x + 0.5 > 0,
+    // so the truncating conversion is that floor.
     let x = inside(x, n)?;
-    Some(((x + 0.5).floor() as usize).min(n - 1) * stride)
+    Some(((x + 0.5) as i64 as usize).min(n - 1) * stride)
 }
 
 /// Input coordinate of output voxel `(i, j, k)`, summed in the order
@@ -106,8 +109,10 @@ pub(super) fn linear(src: &[f32], plan: &Plan, fill: f32, out: &mut [f32]) {
                 let fk = k as f64;
                 for (j, row) in slice.chunks_mut(nx).enumerate() {
                     let fj = j as f64;
-                    for (i, v) in row.iter_mut().enumerate() {
-                        let fi = i as f64;
+                    // A float counter: exact for any grid size, and cheaper than converting i.
+                    let mut fi = -1.0;
+                    for v in row.iter_mut() {
+                        fi += 1.0;
                         let taps = (
                             linear_tap(coordinate(&t[0], fi, fj, fk), mx, sx),
                             linear_tap(coordinate(&t[1], fi, fj, fk), my, sy),
@@ -160,8 +165,9 @@ pub(super) fn nearest<T: Copy + Send + Sync>(src: &[T], plan: &Plan, fill: T, ou
                 let fk = k as f64;
                 for (j, row) in slice.chunks_mut(nx).enumerate() {
                     let fj = j as f64;
-                    for (i, v) in row.iter_mut().enumerate() {
-                        let fi = i as f64;
+                    let mut fi = -1.0;
+                    for v in row.iter_mut() {
+                        fi += 1.0;
                         let taps = (
                             nearest_tap(coordinate(&t[0], fi, fj, fk), mx, sx),
                             nearest_tap(coordinate(&t[1], fi, fj, fk), my, sy),

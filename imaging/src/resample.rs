@@ -1,1 +1,0 @@
-//! resample: to be written.

@@ -8,7 +8,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::{dicom, nifti, Volume};
+use crate::{Volume, dicom, nifti};
 
 /// How inputs are read, whatever their format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +87,8 @@ fn sniff(path: &Path) -> Sniffed {
         return Sniffed::Nifti;
     }
     let mut head = [0u8; 132];
-    let is_dicom = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM";
+    let is_dicom =
+        std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head[128..] == b"DICM";
     if is_dicom { Sniffed::Dicom } else { Sniffed::Unknown }
 }
 

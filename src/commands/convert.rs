@@ -27,8 +27,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     if args.canonical {
         volume = imaging::orientation::to_canonical(&volume)?.0;
     }
-    imaging::nifti::write_f32(&args.output, &volume)
-        .with_context(|| format!("converting {}", args.input.display()))?;
+    imaging::nifti::write_f32(&args.output, &volume).with_context(|| format!("converting {}", args.input.display()))?;
     tracing::info!(output = %args.output.display(), shape = ?volume.dims(), "written");
     Ok(())
 }

@@ -6,8 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use imaging::harmonize::{self, nyul, HarmonizeMethod};
 use imaging::Volume;
+use imaging::harmonize::{self, HarmonizeMethod, nyul};
 use serde::Deserialize as _;
 
 use super::ReadArgs;
@@ -26,7 +26,7 @@ pub enum Command {
 pub struct ApplyArgs {
     pub input: PathBuf,
     pub output: PathBuf,
-    /// TOML file with the method and its parameters (a `[harmonization]` table or top-level keys).
+    /// TOML file with the method and its parameters (a `[harmonize]` table or top-level keys).
     #[arg(long, conflicts_with = "method")]
     pub config: Option<PathBuf>,
     /// Method name: zscore, percentile, whitestripe or nyul.
@@ -95,7 +95,7 @@ fn fit(args: &FitArgs) -> anyhow::Result<()> {
 
 fn mask(args: &MaskArgs) -> anyhow::Result<()> {
     let volume = super::open_one(&args.input, args.series.as_deref(), &args.read)?;
-    let mask = imaging::mask::foreground(&volume).with_context(|| format!("masking {}", args.input.display()))?;
+    let mask = imaging::mask::foreground_mask(&volume).with_context(|| format!("masking {}", args.input.display()))?;
     imaging::nifti::write_u8(&args.output, &mask)?;
     Ok(())
 }
@@ -110,10 +110,11 @@ fn method_from_args(args: &ApplyArgs) -> anyhow::Result<HarmonizeMethod> {
     let table = match (&args.config, &args.method) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let mut table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-            match table.remove("harmonization") {
+            let mut table: toml::Table =
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            match table.remove("harmonize") {
                 Some(toml::Value::Table(t)) => t,
-                Some(_) => anyhow::bail!("{}: `harmonization` must be a table", path.display()),
+                Some(_) => anyhow::bail!("{}: `harmonize` must be a table", path.display()),
                 None => table,
             }
         }
@@ -137,7 +138,6 @@ fn method_table(name: &str, set: &[String]) -> anyhow::Result<toml::Table> {
     }
     Ok(table)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use imaging::{stats, Volume};
+use imaging::{Volume, stats};
 use serde::Serialize;
 
 use super::ReadArgs;
+
+const PERCENTILES: [f64; 3] = [1.0, 50.0, 99.0];
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -26,7 +28,8 @@ struct Entry<'a> {
     spacing: [f64; 3],
     affine: [[f64; 4]; 4],
     orientation: String,
-    statistics: stats::Summary,
+    /// Finite-voxel statistics with percentiles 1, 50 and 99; `null` when no voxel is finite.
+    statistics: Option<stats::Summary>,
     #[serde(flatten)]
     meta: &'a imaging::SourceMeta,
 }
@@ -38,7 +41,7 @@ fn entry(v: &Volume<f32>) -> Entry<'_> {
         spacing: v.spacing(),
         affine: v.affine().to_rows(),
         orientation: v.affine().orientation_code(),
-        statistics: stats::summary(v.data()),
+        statistics: stats::summarize(v, &PERCENTILES).ok(),
         meta: &v.meta,
     }
 }
@@ -52,22 +55,33 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     println!("{}: {} volume(s)", args.path.display(), entries.len());
     for e in &entries {
-        let s = &e.statistics;
         println!(
-            "- series {} [{}] {}\n  shape {:?}  spacing {:.4?} mm  orientation {}\n  intensity min {} max {} mean {:.3} p1 {} p99 {}{}",
+            "- series {} [{}] {}\n  shape {:?}  spacing {:.4?} mm  orientation {}",
             e.series_uid.unwrap_or("-"),
             e.meta.format,
             e.meta.series_description.as_deref().unwrap_or(""),
             e.shape,
             e.spacing,
             e.orientation,
-            s.min,
-            s.max,
-            s.mean,
-            s.p1,
-            s.p99,
-            if s.non_finite > 0 { format!("  ({} non-finite voxels)", s.non_finite) } else { String::new() },
         );
+        match &e.statistics {
+            Some(s) => {
+                let p = |i: usize| s.percentiles.get(i).map_or(f64::NAN, |&(_, v)| v);
+                let non_finite = s.nan + s.pos_inf + s.neg_inf;
+                println!(
+                    "  intensity min {} max {} mean {:.3} std {:.3} p1 {} p50 {} p99 {}{}",
+                    s.min,
+                    s.max,
+                    s.mean,
+                    s.std,
+                    p(0),
+                    p(1),
+                    p(2),
+                    if non_finite > 0 { format!("  ({non_finite} non-finite voxels)") } else { String::new() },
+                );
+            }
+            None => println!("  intensity: no finite voxels"),
+        }
         for row in e.affine {
             println!("  [{:>10.4} {:>10.4} {:>10.4} {:>10.4}]", row[0], row[1], row[2], row[3]);
         }

@@ -7,8 +7,8 @@ pub mod inspect;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use imaging::source::{self, OpenOptions};
 use imaging::Volume;
+use imaging::source::{self, OpenOptions};
 
 /// How inputs are read, shared by the subcommands that read volumes.
 #[derive(Debug, Clone, clap::Args)]
@@ -53,7 +53,12 @@ pub fn open_one(path: &PathBuf, series: Option<&str>, read: &ReadArgs) -> anyhow
         None => {
             let uids: Vec<String> =
                 volumes.iter().map(|v| v.meta.series_uid.clone().unwrap_or_else(|| "?".into())).collect();
-            anyhow::bail!("{}: {} volumes found, choose one with --series ({})", path.display(), uids.len(), uids.join(", "))
+            anyhow::bail!(
+                "{}: {} volumes found, choose one with --series ({})",
+                path.display(),
+                uids.len(),
+                uids.join(", ")
+            )
         }
     }
 }

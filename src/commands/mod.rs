@@ -4,7 +4,7 @@ pub mod convert;
 pub mod harmonize;
 pub mod inspect;
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Context;
 use imaging::Volume;
@@ -28,7 +28,7 @@ impl ReadArgs {
 }
 
 /// Every volume in a file or folder, with read warnings logged.
-pub fn open_all(path: &PathBuf, read: &ReadArgs) -> anyhow::Result<Vec<Volume<f32>>> {
+pub fn open_all(path: &Path, read: &ReadArgs) -> anyhow::Result<Vec<Volume<f32>>> {
     let volumes = source::open(path, &read.options())?;
     for v in &volumes {
         for w in &v.meta.warnings {
@@ -39,7 +39,7 @@ pub fn open_all(path: &PathBuf, read: &ReadArgs) -> anyhow::Result<Vec<Volume<f3
 }
 
 /// The one volume a command works on: the only one, or the series asked for.
-pub fn open_one(path: &PathBuf, series: Option<&str>, read: &ReadArgs) -> anyhow::Result<Volume<f32>> {
+pub fn open_one(path: &Path, series: Option<&str>, read: &ReadArgs) -> anyhow::Result<Volume<f32>> {
     let mut volumes = open_all(path, read)?;
     match series {
         Some(uid) => {

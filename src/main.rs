@@ -57,6 +57,36 @@ fn main() -> ExitCode {
 }
 
 /// The error and its causes on one line, as users and log scrapers expect.
+/// Library errors already put their reason in their message, so a cause
+/// whose text is already there is not repeated.
 fn one_line(err: &anyhow::Error) -> String {
-    format!("{err:#}").replace(['\n', '\r'], " ")
+    let mut line = err.to_string();
+    for cause in err.chain().skip(1) {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("series 7: {source}")]
+    struct Outer {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn causes_are_joined_once_on_one_line() {
+        let inner = std::io::Error::other("gap at\n12 mm");
+        let err = anyhow::Error::new(Outer { source: inner }).context("reading study");
+        assert_eq!(one_line(&err), "reading study: series 7: gap at 12 mm");
+        let plain = anyhow::anyhow!("no such file").context("opening x.nii");
+        assert_eq!(one_line(&plain), "opening x.nii: no such file");
+    }
 }

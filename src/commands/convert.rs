@@ -15,6 +15,9 @@ pub struct Args {
     /// The SeriesInstanceUID to convert when the input holds several volumes.
     #[arg(long)]
     pub series: Option<String>,
+    /// The echo (EchoNumbers) to take from a multi-echo series.
+    #[arg(long)]
+    pub echo: Option<i32>,
     /// Reorient to the closest canonical RAS orientation (no interpolation) before writing.
     #[arg(long)]
     pub canonical: bool,
@@ -23,7 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let mut volume = super::open_one(&args.input, args.series.as_deref(), &args.read)?;
+    let mut volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
     if args.canonical {
         volume = imaging::orientation::to_canonical(&volume)?.0;
     }

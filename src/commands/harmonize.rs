@@ -40,6 +40,9 @@ pub struct ApplyArgs {
     pub mask: Option<PathBuf>,
     #[arg(long)]
     pub series: Option<String>,
+    /// The echo (EchoNumbers) to take from a multi-echo series.
+    #[arg(long)]
+    pub echo: Option<i32>,
     #[command(flatten)]
     pub read: ReadArgs,
 }
@@ -61,6 +64,9 @@ pub struct MaskArgs {
     pub output: PathBuf,
     #[arg(long)]
     pub series: Option<String>,
+    /// The echo (EchoNumbers) to take from a multi-echo series.
+    #[arg(long)]
+    pub echo: Option<i32>,
     #[command(flatten)]
     pub read: ReadArgs,
 }
@@ -75,7 +81,7 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
 
 fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     let method = method_from_args(args)?;
-    let volume = super::open_one(&args.input, args.series.as_deref(), &args.read)?;
+    let volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
     let mask = args.mask.as_deref().map(|p| read_mask(p, &args.read)).transpose()?;
     let out = harmonize::apply(&volume, &method, mask.as_ref())
         .with_context(|| format!("harmonizing {}", args.input.display()))?;
@@ -86,7 +92,7 @@ fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
 fn fit(args: &FitArgs) -> anyhow::Result<()> {
     let mut volumes = Vec::with_capacity(args.inputs.len());
     for input in &args.inputs {
-        volumes.push((super::open_one(input, None, &args.read)?, None));
+        volumes.push((super::open_one(input, None, None, &args.read)?, None));
     }
     let scale = nyul::fit(&volumes, &nyul::NyulParams::default()).context("fitting the Nyúl scale")?;
     scale.save(&args.scale)?;
@@ -94,7 +100,7 @@ fn fit(args: &FitArgs) -> anyhow::Result<()> {
 }
 
 fn mask(args: &MaskArgs) -> anyhow::Result<()> {
-    let volume = super::open_one(&args.input, args.series.as_deref(), &args.read)?;
+    let volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
     let mask = imaging::mask::foreground_mask(&volume).with_context(|| format!("masking {}", args.input.display()))?;
     imaging::nifti::write_u8(&args.output, &mask)?;
     Ok(())

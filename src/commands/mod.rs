@@ -38,27 +38,39 @@ pub fn open_all(path: &Path, read: &ReadArgs) -> anyhow::Result<Vec<Volume<f32>>
     Ok(volumes)
 }
 
-/// The one volume a command works on: the only one, or the series asked for.
-pub fn open_one(path: &Path, series: Option<&str>, read: &ReadArgs) -> anyhow::Result<Volume<f32>> {
-    let mut volumes = open_all(path, read)?;
-    match series {
-        Some(uid) => {
-            let pos = volumes
+/// The one volume a command works on: the only one, or the series (and
+/// echo, for multi-echo series) asked for.
+pub fn open_one(path: &Path, series: Option<&str>, echo: Option<i32>, read: &ReadArgs) -> anyhow::Result<Volume<f32>> {
+    let volumes = open_all(path, read)?;
+    let mut chosen: Vec<Volume<f32>> = volumes
+        .into_iter()
+        .filter(|v| series.is_none_or(|uid| v.meta.series_uid.as_deref() == Some(uid)))
+        .filter(|v| echo.is_none_or(|e| v.meta.echo_number == Some(e)))
+        .collect();
+    match chosen.len() {
+        1 => Ok(chosen.remove(0)),
+        0 => anyhow::bail!("{}: no volume matches{}{}", path.display(), describe_series(series), describe_echo(echo)),
+        n => {
+            let choices: Vec<String> = chosen
                 .iter()
-                .position(|v| v.meta.series_uid.as_deref() == Some(uid))
-                .with_context(|| format!("{}: no series {uid}", path.display()))?;
-            Ok(volumes.swap_remove(pos))
-        }
-        None if volumes.len() == 1 => Ok(volumes.remove(0)),
-        None => {
-            let uids: Vec<String> =
-                volumes.iter().map(|v| v.meta.series_uid.clone().unwrap_or_else(|| "?".into())).collect();
+                .map(|v| {
+                    let uid = v.meta.series_uid.as_deref().unwrap_or("?");
+                    v.meta.echo_number.map_or(uid.to_string(), |e| format!("{uid} echo {e}"))
+                })
+                .collect();
             anyhow::bail!(
-                "{}: {} volumes found, choose one with --series ({})",
+                "{}: {n} volumes found, choose one with --series/--echo ({})",
                 path.display(),
-                uids.len(),
-                uids.join(", ")
+                choices.join(", ")
             )
         }
     }
+}
+
+fn describe_series(series: Option<&str>) -> String {
+    series.map_or(String::new(), |s| format!(" series {s}"))
+}
+
+fn describe_echo(echo: Option<i32>) -> String {
+    echo.map_or(String::new(), |e| format!(" echo {e}"))
 }

@@ -6,7 +6,6 @@ pub mod inspect;
 
 use std::path::Path;
 
-use anyhow::Context;
 use imaging::Volume;
 use imaging::source::{self, OpenOptions};
 

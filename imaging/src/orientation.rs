@@ -222,10 +222,11 @@ pub fn from_canonical<T: Copy + Default + Send + Sync>(
         .map_err(|source| OrientationError::Volume { input, source })
 }
 
-/// Output voxels per side of the square tiles used when the output's fast axis
-/// is not the source's: 16 × 4-byte voxels fill one cache line per tile row (measured
-/// faster than 8, 32 or 64 on the PIR ↔ RAS transposes of the MNI volume).
-const TILE: usize = 16;
+/// Length of the contiguous source runs copied at a time when the output's fast
+/// axis is not the source's (a transpose, e.g. sagittal PIR ↔ RAS). The RUN output
+/// rows (or slices) written meanwhile stay in L1; measured faster than 16 on the
+/// MNI transposes (`benches/geometry.rs`).
+const RUN: usize = 32;
 
 /// Copies `src` (shape `src_dims`, Fortran order) into a new buffer of shape
 /// `out_dims` whose axis `a` reads source axis `map[a].0`, reversed when
@@ -247,13 +248,14 @@ fn permute<T: Copy + Default + Send + Sync>(
             start += (src_dims[s] as isize - 1) * src_strides[s];
         }
     }
-    // The output axis that walks the source's contiguous axis. When it is not the
-    // output's own fast axis (a transpose, e.g. sagittal PIR ↔ RAS), copy in square
-    // tiles of (axis 0 × that axis) so every cache line read or written is used whole.
+    let at = |i: usize, j: usize, k: usize| start + i as isize * step[0] + j as isize * step[1] + k as isize * step[2];
+    // The output axis that walks the source's contiguous axis. When it is not the output's
+    // own fast axis, read contiguous source runs along it and scatter them with a stride,
+    // so every cache line read is used whole.
     let fast = (0..3).find(|&a| map[a].0 == 0).unwrap_or(0);
     let [nx, ny, _] = out_dims;
     let slice_len = nx * ny;
-    let slices_per_task = if fast == 2 { TILE } else { 1 };
+    let slices_per_task = if fast == 2 { RUN } else { 1 };
     // A zero default lets `vec!` take fresh zeroed pages (calloc) instead of writing
     // every element first: the pages are then first touched by the parallel copy
     // below, so the page faults of a 35 MB output are taken on every core.
@@ -261,33 +263,52 @@ fn permute<T: Copy + Default + Send + Sync>(
     out.par_chunks_mut(slice_len * slices_per_task).enumerate().for_each(|(b, chunk)| {
         let k0 = b * slices_per_task;
         let nk = chunk.len() / slice_len;
-        // Copies output row (k, j), voxels i0..i1.
-        let mut row = |k: usize, j: usize, i0: usize, i1: usize| {
-            let at = (k - k0) * slice_len + j * nx;
-            let from = start + k as isize * step[2] + j as isize * step[1] + i0 as isize * step[0];
-            copy_strided(src, from, step[0], &mut chunk[at + i0..at + i1]);
-        };
         match fast {
-            0 => (k0..k0 + nk).for_each(|k| (0..ny).for_each(|j| row(k, j, 0, nx))),
+            0 => {
+                for (kk, slice) in chunk.chunks_mut(slice_len).enumerate() {
+                    for (j, row) in slice.chunks_mut(nx).enumerate() {
+                        copy_strided(src, at(0, j, k0 + kk), step[0], row);
+                    }
+                }
+            }
             1 => {
-                for k in k0..k0 + nk {
-                    for j0 in (0..ny).step_by(TILE) {
-                        for i0 in (0..nx).step_by(TILE) {
-                            (j0..(j0 + TILE).min(ny)).for_each(|j| row(k, j, i0, (i0 + TILE).min(nx)));
+                for (kk, slice) in chunk.chunks_mut(slice_len).enumerate() {
+                    for j0 in (0..ny).step_by(RUN) {
+                        let len = (j0 + RUN).min(ny) - j0;
+                        for i in 0..nx {
+                            let column = slice[j0 * nx + i..].iter_mut().step_by(nx);
+                            copy_run(src, at(i, j0, k0 + kk), step[1] > 0, len, column);
                         }
                     }
                 }
             }
             _ => {
                 for j in 0..ny {
-                    for i0 in (0..nx).step_by(TILE) {
-                        (k0..k0 + nk).for_each(|k| row(k, j, i0, (i0 + TILE).min(nx)));
+                    for i in 0..nx {
+                        let column = chunk[j * nx + i..].iter_mut().step_by(slice_len);
+                        copy_run(src, at(i, j, k0), step[2] > 0, nk, column);
                     }
                 }
             }
         }
     });
     out
+}
+
+/// Writes the `len` source voxels from `from` onwards (or backwards) through `dst`.
+fn copy_run<'a, T: Copy + 'a>(
+    src: &[T],
+    from: isize,
+    forwards: bool,
+    len: usize,
+    dst: impl Iterator<Item = &'a mut T>,
+) {
+    let from = from as usize;
+    if forwards {
+        dst.zip(&src[from..from + len]).for_each(|(o, s)| *o = *s);
+    } else {
+        dst.zip(src[from + 1 - len..=from].iter().rev()).for_each(|(o, s)| *o = *s);
+    }
 }
 
 /// `row[i] = src[start + i * step]`, with no per-element bounds checks.

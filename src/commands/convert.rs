@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::ReadArgs;
+use super::SelectArgs;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -12,21 +12,15 @@ pub struct Args {
     pub input: PathBuf,
     /// Output `.nii.gz` (or `.nii`).
     pub output: PathBuf,
-    /// The SeriesInstanceUID to convert when the input holds several volumes.
-    #[arg(long)]
-    pub series: Option<String>,
-    /// The echo (EchoNumbers) to take from a multi-echo series.
-    #[arg(long)]
-    pub echo: Option<i32>,
     /// Reorient to the closest canonical RAS orientation (no interpolation) before writing.
     #[arg(long)]
     pub canonical: bool,
     #[command(flatten)]
-    pub read: ReadArgs,
+    pub select: SelectArgs,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let mut volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
+    let mut volume = args.select.open(&args.input)?;
     if args.canonical {
         volume = imaging::orientation::to_canonical(&volume)?.0;
     }

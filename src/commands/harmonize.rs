@@ -10,7 +10,7 @@ use imaging::Volume;
 use imaging::harmonize::{self, HarmonizeMethod, nyul};
 use serde::Deserialize as _;
 
-use super::ReadArgs;
+use super::{ReadArgs, SelectArgs};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -38,13 +38,8 @@ pub struct ApplyArgs {
     /// A mask (NIfTI, non-zero = inside) instead of the computed foreground mask.
     #[arg(long)]
     pub mask: Option<PathBuf>,
-    #[arg(long)]
-    pub series: Option<String>,
-    /// The echo (EchoNumbers) to take from a multi-echo series.
-    #[arg(long)]
-    pub echo: Option<i32>,
     #[command(flatten)]
-    pub read: ReadArgs,
+    pub select: SelectArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -62,13 +57,8 @@ pub struct FitArgs {
 pub struct MaskArgs {
     pub input: PathBuf,
     pub output: PathBuf,
-    #[arg(long)]
-    pub series: Option<String>,
-    /// The echo (EchoNumbers) to take from a multi-echo series.
-    #[arg(long)]
-    pub echo: Option<i32>,
     #[command(flatten)]
-    pub read: ReadArgs,
+    pub select: SelectArgs,
 }
 
 pub fn run(cmd: &Command) -> anyhow::Result<()> {
@@ -81,8 +71,8 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
 
 fn apply(args: &ApplyArgs) -> anyhow::Result<()> {
     let method = method_from_args(args)?;
-    let volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
-    let mask = args.mask.as_deref().map(|p| read_mask(p, &args.read)).transpose()?;
+    let volume = args.select.open(&args.input)?;
+    let mask = args.mask.as_deref().map(|p| read_mask(p, &args.select.read)).transpose()?;
     let out = harmonize::apply(&volume, &method, mask.as_ref())
         .with_context(|| format!("harmonizing {}", args.input.display()))?;
     imaging::nifti::write_f32(&args.output, &out)?;
@@ -100,7 +90,7 @@ fn fit(args: &FitArgs) -> anyhow::Result<()> {
 }
 
 fn mask(args: &MaskArgs) -> anyhow::Result<()> {
-    let volume = super::open_one(&args.input, args.series.as_deref(), args.echo, &args.read)?;
+    let volume = args.select.open(&args.input)?;
     let mask = imaging::mask::foreground_mask(&volume).with_context(|| format!("masking {}", args.input.display()))?;
     imaging::nifti::write_u8(&args.output, &mask)?;
     Ok(())

@@ -26,6 +26,26 @@ impl ReadArgs {
     }
 }
 
+/// Which volume of a multi-volume input a command works on, and how inputs are read.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SelectArgs {
+    /// The SeriesInstanceUID to use when the input holds several volumes.
+    #[arg(long)]
+    pub series: Option<String>,
+    /// The echo (EchoNumbers) to take from a multi-echo series.
+    #[arg(long)]
+    pub echo: Option<i32>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+impl SelectArgs {
+    /// The one volume of `path` these arguments select.
+    pub fn open(&self, path: &Path) -> anyhow::Result<Volume<f32>> {
+        open_one(path, self.series.as_deref(), self.echo, &self.read)
+    }
+}
+
 /// Every volume in a file or folder, with read warnings logged.
 pub fn open_all(path: &Path, read: &ReadArgs) -> anyhow::Result<Vec<Volume<f32>>> {
     let volumes = source::open(path, &read.options())?;

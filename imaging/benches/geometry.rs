@@ -16,6 +16,12 @@ use imaging::orientation::{from_canonical, into_canonical, to_canonical};
 use imaging::resample::{self, GridLimits, TargetGrid};
 use imaging::{Affine, SourceMeta, Volume};
 
+// The neurobatch binary's allocator (src/main.rs): without it a bench times the
+// system allocator's page faults on every fresh 30–100 MB buffer instead of
+// what the daemon runs (both measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn testdata() -> PathBuf {
     std::env::var_os("NEUROBATCH_TESTDATA")
         .map(PathBuf::from)

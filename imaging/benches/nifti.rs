@@ -11,6 +11,12 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use imaging::nifti::{self, ReadOptions};
 
+// The neurobatch binary's allocator (src/main.rs): without it a bench times the
+// system allocator's page faults on every fresh 30–100 MB buffer instead of
+// what the daemon runs (both measured in docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn testdata(rel: &str) -> PathBuf {
     let dir = std::env::var_os("NEUROBATCH_TESTDATA")
         .map(PathBuf::from)

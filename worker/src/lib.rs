@@ -1,0 +1,14 @@
+//! The inference engine of neurobatch (first pieces; see issue 3).
+//!
+//! - [`runtime`]: ONNX Runtime loaded at run time (`ort` with `load-dynamic`)
+//!   from the library the PyPI `onnxruntime` wheel ships, and sessions on it;
+//! - [`manifest`]: a model folder (`manifest.toml` + ONNX members) checked
+//!   at load time;
+//! - [`uncertainty`]: streaming accumulation of member/pass probabilities
+//!   into mean probabilities, labels, entropy and mutual information.
+//!
+//! Everything here is synchronous; the daemon calls it from blocking threads.
+
+pub mod manifest;
+pub mod runtime;
+pub mod uncertainty;

@@ -6,12 +6,20 @@
 //! to 4 GiB. This walker visits every element header (descending into
 //! sequences and items, skipping pixel fragments) without allocating, and
 //! refuses the file if any length runs past its end. It does not interpret
-//! values; the transfer syntax UID is the only value it reads.
+//! values; the transfer syntax UID is the only value it reads. A deflated
+//! data set is inflated (up to [`MAX_INFLATED`] bytes) and walked the same way.
+
+use std::io::Read;
+
+use flate2::read::DeflateDecoder;
 
 /// Undefined length (sequences, items and encapsulated pixel data).
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Deeper nesting than this is not an image: refuse rather than recurse.
 const MAX_DEPTH: u32 = 32;
+/// Largest inflated data set checked (pixel data included): a deflate bomb
+/// stops here instead of filling memory.
+const MAX_INFLATED: u64 = 1 << 30;
 
 pub(crate) const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub(crate) const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
@@ -43,14 +51,34 @@ pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
     }
     let ts = w.ts.take().ok_or_else(|| "file meta group has no transfer syntax".to_string())?;
     match ts.as_str() {
-        // The inflated data set does not exist yet: its size is bounded by the parser's own reads.
-        DEFLATED => return Ok(Checked { transfer_syntax: ts, has_pixel_data: true }),
+        // The parser inflates and then reserves declared lengths like anywhere
+        // else (a corrupt stream claimed 4 GiB), so the inflated set is walked too.
+        DEFLATED => {
+            let inflated = inflate(bytes.get(pos..).unwrap_or_default())?;
+            let mut w = Walker { b: &inflated, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
+            w.dataset(0, inflated.len())?;
+            return Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data });
+        }
         IMPLICIT_LE => w.explicit = false,
         EXPLICIT_BE => w.big = true,
         _ => {}
     }
     w.dataset(pos, bytes.len())?;
     Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data })
+}
+
+/// Inflates a deflated data set (PS3.5 §A.5: raw deflate, no zlib header, as
+/// pydicom's `zlib.decompress(data, -MAX_WBITS)` and dicom-object read it).
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot inflate the deflated data set: {e}"))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(format!("deflated data set inflates to more than {MAX_INFLATED} bytes"));
+    }
+    Ok(out)
 }
 
 struct Walker<'a> {
@@ -256,11 +284,36 @@ mod tests {
         assert!(check_lengths(&file(IMPLICIT_LE, &[])).is_ok());
     }
 
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("in memory");
+        enc.finish().expect("in memory")
+    }
+
+    // Found while fuzzing (fuzz/fuzz_targets/dicom_file.rs): deflated files
+    // skipped the walk, and one declared length made the parser reserve GiBs.
+    #[test]
+    fn deflated_data_sets_are_inflated_and_walked() {
+        let mut bad = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        bad.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let err = check_lengths(&file(DEFLATED, &deflate(&bad))).unwrap_err();
+        assert!(err.contains("(7FE0,0010) declares 4294967280"), "{err}");
+        let err = check_lengths(&file(DEFLATED, b"not deflate data")).unwrap_err();
+        assert!(err.contains("cannot inflate"), "{err}");
+        let good = [0x08, 0x00, 0x3E, 0x10, b'L', b'O', 2, 0, b'T', b'1', 0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        let mut good = good.to_vec();
+        good.extend_from_slice(&2u32.to_le_bytes());
+        good.extend_from_slice(&[7, 0]);
+        let ok = check_lengths(&file(DEFLATED, &deflate(&good))).expect("valid");
+        assert_eq!(ok, Checked { transfer_syntax: DEFLATED.to_string(), has_pixel_data: true });
+    }
+
     proptest::proptest! {
         // Arbitrary bytes after a valid meta group, in every encoding: a verdict, never a panic or a hang.
         #[test]
-        fn arbitrary_data_sets_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ts in 0usize..4) {
-            let uid = ["1.2.840.10008.1.2.1", IMPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.4.90"][ts];
+        fn arbitrary_data_sets_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ts in 0usize..5) {
+            let uid = ["1.2.840.10008.1.2.1", IMPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.4.90", DEFLATED][ts];
             let _ = check_lengths(&file(uid, &body));
         }
     }

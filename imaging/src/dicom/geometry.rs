@@ -64,6 +64,8 @@ pub enum GeometryError {
     Empty,
     #[error("non-finite slice position or orientation")]
     NonFinite,
+    #[error("slice positions too far apart for a finite affine (spacing {spacing} mm)")]
+    OutOfRange { spacing: f64 },
     #[error("invalid image orientation: row and column cosines must be orthogonal unit vectors")]
     BadOrientation,
     #[error("invalid pixel spacing {0:?}")]
@@ -167,6 +169,11 @@ pub fn assemble_stack(slices: &[SliceGeometry]) -> Result<StackGeometry, Geometr
         0.0,
         1.0,
     );
+    // Finite positions can still overflow: DS allows "1e308", and slices at ±1e308
+    // are 2e308 = inf apart, which every check above lets through as NaN comparisons.
+    if !slice_spacing.is_finite() || lps.iter().any(|v| !v.is_finite()) {
+        return Err(GeometryError::OutOfRange { spacing: slice_spacing });
+    }
     let lps_to_ras = Matrix4::from_diagonal(&nalgebra::Vector4::new(-1.0, -1.0, 1.0, 1.0));
     Ok(StackGeometry { order, affine: Affine::from_matrix(lps_to_ras * lps), slice_spacing, warnings })
 }
@@ -264,6 +271,22 @@ mod tests {
         bent[1].orientation = [1.0, 0.0, 0.0, 0.0, a.cos(), a.sin()];
         assert!(matches!(assemble_stack(&bent), Err(GeometryError::NonParallel { .. })));
         assert_eq!(assemble_stack(&[]), Err(GeometryError::Empty));
+    }
+
+    // Found while fuzzing (fuzz/fuzz_targets/dicom_series.rs): finite but huge
+    // positions were accepted with an infinite spacing and a NaN affine.
+    #[test]
+    fn positions_at_the_edge_of_f64_are_refused() {
+        for zs in [&[-1e308, 1e308][..], &[-1e308, 0.0, 1e308], &[1e308, -1e308]] {
+            let s: Vec<_> = zs.iter().map(|&z| axial(z)).collect();
+            assert!(
+                matches!(assemble_stack(&s), Err(GeometryError::OutOfRange { spacing }) if spacing.is_infinite()),
+                "{zs:?}"
+            );
+        }
+        // Far from the origin but representable: still a stack.
+        let s: Vec<_> = [1e300, 1e300 + 3e284].map(axial).to_vec();
+        assert!(assemble_stack(&s).is_ok_and(|g| g.affine.matrix().iter().all(|v| v.is_finite())));
     }
 
     #[test]

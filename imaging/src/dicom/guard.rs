@@ -6,12 +6,20 @@
 //! to 4 GiB. This walker visits every element header (descending into
 //! sequences and items, skipping pixel fragments) without allocating, and
 //! refuses the file if any length runs past its end. It does not interpret
-//! values; the transfer syntax UID is the only value it reads.
+//! values; the transfer syntax UID is the only value it reads. A deflated
+//! data set is inflated (up to [`MAX_INFLATED`] bytes) and walked the same way.
+
+use std::io::Read;
+
+use flate2::read::DeflateDecoder;
 
 /// Undefined length (sequences, items and encapsulated pixel data).
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 /// Deeper nesting than this is not an image: refuse rather than recurse.
 const MAX_DEPTH: u32 = 32;
+/// Largest inflated data set checked (pixel data included): a deflate bomb
+/// stops here instead of filling memory.
+const MAX_INFLATED: u64 = 1 << 30;
 
 pub(crate) const IMPLICIT_LE: &str = "1.2.840.10008.1.2";
 pub(crate) const EXPLICIT_BE: &str = "1.2.840.10008.1.2.2";
@@ -35,22 +43,95 @@ pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
     let mut w = Walker { b: bytes, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
     // The file meta group is always explicit VR little endian.
     let mut pos = 132;
-    while let Some(g) = w.u16_at(pos) {
-        if g != 0x0002 {
-            break;
+    // dicom-object reads the meta group by its length (0002,0000), off-group
+    // elements included, and starts the data set where that count runs out:
+    // the walk must start the data set at the same byte, or it checks other lengths.
+    let group_length = (w.u16_at(132) == Some(2) && w.u16_at(134) == Some(0) && w.b.get(136..140) == Some(b"UL\x04\0"))
+        .then(|| w.u32_at(140))
+        .flatten();
+    if let Some(group_length) = group_length {
+        pos = 144;
+        while pos - 144 < group_length as usize {
+            pos = if w.u16_at(pos) == Some(0xFFFE) {
+                // Read like the parser reads it: tag and 32-bit length, no VR.
+                let len = w.u32_at(pos + 4).ok_or_else(|| Walker::short(pos))?;
+                w.bounded(pos + 8, len)?
+            } else {
+                w.element(pos, true)?
+            };
         }
-        pos = w.element(pos, true)?;
+    } else {
+        while w.u16_at(pos) == Some(0x0002) {
+            pos = w.element(pos, true)?;
+        }
     }
     let ts = w.ts.take().ok_or_else(|| "file meta group has no transfer syntax".to_string())?;
     match ts.as_str() {
-        // The inflated data set does not exist yet: its size is bounded by the parser's own reads.
-        DEFLATED => return Ok(Checked { transfer_syntax: ts, has_pixel_data: true }),
+        // The parser inflates and then reserves declared lengths like anywhere
+        // else (a corrupt stream claimed 4 GiB), so the inflated set is walked too.
+        DEFLATED => {
+            let inflated = inflate(bytes.get(pos..).unwrap_or_default())?;
+            let mut w = Walker { b: &inflated, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
+            w.dataset(0, inflated.len())?;
+            return Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data });
+        }
         IMPLICIT_LE => w.explicit = false,
         EXPLICIT_BE => w.big = true,
         _ => {}
     }
     w.dataset(pos, bytes.len())?;
     Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data })
+}
+
+/// Inflates a deflated data set (PS3.5 §A.5: raw deflate, no zlib header, as
+/// pydicom's `zlib.decompress(data, -MAX_WBITS)` and dicom-object read it).
+fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    DeflateDecoder::new(deflated)
+        .take(MAX_INFLATED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot inflate the deflated data set: {e}"))?;
+    if out.len() as u64 > MAX_INFLATED {
+        return Err(format!("deflated data set inflates to more than {MAX_INFLATED} bytes"));
+    }
+    Ok(out)
+}
+
+/// VRs whose explicit-VR length field is 16 bits (PS3.5 Table 7.1-2).
+fn is_short_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
+
+/// Every VR dicom-core knows; other bytes are read as UN.
+fn is_known_vr(vr: &[u8]) -> bool {
+    is_short_vr(vr)
+        || matches!(
+            vr,
+            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+        )
 }
 
 struct Walker<'a> {
@@ -85,8 +166,18 @@ impl Walker<'_> {
                 return Ok(self.b.len());
             }
             if self.u16_at(pos) == Some(0xFFFE) {
-                // Item delimitation ends an undefined-length item.
-                return Ok(pos + 8);
+                if self.depth > 0 {
+                    // Item delimitation ends an undefined-length item.
+                    return Ok(pos + 8);
+                }
+                // Outside any sequence the parser reads an 8-byte item header and goes
+                // on: the walk goes on too, rather than leave the rest unchecked.
+                let len = self.u32_at(pos + 4).ok_or_else(|| Self::short(pos))?;
+                if len != UNDEFINED {
+                    self.bounded(pos + 8, len)?;
+                }
+                pos += 8;
+                continue;
             }
             pos = self.element(pos, false)?;
         }
@@ -99,13 +190,13 @@ impl Walker<'_> {
         let explicit = self.explicit || meta;
         let vr = self.b.get(pos + 4..pos + 6).unwrap_or(b"\0\0");
         let (len, start) = if explicit {
-            if matches!(
-                vr,
-                b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
-            ) {
-                (self.u32_at(pos + 8).ok_or_else(|| Self::short(pos))?, pos + 12)
-            } else {
+            // Exactly dicom-encoding's rule (PS3.5 Table 7.1-2): these VRs have a
+            // 16-bit length, every other one, unknown VR bytes included (read as
+            // UN), a 32-bit length after two reserved bytes.
+            if is_short_vr(vr) {
                 (u32::from(self.u16_at(pos + 6).ok_or_else(|| Self::short(pos))?), pos + 8)
+            } else {
+                (self.u32_at(pos + 8).ok_or_else(|| Self::short(pos))?, pos + 12)
             }
         } else {
             (self.u32_at(pos + 4).ok_or_else(|| Self::short(pos))?, pos + 8)
@@ -114,7 +205,7 @@ impl Walker<'_> {
             self.pixel_data = true;
         }
         let is_sq = explicit && vr == b"SQ";
-        let is_un = explicit && vr == b"UN";
+        let is_un = explicit && (vr == b"UN" || !is_known_vr(vr));
         if len == UNDEFINED {
             return if is_sq || !explicit {
                 self.nested(|w| w.sequence(start, None))
@@ -256,11 +347,75 @@ mod tests {
         assert!(check_lengths(&file(IMPLICIT_LE, &[])).is_ok());
     }
 
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("in memory");
+        enc.finish().expect("in memory")
+    }
+
+    // Found while fuzzing (fuzz/fuzz_targets/dicom_file.rs): deflated files
+    // skipped the walk, and one declared length made the parser reserve GiBs.
+    #[test]
+    fn deflated_data_sets_are_inflated_and_walked() {
+        let mut bad = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        bad.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        let err = check_lengths(&file(DEFLATED, &deflate(&bad))).unwrap_err();
+        assert!(err.contains("(7FE0,0010) declares 4294967280"), "{err}");
+        let err = check_lengths(&file(DEFLATED, b"not deflate data")).unwrap_err();
+        assert!(err.contains("cannot inflate"), "{err}");
+        let good = [0x08, 0x00, 0x3E, 0x10, b'L', b'O', 2, 0, b'T', b'1', 0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        let mut good = good.to_vec();
+        good.extend_from_slice(&2u32.to_le_bytes());
+        good.extend_from_slice(&[7, 0]);
+        let ok = check_lengths(&file(DEFLATED, &deflate(&good))).expect("valid");
+        assert_eq!(ok, Checked { transfer_syntax: DEFLATED.to_string(), has_pixel_data: true });
+    }
+
+    // Found while fuzzing (fuzz/fuzz_targets/dicom_file.rs): the walk read an
+    // unknown VR with a 16-bit length where dicom-encoding reads UN with a
+    // 32-bit one, so a 1.5 KB file made the parser reserve 3.5 GB.
+    #[test]
+    fn unknown_vrs_have_32_bit_lengths_as_in_the_parser() {
+        // (0009,0010) with VR bytes "\0\0", reserved 0000, then a 32-bit length of 3.5 GB.
+        let mut body = vec![0x09, 0x00, 0x10, 0x00, 0, 0, 0, 0];
+        body.extend_from_slice(&3_570_717_696u32.to_le_bytes());
+        let err = check_lengths(&file("1.2.840.10008.1.2.1", &body)).unwrap_err();
+        assert!(err.contains("(0009,0010) declares 3570717696"), "{err}");
+        // An item header outside any sequence does not end the walk.
+        let mut body = vec![0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0, 0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        body.extend_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        let err = check_lengths(&file("1.2.840.10008.1.2.1", &body)).unwrap_err();
+        assert!(err.contains("(7FE0,0010)"), "{err}");
+    }
+
+    // Found while fuzzing: a meta group whose last element is off-group (here
+    // (0003,0013)) ended the walk's meta early, while the parser, counting
+    // (0002,0000), starts the data set after it: a deflated set was inflated
+    // from the wrong byte and its lengths never checked.
+    #[test]
+    fn the_data_set_starts_where_the_meta_group_length_says() {
+        let mut b = vec![0u8; 128];
+        b.extend_from_slice(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1.99\0\0";
+        let mut meta = vec![0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0];
+        meta.extend_from_slice(ts);
+        meta.extend_from_slice(&[0x03, 0x00, 0x13, 0x00, b'S', b'H', 4, 0, b'X', b'Y', b'Z', b' ']);
+        b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        b.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        b.extend_from_slice(&meta);
+        let mut body = vec![0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+        body.extend_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        b.extend_from_slice(&deflate(&body));
+        let err = check_lengths(&b).unwrap_err();
+        assert!(err.contains("(7FE0,0010) declares 2147483632"), "{err}");
+    }
+
     proptest::proptest! {
         // Arbitrary bytes after a valid meta group, in every encoding: a verdict, never a panic or a hang.
         #[test]
-        fn arbitrary_data_sets_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ts in 0usize..4) {
-            let uid = ["1.2.840.10008.1.2.1", IMPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.4.90"][ts];
+        fn arbitrary_data_sets_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512), ts in 0usize..5) {
+            let uid = ["1.2.840.10008.1.2.1", IMPLICIT_LE, EXPLICIT_BE, "1.2.840.10008.1.2.4.90", DEFLATED][ts];
             let _ = check_lengths(&file(uid, &body));
         }
     }

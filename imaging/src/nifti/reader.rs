@@ -86,7 +86,8 @@ fn plan(h: &Header, path: &Path, opts: &ReadOptions) -> Result<Plan, NiftiError>
             }
         }
     }
-    let voxels: u128 = spatial.iter().map(|&d| d as u128).product();
+    // NIfTI-2 dims are i64: three of them can overflow even u128.
+    let voxels = spatial.iter().try_fold(1u128, |acc, &d| acc.checked_mul(d as u128)).unwrap_or(u128::MAX);
     if voxels > u128::from(opts.max_voxels) {
         return Err(NiftiError::TooLarge { path: path.to_path_buf(), voxels, max: opts.max_voxels });
     }
@@ -311,4 +312,41 @@ pub(crate) fn read_header_info(path: &Path) -> Result<HeaderInfo, NiftiError> {
         vox_offset: h.vox_offset,
         description: h.description(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nifti::Format;
+
+    fn nifti2_header(dim: [i64; 8]) -> Header {
+        Header {
+            format: Format::Nifti2,
+            big_endian: false,
+            dim,
+            datatype: Datatype::Int16,
+            pixdim: [1.0; 8],
+            vox_offset: 544.0,
+            scl_slope: 1.0,
+            scl_inter: 0.0,
+            qform_code: 0,
+            sform_code: 0,
+            quatern: [0.0; 3],
+            qoffset: [0.0; 3],
+            srow: [[0.0; 4]; 3],
+            descrip: Vec::new(),
+        }
+    }
+
+    // Found while fuzzing (fuzz/fuzz_targets/nifti_header.rs): three NIfTI-2
+    // dims near i64::MAX overflowed the u128 voxel count (a panic in debug).
+    #[test]
+    fn huge_nifti2_dims_are_too_large_not_an_overflow() {
+        let path = Path::new("huge.nii");
+        let h = nifti2_header([3, i64::MAX, i64::MAX, i64::MAX, 1, 1, 1, 1]);
+        let err = plan(&h, path, &ReadOptions::default()).err();
+        assert!(matches!(err, Some(NiftiError::TooLarge { voxels: u128::MAX, .. })), "{err:?}");
+        let h = nifti2_header([3, 4, 5, 6, 1, 1, 1, 1]);
+        assert_eq!(plan(&h, path, &ReadOptions::default()).map(|p| p.nvox).ok(), Some(120));
+    }
 }

@@ -82,12 +82,34 @@ fn intra_op_threads_do_not_change_the_result() {
 }
 
 #[test]
-fn gpu_providers_fall_back_to_the_cpu() {
+fn gpu_providers_fall_back_to_the_cpu_with_warnings() {
     // The PyPI `onnxruntime` wheel has neither CUDA nor TensorRT.
     let config = RuntimeConfig { providers: vec![Provider::TensorRt, Provider::Cuda], ..common::config() };
-    let model = conv_model(&config);
+    let (model, logs) = common::capture_logs(|| conv_model(&config));
     assert_eq!(model.provider(), Provider::Cpu);
     assert_eq!(model.run(crop().view()).unwrap().shape(), &[1, 3, 32, 32, 32]);
+    let logged = |level: &str, needles: &[&str]| {
+        logs.iter().any(|l| l.starts_with(level) && needles.iter().all(|n| l.contains(n)))
+    };
+    let skipped = ["execution provider unavailable", "reason=", "is not built into this onnx runtime library"];
+    assert!(logged("WARN", &[&skipped[..], &["provider=tensorrt", "TensorrtExecutionProvider"]].concat()), "{logs:#?}");
+    assert!(logged("WARN", &[&skipped[..], &["provider=cuda", "CUDAExecutionProvider"]].concat()), "{logs:#?}");
+    assert!(logged("WARN", &["execution provider fallback", "requested=tensorrt using=cpu"]), "{logs:#?}");
+    assert!(logged("INFO", &["onnx session ready", "conv3d_softmax.onnx provider=cpu"]), "{logs:#?}");
+}
+
+#[test]
+fn models_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Model>();
+    send_sync::<worker::manifest::LoadedModel>();
+    let model = conv_model(&common::config());
+    let input = crop();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2).map(|_| s.spawn(|| model.run(input.view()).unwrap())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(outs[0], outs[1]);
 }
 
 #[test]

@@ -80,3 +80,65 @@ pub fn edit_manifest(dir: &Path, edit: impl FnOnce(String) -> String) {
     assert_ne!(edited, text, "the edit changed nothing");
     std::fs::write(&p, edited).unwrap();
 }
+
+/// Runs `f` and returns, with its result, the tracing events it emitted on
+/// this thread, as `LEVEL message field=value …` lines.
+///
+/// The recorder is the global subscriber (installed once), not a scoped one:
+/// with scoped subscribers, a callsite first reached by another test thread
+/// can cache "never interested" and the event is lost.
+pub fn capture_logs<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    use std::cell::RefCell;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Metadata, Subscriber};
+
+    thread_local! {
+        static CAPTURED: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    }
+    struct Line(String);
+    impl Visit for Line {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            if field.name() == "message" {
+                self.0.push_str(&format!(" {value:?}"));
+            } else {
+                self.0.push_str(&format!(" {}={value:?}", field.name()));
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "message" {
+                self.0.push_str(&format!(" {value}"));
+            } else {
+                self.0.push_str(&format!(" {}={value}", field.name()));
+            }
+        }
+    }
+    struct Recorder;
+    impl Subscriber for Recorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            CAPTURED.with(|c| {
+                if let Some(lines) = c.borrow_mut().as_mut() {
+                    let mut line = Line(event.metadata().level().to_string());
+                    event.record(&mut line);
+                    lines.push(line.0);
+                }
+            });
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| tracing::subscriber::set_global_default(Recorder).expect("no other global subscriber"));
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let lines = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, lines)
+}

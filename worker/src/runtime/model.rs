@@ -20,8 +20,8 @@ use super::{RuntimeConfig, RuntimeError, library, one_line};
 /// bigger is not an ONNX model we can load, and is refused before reading.
 const MAX_MODEL_BYTES: u64 = 2 << 30;
 
-/// A graph input or output: its name, element type and shape (`None` for a
-/// dynamic dimension).
+/// A graph input or output: its name, element type (`"float32"`, `"int64"` …)
+/// and shape (`None` for a dynamic dimension).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorInfo {
     pub name: String,
@@ -74,8 +74,8 @@ impl Model {
                 session.inputs().len()
             )));
         };
-        let input = tensor_info(input).map_err(signature_err)?;
-        if input.element_type != "Float32" || input.shape.len() != 5 {
+        let (input, input_type) = tensor_info(input).map_err(signature_err)?;
+        if input_type != TensorElementType::Float32 || input.shape.len() != 5 {
             return Err(signature_err(format!(
                 "input `{}` is {} {}, a float32 [N, C, D, H, W] tensor is expected",
                 input.name, input.element_type, input
@@ -85,11 +85,12 @@ impl Model {
             session.outputs().iter().map(tensor_info).collect::<Result<Vec<_>, _>>().map_err(signature_err)?;
         match outputs.first() {
             None => return Err(signature_err("it has no outputs".into())),
-            Some(o) if o.element_type != "Float32" => {
+            Some((o, ty)) if *ty != TensorElementType::Float32 => {
                 return Err(signature_err(format!("output `{}` is {}, float32 is expected", o.name, o.element_type)));
             }
             Some(_) => {}
         }
+        let outputs = outputs.into_iter().map(|(o, _)| o).collect();
         info!(model = %path.display(), %provider, input = %input.name, "onnx session ready");
         Ok(Model { path: path.to_path_buf(), session: Mutex::new(session), input, outputs, provider })
     }
@@ -140,19 +141,16 @@ impl Model {
     }
 }
 
-fn tensor_info(outlet: &Outlet) -> Result<TensorInfo, String> {
+fn tensor_info(outlet: &Outlet) -> Result<(TensorInfo, TensorElementType), String> {
     let (Some(ty), Some(shape)) = (outlet.dtype().tensor_type(), outlet.dtype().tensor_shape()) else {
         return Err(format!("`{}` is not a tensor", outlet.name()));
     };
-    Ok(TensorInfo {
+    let info = TensorInfo {
         name: outlet.name().to_string(),
-        element_type: element_name(ty),
+        element_type: format!("{ty:?}").to_lowercase(),
         shape: shape.iter().map(|&d| usize::try_from(d).ok()).collect(),
-    })
-}
-
-fn element_name(ty: TensorElementType) -> String {
-    format!("{ty:?}")
+    };
+    Ok((info, ty))
 }
 
 /// Tries the configured providers in order and ends on the CPU. A provider is
@@ -203,7 +201,7 @@ mod tests {
 
     #[test]
     fn tensor_info_displays_dynamic_dims() {
-        let t = TensorInfo { name: "image".into(), element_type: "Float32".into(), shape: vec![None, Some(1), None] };
+        let t = TensorInfo { name: "image".into(), element_type: "float32".into(), shape: vec![None, Some(1), None] };
         assert_eq!(t.to_string(), "[?, 1, ?]");
     }
 }

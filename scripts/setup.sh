@@ -3,7 +3,9 @@
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
 #   - rustfmt and clippy for the toolchain in use
 #   - .venv: the Python reference tools (nibabel, nilearn, pydicom, scipy,
-#     intensity-normalization, dipy) from scripts/requirements-reference.lock
+#     intensity-normalization, dipy, onnx) from scripts/requirements-reference.lock,
+#     and the onnxruntime wheel whose libonnxruntime.so the worker loads at run time
+#     (scripts/ort-dylib.sh finds it; scripts/env.sh exports ORT_DYLIB_PATH)
 #   - .testdata/: real and derived scans, generated deterministically from
 #     the files those PyPI packages ship
 # A second run on a warm machine only checks stamps and returns quickly.
@@ -43,6 +45,10 @@ if [[ ! -x .venv/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/pip check >/dev/null
   echo "$want" > "$STAMP"
 fi
+
+# --- ONNX Runtime library (from the onnxruntime wheel) -----------------------
+ort_lib="$(bash scripts/ort-dylib.sh)" || { log "onnxruntime is missing from .venv: check $LOCK"; exit 1; }
+log "onnx runtime: $ort_lib"
 
 # --- Test data ----------------------------------------------------------------
 # Regenerated whenever a generator script or the lock changes.

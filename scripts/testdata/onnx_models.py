@@ -1,0 +1,164 @@
+"""Test data and references for `worker::runtime` and `worker::manifest`.
+
+The models are built with the `onnx` helper API (no torch): fixed, seeded weights,
+so every run writes byte-identical files.
+
+data: under .testdata/onnx/:
+  conv3d_softmax.onnx   image [N, 1, x, y, z] -> Conv3d(1 -> 3, 3x3x3, padding 1) -> softmax over
+                        channels -> probabilities [N, 3, x, y, z]; opset 17, dynamic batch and
+                        spatial axes
+  mni_crop.f32/.json    a 32^3 crop of the nilearn MNI152 2009 T1, z-scored within the crop
+                        (`_common.write_raw_f32`; Fortran order, axes i, j, k)
+  tissue_model/         a model folder: manifest.toml + member_0.onnx, member_1.onnx (the same
+                        graph with two seeds), sha256 of each member written into the manifest
+refs: under worker/tests/fixtures/onnx/:
+  conv3d_softmax.json   onnxruntime (Python, CPU) on the crop fed as [1, 1, i, j, k] (nibabel's
+                        array order): output shape, per-channel sums and values at
+                        `_common.sample_indices` (Fortran-order linear indices of the crop), and
+                        the model's sha256 (the Rust test checks the data step wrote the same model)
+"""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import onnx
+import onnxruntime
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+AREA = "onnx"
+OPSET = 17
+# IR version 8 is the one opset 17 shipped with (onnx 1.12); onnxruntime 1.31 reads it.
+IR_VERSION = 8
+CLASSES = 3
+# Lateral ventricle, caudate, grey and white matter of the MNI template: every class gets voxels.
+CROP = (slice(82, 114), slice(110, 142), slice(78, 110))
+LABELS = [("background", (0, 0, 0)), ("grey_matter", (205, 62, 78)), ("white_matter", (245, 245, 245))]
+
+
+def conv_softmax_model(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    weight = (rng.normal(0.0, 0.4, (CLASSES, 1, 3, 3, 3))).astype(np.float32)
+    bias = rng.normal(0.0, 0.2, CLASSES).astype(np.float32)
+    spatial = ["batch", 1, "x", "y", "z"]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "weight", "bias"], ["logits"], kernel_shape=[3, 3, 3], pads=[1] * 6),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "conv3d_softmax",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, spatial)],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES, "x", "y", "z"])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="neurobatch-testdata")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def mni_crop():
+    img = nib.load(_common.mni_t1())
+    crop = np.asarray(img.get_fdata(), dtype=np.float64)[CROP]
+    z = (crop - crop.mean()) / crop.std()
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ np.array([s.start for s in CROP]) + img.affine[:3, 3]
+    return z.astype(np.float32), affine
+
+
+def manifest(members) -> str:
+    labels = "\n".join(
+        f'[[labels]]\nvalue = {i}\nname = "{name}"\ncolour = [{c[0]}, {c[1]}, {c[2]}]\n' for i, (name, c) in enumerate(LABELS)
+    )
+    member_tables = "\n".join(f'[[members]]\nfile = "{f}"\nsha256 = "{h}"\nseed = {s}\n' for f, h, s in members)
+    return f"""# Test model folder written by scripts/testdata/onnx_models.py: two seeded 3-D conv + softmax
+# members, not a trained model.
+schema = 1
+name = "test-tissue"
+version = "0.0.1"
+task = "segmentation"
+description = "fixed random weights; exercises manifest loading only"
+
+[input]
+contrast = "T1w"
+spacing_mm = [1.0, 1.0, 1.0]
+orientation = "RAS"
+channels = 1
+tensor = "image"
+
+[harmonization]
+method = "zscore"
+
+[output]
+tensor = "probabilities"
+activation = "softmax"
+
+{labels}
+[inference]
+patch_size = [32, 32, 32]
+overlap = 0.5
+tta_axes = [0, 1, 2]
+mc_dropout_passes = 0
+
+[routing]
+study_uncertainty_max = 0.5
+structure_agreement_min = 0.8
+source = "none: test data"
+
+[provenance]
+script = "scripts/testdata/onnx_models.py"
+data = "none"
+
+[evaluation]
+report = "none"
+
+{member_tables}"""
+
+
+def data(out: Path) -> None:
+    d = out / AREA
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "conv3d_softmax.onnx").write_bytes(conv_softmax_model(seed=3))
+    crop, affine = mni_crop()
+    _common.write_raw_f32(d / "mni_crop", crop, affine)
+    folder = d / "tissue_model"
+    folder.mkdir(exist_ok=True)
+    members = []
+    for i, seed in enumerate((11, 12)):
+        name = f"member_{i}.onnx"
+        (folder / name).write_bytes(conv_softmax_model(seed=seed))
+        members.append((name, _common.sha256(folder / name), seed))
+    (folder / "manifest.toml").write_text(manifest(members))
+
+
+def refs(out: Path) -> None:
+    model = conv_softmax_model(seed=3)
+    crop, _ = mni_crop()
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+    (probs,) = session.run(["probabilities"], {"image": crop[None, None]})
+    idx = _common.sample_indices(crop.shape, n=256, seed=7)
+    ijk = np.unravel_index(idx, crop.shape, order="F")
+    _common.write_json(
+        out / AREA / "conv3d_softmax.json",
+        {
+            "tool": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), onnx {onnx.__version__}",
+            "model_sha256": hashlib.sha256(model).hexdigest(),
+            "crop_shape": list(crop.shape),
+            "output_shape": list(probs.shape),
+            "indices": idx,
+            "channel_values": [[float(v) for v in probs[0, c][ijk]] for c in range(CLASSES)],
+            "channel_sums": [float(probs[0, c].astype(np.float64).sum()) for c in range(CLASSES)],
+            "max_abs_class_sum_error": float(np.abs(probs[0].astype(np.float64).sum(axis=0) - 1.0).max()),
+        },
+    )
+
+
+if __name__ == "__main__":
+    _common.cli(data, refs)

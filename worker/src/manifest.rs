@@ -1,1 +1,0 @@
-//! manifest: to be written.

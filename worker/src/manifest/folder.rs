@@ -1,0 +1,170 @@
+//! Loading a model folder: the manifest, the harmonizer it names, and every
+//! member checked by sha256 and turned into a session once, with the ONNX
+//! signature checked against the manifest.
+
+use std::path::{Path, PathBuf};
+
+use imaging::harmonize::{HarmonizeMethod, Harmonizer};
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use super::schema::{Manifest, Task};
+use super::{MANIFEST_FILE, ManifestError, parse_manifest};
+use crate::runtime::{Model, RuntimeConfig, one_line};
+
+/// A manifest is a page of text; anything this large is not one.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+/// Protobuf's limit for one ONNX file.
+const MAX_MEMBER_BYTES: u64 = 2 << 30;
+
+/// A model folder ready for inference: its manifest, the prepared harmonizer
+/// and one session per member, all checked.
+#[derive(Debug)]
+pub struct LoadedModel {
+    dir: PathBuf,
+    manifest: Manifest,
+    harmonizer: Harmonizer,
+    members: Vec<LoadedMember>,
+}
+
+/// One ensemble member with its session.
+#[derive(Debug)]
+pub struct LoadedMember {
+    /// The member's file (the folder joined with the manifest's `file`).
+    pub file: PathBuf,
+    /// Its sha256, checked at load; results record it.
+    pub sha256: String,
+    pub seed: Option<u64>,
+    pub model: Model,
+}
+
+impl LoadedModel {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest, with a Nyúl `scale_file` resolved against the folder.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn harmonizer(&self) -> &Harmonizer {
+        &self.harmonizer
+    }
+
+    pub fn members(&self) -> &[LoadedMember] {
+        &self.members
+    }
+}
+
+/// Loads `dir/manifest.toml` and every member it lists. Fails, before any
+/// study is processed, on a manifest that does not parse or validate, a
+/// missing or altered member, or a member whose ONNX inputs and outputs
+/// disagree with the manifest.
+pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedModel, ManifestError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let text = read_capped(&manifest_path, MAX_MANIFEST_BYTES)
+        .map_err(|reason| ManifestError::ManifestRead { path: manifest_path.clone(), reason })?;
+    let text = String::from_utf8(text)
+        .map_err(|_| ManifestError::ManifestRead { path: manifest_path.clone(), reason: "not UTF-8 text".into() })?;
+    let mut manifest = parse_manifest(&text, &manifest_path)?;
+
+    if let HarmonizeMethod::Nyul { scale_file } = &mut manifest.harmonization {
+        *scale_file = dir.join(&*scale_file);
+    }
+    let harmonizer = manifest
+        .harmonization
+        .prepare()
+        .map_err(|e| ManifestError::Harmonization { path: manifest_path.clone(), reason: one_line(e) })?;
+
+    // Every checksum before any session: a tampered folder fails fast and whole.
+    let mut verified = Vec::with_capacity(manifest.members.len());
+    for member in &manifest.members {
+        let file = dir.join(&member.file);
+        if !file.is_file() {
+            return Err(ManifestError::MissingMember { path: file, manifest: manifest_path });
+        }
+        let bytes = read_capped(&file, MAX_MEMBER_BYTES)
+            .map_err(|reason| ManifestError::MemberRead { path: file.clone(), reason })?;
+        let actual = format!("{:x}", Sha256::digest(&bytes));
+        if actual != member.sha256 {
+            return Err(ManifestError::ChecksumMismatch { path: file, expected: member.sha256.clone(), actual });
+        }
+        verified.push((file, bytes, member));
+    }
+
+    let mut members = Vec::with_capacity(verified.len());
+    for (file, bytes, member) in verified {
+        // The session is built from the bytes just hashed, not from a second read.
+        let model = Model::from_bytes(&bytes, &file, config)?;
+        check_signature(&manifest, &model).map_err(|reason| ManifestError::Signature { path: file.clone(), reason })?;
+        members.push(LoadedMember { file, sha256: member.sha256.clone(), seed: member.seed, model });
+    }
+    info!(model = %manifest.name, version = %manifest.version, members = members.len(), "model folder loaded");
+    Ok(LoadedModel { dir: dir.to_path_buf(), manifest, harmonizer, members })
+}
+
+fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    let len = std::fs::metadata(path).map_err(one_line)?.len();
+    if len > max {
+        return Err(format!("{len} bytes is more than the {max} allowed"));
+    }
+    std::fs::read(path).map_err(one_line)
+}
+
+/// The member's graph against the manifest: input name and channels, static
+/// spatial dimensions against the patch size, output name, rank and channels.
+fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
+    let input = model.input();
+    if input.name != manifest.input.tensor {
+        return Err(format!("its input is `{}` but input.tensor is `{}`", input.name, manifest.input.tensor));
+    }
+    match input.shape.get(1).copied().flatten() {
+        Some(c) if c == manifest.input.channels => {}
+        Some(c) => {
+            return Err(format!(
+                "input `{}` has {c} channels but input.channels is {}",
+                input.name, manifest.input.channels
+            ));
+        }
+        None => return Err(format!("input `{}` has a dynamic channel dimension; export it static", input.name)),
+    }
+    let spatial = input.shape.iter().skip(2).zip(manifest.inference.patch_size);
+    if let Some((axis, (d, p))) = spatial.enumerate().find_map(|(a, (d, p))| d.filter(|&d| d != p).map(|d| (a, (d, p))))
+    {
+        return Err(format!(
+            "input `{}` is fixed at {d} voxels on axis {axis} but inference.patch_size is {p}",
+            input.name
+        ));
+    }
+
+    let Some(output) = model.outputs().first() else {
+        return Err("it has no outputs".into());
+    };
+    if output.name != manifest.output.tensor {
+        return Err(format!("its first output is `{}` but output.tensor is `{}`", output.name, manifest.output.tensor));
+    }
+    let rank = match manifest.task {
+        Task::Segmentation => 5,
+        Task::Classification => 2,
+    };
+    if output.shape.len() != rank {
+        return Err(format!(
+            "output `{}` has rank {} but a {} model returns rank {rank}",
+            output.name,
+            output.shape.len(),
+            manifest.task
+        ));
+    }
+    let want = manifest.expected_output_channels();
+    match output.shape.get(1).copied().flatten() {
+        Some(c) if c == want => Ok(()),
+        Some(c) => Err(format!(
+            "output `{}` has {c} channels but the manifest's {} labels with {} activation need {want}",
+            output.name,
+            manifest.labels.len(),
+            manifest.output.activation
+        )),
+        None => Err(format!("output `{}` has a dynamic channel dimension; export it static", output.name)),
+    }
+}

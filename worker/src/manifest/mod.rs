@@ -1,0 +1,276 @@
+//! Model folders: `manifest.toml` plus the ONNX members it lists, checked in
+//! full at load time so a broken model fails before any study is processed.
+//!
+//! Owns the manifest format ([`Manifest`], strict: unknown keys are errors),
+//! its validation, member checksums, and loading every member's session once
+//! ([`load_model_folder`]), with each member's ONNX input and output checked
+//! against the manifest. Does not own running the members (patches, flips,
+//! passes and accumulation live elsewhere in the engine) nor ONNX Runtime
+//! itself ([`crate::runtime`]).
+//!
+//! # The format
+//!
+//! A complete manifest (this block is parsed and validated by a unit test):
+//!
+//! ```toml
+//! schema = 1                        # format version
+//! name = "brain-tissue"
+//! version = "1.0.0"
+//! task = "segmentation"             # or "classification"
+//! description = "grey and white matter from a T1w scan"
+//!
+//! [input]
+//! contrast = "T1w"                  # the contrast the members were trained on
+//! spacing_mm = [1.0, 1.0, 1.0]      # model grid spacing, mm
+//! orientation = "RAS"               # model grid axis codes (nibabel aff2axcodes)
+//! channels = 1                      # C of the [N, C, D, H, W] input
+//! tensor = "image"                  # ONNX input name
+//!
+//! [harmonization]                   # imaging::harmonize::HarmonizeMethod
+//! method = "percentile"             # zscore | percentile | whitestripe | nyul
+//! lower = 0.5
+//! upper = 99.5                      # (nyul: scale_file, relative to this folder)
+//!
+//! [output]
+//! tensor = "probabilities"          # ONNX output name (the graph's first output)
+//! activation = "softmax"            # softmax | sigmoid | none (logits)
+//!
+//! [[labels]]                        # values 0, 1, 2 … in channel order
+//! value = 0
+//! name = "background"
+//! colour = [0, 0, 0]
+//!
+//! [[labels]]
+//! value = 1
+//! name = "grey_matter"
+//! colour = [205, 62, 78]
+//!
+//! [[labels]]
+//! value = 2
+//! name = "white_matter"
+//! colour = [245, 245, 245]
+//!
+//! [inference]
+//! patch_size = [96, 96, 96]         # sliding-window patch, voxels
+//! overlap = 0.5                     # default 0.5
+//! tta_axes = [0, 1, 2]              # mirrored axes: 2^3 = 8 flips
+//! mc_dropout_passes = 4             # per member and flip; 0 = dropout off
+//!
+//! [routing]                         # all optional; overridable in the worker config
+//! study_uncertainty_max = 0.21
+//! structure_agreement_min = 0.86
+//! volume_cv_max = 0.04
+//! ood_score_max = 3.0
+//! source = "training/EVALUATION.md, routing: 90% of Dice < 0.8 cases at a 12% review rate"
+//!
+//! [provenance]
+//! script = "training/train_segmentation.py"
+//! data = "nilearn 0.14.1 MNI152 2009 T1 + GM/WM maps, SynthSeg-style randomization"
+//! commit = "0123abc"                # optional, like trained and notes
+//! trained = "2026-11-27, 2 CPU cores, 41 min per member"
+//!
+//! [evaluation]
+//! report = "training/EVALUATION.md"
+//! figures = { dice_gm_ensemble_tta = 0.91, dice_wm_ensemble_tta = 0.94, aurc = 0.031 }
+//!
+//! [[members]]                       # at least one; paths relative to this folder
+//! file = "member_0.onnx"
+//! sha256 = "5f0c7e6a2b9d4c1e8f3a6b5d4c3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e"
+//! seed = 0
+//!
+//! [[members]]
+//! file = "member_1.onnx"
+//! sha256 = "8e2d4c6b1a3f5e7d9c0b2a4f6e8d0c1b3a5f7e9d2c4b6a8f0e1d3c5b7a9f2e4d"
+//! seed = 1
+//! ```
+//!
+//! Rules beyond the types: labels are 0, 1, 2 … in order with unique names (at
+//! least two); spacing > 0; patch edges in 1..=1024; overlap in [0, 1); TTA axes
+//! distinct and in 0..3; routing bounds non-negative, `*_min` in [0, 1], and a
+//! `source` whenever a threshold is set; members are relative paths inside the
+//! folder with lowercase hex sha256. The output must have as many channels as
+//! there are labels (`softmax`, `none`) or one fewer (`sigmoid`: label 0 is the
+//! negative class), rank 5 for segmentation and rank 2 for classification.
+
+mod folder;
+mod schema;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+pub use folder::{LoadedMember, LoadedModel, load_model_folder};
+pub use schema::{
+    Activation, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Provenance,
+    RoutingThresholds, SCHEMA_VERSION, Task,
+};
+
+use crate::runtime::RuntimeError;
+
+/// The manifest's file name inside a model folder.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+
+/// Errors loading a model folder.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read model manifest {path}: {reason}")]
+    ManifestRead { path: PathBuf, reason: String },
+    #[error("invalid model manifest {path} (line {line}): {reason}")]
+    Parse { path: PathBuf, line: usize, reason: String },
+    #[error("invalid model manifest {path}: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("model manifest {path}: harmonization cannot be prepared: {reason}")]
+    Harmonization { path: PathBuf, reason: String },
+    #[error("model member {path} listed in {manifest} does not exist")]
+    MissingMember { path: PathBuf, manifest: PathBuf },
+    #[error("cannot read model member {path}: {reason}")]
+    MemberRead { path: PathBuf, reason: String },
+    #[error("model member {path} has sha256 {actual} but the manifest says {expected}")]
+    ChecksumMismatch { path: PathBuf, expected: String, actual: String },
+    #[error("model member {path} disagrees with the manifest: {reason}")]
+    Signature { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// Parses and validates manifest text; `path` is named in errors.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+    let manifest: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
+        path: path.to_path_buf(),
+        line: e.span().map_or(0, |s| text.get(..s.start).map_or(0, |t| t.matches('\n').count()) + 1),
+        reason: crate::runtime::one_line(e.message()),
+    })?;
+    manifest.validate().map_err(|reason| ManifestError::Invalid { path: path.to_path_buf(), reason })?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The ```toml block of this module's docs.
+    fn documented_example() -> String {
+        let docs: Vec<&str> = include_str!("mod.rs")
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"))
+            .map(|l| l.strip_prefix(' ').unwrap_or(l))
+            .collect();
+        let start = docs.iter().position(|l| *l == "```toml").unwrap() + 1;
+        let len = docs[start..].iter().position(|l| *l == "```").unwrap();
+        docs[start..start + len].join("\n")
+    }
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        parse_manifest(text, Path::new("models/x/manifest.toml"))
+    }
+
+    #[test]
+    fn documented_example_is_valid() {
+        let m = parse(&documented_example()).unwrap();
+        assert_eq!(m.task, Task::Segmentation);
+        assert_eq!(m.labels.len(), 3);
+        assert_eq!(m.expected_output_channels(), 3);
+        assert_eq!(m.members.len(), 2);
+        assert_eq!(m.inference.tta_axes, vec![0, 1, 2]);
+        assert_eq!(m.harmonization, imaging::harmonize::HarmonizeMethod::Percentile { lower: 0.5, upper: 99.5 });
+        assert_eq!(m.evaluation.figures.get("aurc"), Some(&0.031));
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_everywhere() {
+        let base = documented_example();
+        let cases = [
+            ("schema = 1", "schema = 1\ncolor_map = \"jet\""),
+            ("channels = 1", "channels = 1\nchannel = 1"),
+            ("upper = 99.5", "upper = 99.5\nwidth = 0.05"),
+            ("mc_dropout_passes = 4", "mc_dropout_passes = 4\nmc_passes = 4"),
+            ("seed = 1", "seed = 1\nsize = 10"),
+            ("ood_score_max = 3.0", "ood_score_max = 3.0\nentropy_max = 1.0"),
+        ];
+        for (from, to) in cases {
+            let text = base.replacen(from, to, 1);
+            let err = parse(&text).unwrap_err();
+            let unknown = format!("`{}`", to.lines().nth(1).unwrap().split(' ').next().unwrap());
+            assert!(matches!(err, ManifestError::Parse { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains(&unknown) && msg.contains("models/x/manifest.toml"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+    }
+
+    #[test]
+    fn invalid_values_name_the_field() {
+        let base = documented_example();
+        let cases = [
+            ("schema = 1", "schema = 2", "schema"),
+            ("spacing_mm = [1.0, 1.0, 1.0]", "spacing_mm = [1.0, 0.0, 1.0]", "input.spacing_mm"),
+            ("orientation = \"RAS\"", "orientation = \"RAR\"", "input.orientation"),
+            ("value = 2", "value = 3", "labels"),
+            ("name = \"white_matter\"", "name = \"grey_matter\"", "labels"),
+            ("patch_size = [96, 96, 96]", "patch_size = [96, 0, 96]", "inference.patch_size"),
+            ("overlap = 0.5", "overlap = 1.0", "inference.overlap"),
+            ("tta_axes = [0, 1, 2]", "tta_axes = [0, 3]", "inference.tta_axes"),
+            ("tta_axes = [0, 1, 2]", "tta_axes = [1, 1]", "inference.tta_axes"),
+            ("structure_agreement_min = 0.86", "structure_agreement_min = 1.86", "routing.structure_agreement_min"),
+            ("file = \"member_1.onnx\"", "file = \"../member_1.onnx\"", "members.file"),
+            ("file = \"member_1.onnx\"", "file = \"member_0.onnx\"", "members.file"),
+            ("sha256 = \"8e2d", "sha256 = \"8E2D", "members.sha256"),
+            ("upper = 99.5", "upper = 0.1", "harmonization"),
+        ];
+        for (from, to, field) in cases {
+            assert!(base.contains(from), "{from}");
+            let err = parse(&base.replacen(from, to, 1)).unwrap_err();
+            assert!(matches!(err, ManifestError::Invalid { .. }), "{to}: {err}");
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        let no_members = base.split("[[members]]").next().unwrap().to_string() + "members = []\n";
+        assert!(parse(&no_members).unwrap_err().to_string().contains("members"));
+    }
+
+    #[test]
+    fn sigmoid_needs_one_channel_fewer_than_labels() {
+        let m = parse(&documented_example().replace("activation = \"softmax\"", "activation = \"sigmoid\"")).unwrap();
+        assert_eq!(m.expected_output_channels(), 2);
+    }
+
+    #[test]
+    fn parse_errors_report_the_line() {
+        let text = documented_example().replacen("channels = 1", "channels = \"one\"", 1);
+        let line = text.lines().position(|l| l.starts_with("channels")).unwrap() + 1;
+        match parse(&text).unwrap_err() {
+            ManifestError::Parse { line: l, .. } => assert_eq!(l, line),
+            e => panic!("{e}"),
+        }
+    }
+
+    proptest! {
+        /// Labels are accepted exactly when their values are 0..n in order.
+        #[test]
+        fn labels_accepted_iff_contiguous(values in proptest::collection::vec(0u32..6, 2..6)) {
+            let base = documented_example();
+            let head = base.split("[[labels]]").next().unwrap();
+            let tail = &base[base.find("[inference]").unwrap()..];
+            let labels: String = values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("[[labels]]\nvalue = {v}\nname = \"l{i}\"\ncolour = [1, 2, 3]\n\n"))
+                .collect();
+            let contiguous = values.iter().enumerate().all(|(i, &v)| v as usize == i);
+            prop_assert_eq!(parse(&format!("{head}{labels}{tail}")).is_ok(), contiguous);
+        }
+
+        /// Arbitrary text is an error or a manifest, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+            let _ = parse(&text);
+        }
+
+        /// Truncating a valid manifest anywhere never panics.
+        #[test]
+        fn truncated_manifests_never_panic(cut in 0usize..2500) {
+            let base = documented_example();
+            let cut = (0..=cut.min(base.len())).rev().find(|&c| base.is_char_boundary(c)).unwrap_or(0);
+            let _ = parse(&base[..cut]);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The `manifest.toml` format as Rust types: every table refuses keys it does
+//! not know, so a typo is an error at load instead of a silently ignored setting.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use imaging::harmonize::HarmonizeMethod;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The manifest format this code reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// A parsed `manifest.toml` (see the module docs for the format).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Format version; [`SCHEMA_VERSION`].
+    pub schema: u32,
+    pub name: String,
+    pub version: String,
+    pub task: Task,
+    #[serde(default)]
+    pub description: String,
+    pub input: InputSpec,
+    /// `imaging::harmonize`'s method table; a Nyúl `scale_file` is relative to the model folder.
+    #[serde(deserialize_with = "strict_harmonization")]
+    pub harmonization: HarmonizeMethod,
+    pub output: OutputSpec,
+    pub labels: Vec<Label>,
+    pub inference: InferenceSpec,
+    #[serde(default)]
+    pub routing: RoutingThresholds,
+    pub provenance: Provenance,
+    pub evaluation: Evaluation,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Per-voxel class probabilities, `[N, C, D, H, W]`.
+    Segmentation,
+    /// Per-scan class probabilities, `[N, C]`.
+    Classification,
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Task::Segmentation => "segmentation",
+            Task::Classification => "classification",
+        })
+    }
+}
+
+/// What the network expects to be fed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// Expected contrast (e.g. `"T1w"`), compared with the study's series.
+    pub contrast: String,
+    /// Voxel spacing the network was trained at, mm, along the model grid's axes.
+    pub spacing_mm: [f64; 3],
+    /// Axis codes of the model grid, nibabel's `aff2axcodes` convention (`"RAS"`).
+    pub orientation: String,
+    /// Image channels (the C of `[N, C, D, H, W]`).
+    pub channels: usize,
+    /// Name of the ONNX graph input.
+    pub tensor: String,
+}
+
+/// What the network returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    /// Name of the ONNX graph output (the graph's first output).
+    pub tensor: String,
+    pub activation: Activation,
+}
+
+/// The activation applied to the output: already applied inside the graph
+/// (`softmax`, `sigmoid`) or to be applied by the engine (`none`: logits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// One channel per label, summing to 1.
+    Softmax,
+    /// One independent probability per label other than 0 (label 0 is the
+    /// negative class: background, or "diagnostic quality").
+    Sigmoid,
+    /// Logits, one channel per label; the engine applies softmax.
+    #[serde(rename = "none")]
+    Identity,
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Activation::Softmax => "softmax",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Identity => "none",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// The value written in the mask; labels are 0, 1, 2 … in the order listed.
+    pub value: u32,
+    pub name: String,
+    /// Display colour, `[r, g, b]`.
+    pub colour: [u8; 3],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSpec {
+    /// Sliding-window patch, voxels along the model grid's axes.
+    pub patch_size: [usize; 3],
+    /// Fraction of a patch shared by neighbouring windows, in [0, 1); MONAI's and nnU-Net's 0.5 by default.
+    #[serde(default = "default_overlap")]
+    pub overlap: f64,
+    /// Model-grid axes (0, 1, 2) mirrored for test-time augmentation; all 2^k flips are run.
+    #[serde(default)]
+    pub tta_axes: Vec<usize>,
+    /// Monte Carlo dropout passes per member and flip; 0 runs each member once.
+    #[serde(default)]
+    pub mc_dropout_passes: u32,
+}
+
+fn default_overlap() -> f64 {
+    0.5
+}
+
+/// Routing thresholds shipped with the model (overridable in the worker's
+/// config). A study crossing any of them goes to review.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingThresholds {
+    /// Upper bound of the study uncertainty score.
+    pub study_uncertainty_max: Option<f64>,
+    /// Lower bound, in [0, 1], of each structure's agreement between passes (mean pairwise Dice).
+    pub structure_agreement_min: Option<f64>,
+    /// Upper bound of each structure's volume coefficient of variation across passes.
+    pub volume_cv_max: Option<f64>,
+    /// Upper bound of the out-of-distribution score.
+    pub ood_score_max: Option<f64>,
+    /// Classification: lower bound, in [0, 1], of the winning class's mean probability.
+    pub probability_min: Option<f64>,
+    /// Where the thresholds come from (the evaluation section that chose them);
+    /// required when any threshold is set.
+    pub source: Option<String>,
+}
+
+impl RoutingThresholds {
+    pub(crate) fn any_set(&self) -> bool {
+        [
+            self.study_uncertainty_max,
+            self.structure_agreement_min,
+            self.volume_cv_max,
+            self.ood_score_max,
+            self.probability_min,
+        ]
+        .iter()
+        .any(Option::is_some)
+    }
+}
+
+/// How the members were trained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The script that trained the members.
+    pub script: String,
+    /// The training data.
+    pub data: String,
+    #[serde(default)]
+    pub commit: Option<String>,
+    #[serde(default)]
+    pub trained: Option<String>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// The model's evaluation: where the report is and its headline figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Evaluation {
+    pub report: String,
+    #[serde(default)]
+    pub figures: BTreeMap<String, f64>,
+}
+
+/// One ensemble member: an ONNX file in the model folder and its checksum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Member {
+    /// Path relative to the model folder.
+    pub file: PathBuf,
+    /// Lowercase hex sha256 of the file.
+    pub sha256: String,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// `HarmonizeMethod` is an internally tagged enum, which serde cannot make
+/// refuse unknown keys; check them here so the manifest is strict throughout.
+fn strict_harmonization<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HarmonizeMethod, D::Error> {
+    use serde::de::Error;
+    let table = toml::Table::deserialize(deserializer)?;
+    let method = table.get("method").and_then(toml::Value::as_str).unwrap_or_default();
+    let allowed: &[&str] = match method {
+        "percentile" => &["lower", "upper"],
+        "whitestripe" | "white_stripe" => &["contrast", "width"],
+        "nyul" => &["scale_file"],
+        _ => &[],
+    };
+    if let Some(unknown) = table.keys().find(|k| *k != "method" && !allowed.contains(&k.as_str())) {
+        return Err(D::Error::custom(format!("unknown field `{unknown}` in harmonization method `{method}`")));
+    }
+    toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| D::Error::custom(e.message()))
+}

@@ -1,0 +1,198 @@
+//! Checks a parsed manifest for values that parse but make no sense, before
+//! any member is read. Each failure names the field and the reason.
+
+use std::collections::HashSet;
+use std::path::Component;
+
+use super::schema::{Activation, Manifest, RoutingThresholds, SCHEMA_VERSION};
+
+/// Patch edges above this are a typo (a 1 mm brain is under 256 voxels a side).
+const MAX_PATCH_EDGE: usize = 1024;
+/// MC-dropout passes above this are a typo (the literature uses 10–50).
+const MAX_MC_PASSES: u32 = 1000;
+
+impl Manifest {
+    /// The first problem found, as `field: reason`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.schema != SCHEMA_VERSION {
+            return Err(format!("schema: version {} is not supported (expected {SCHEMA_VERSION})", self.schema));
+        }
+        non_empty("name", &self.name)?;
+        non_empty("version", &self.version)?;
+        self.validate_input()?;
+        self.harmonization.validate().map_err(|e| format!("harmonization: {e}"))?;
+        non_empty("output.tensor", &self.output.tensor)?;
+        self.validate_labels()?;
+        self.validate_inference()?;
+        validate_routing(&self.routing)?;
+        non_empty("provenance.script", &self.provenance.script)?;
+        non_empty("provenance.data", &self.provenance.data)?;
+        non_empty("evaluation.report", &self.evaluation.report)?;
+        if let Some((k, v)) = self.evaluation.figures.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(format!("evaluation.figures.{k}: {v} is not a finite number"));
+        }
+        self.validate_members()
+    }
+
+    /// Channels the network's output must have for these labels and this activation.
+    pub fn expected_output_channels(&self) -> usize {
+        match self.output.activation {
+            Activation::Softmax | Activation::Identity => self.labels.len(),
+            Activation::Sigmoid => self.labels.len().saturating_sub(1),
+        }
+    }
+
+    fn validate_input(&self) -> Result<(), String> {
+        non_empty("input.contrast", &self.input.contrast)?;
+        non_empty("input.tensor", &self.input.tensor)?;
+        if let Some(s) = self.input.spacing_mm.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!("input.spacing_mm: {s} is not a positive spacing"));
+        }
+        if self.input.channels == 0 {
+            return Err("input.channels: must be at least 1".into());
+        }
+        validate_orientation(&self.input.orientation)
+    }
+
+    fn validate_labels(&self) -> Result<(), String> {
+        if self.labels.len() < 2 {
+            return Err(format!("labels: {} listed, at least 2 are needed (label 0 and one more)", self.labels.len()));
+        }
+        let mut names = HashSet::new();
+        for (i, label) in self.labels.iter().enumerate() {
+            // Masks store label values as voxel values and the engine takes the
+            // argmax channel as the value: values must be 0..n in channel order.
+            if usize::try_from(label.value).ok() != Some(i) {
+                return Err(format!(
+                    "labels: value {} is listed at position {i}; values must be 0, 1, 2 … in order",
+                    label.value
+                ));
+            }
+            non_empty("labels.name", &label.name)?;
+            if !names.insert(label.name.as_str()) {
+                return Err(format!("labels: name `{}` is used twice", label.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_inference(&self) -> Result<(), String> {
+        let inf = &self.inference;
+        if let Some(p) = inf.patch_size.iter().find(|&&p| p == 0 || p > MAX_PATCH_EDGE) {
+            return Err(format!("inference.patch_size: {p} is not in 1..={MAX_PATCH_EDGE}"));
+        }
+        if !(inf.overlap.is_finite() && (0.0..1.0).contains(&inf.overlap)) {
+            return Err(format!("inference.overlap: {} is not in [0, 1)", inf.overlap));
+        }
+        let mut seen = [false; 3];
+        for &a in &inf.tta_axes {
+            match seen.get_mut(a) {
+                Some(s) if !*s => *s = true,
+                Some(_) => return Err(format!("inference.tta_axes: axis {a} is listed twice")),
+                None => return Err(format!("inference.tta_axes: axis {a} is not 0, 1 or 2")),
+            }
+        }
+        if inf.mc_dropout_passes > MAX_MC_PASSES {
+            return Err(format!("inference.mc_dropout_passes: {} is more than {MAX_MC_PASSES}", inf.mc_dropout_passes));
+        }
+        Ok(())
+    }
+
+    fn validate_members(&self) -> Result<(), String> {
+        if self.members.is_empty() {
+            return Err("members: at least one member is needed".into());
+        }
+        let mut files = HashSet::new();
+        for m in &self.members {
+            let shown = m.file.display();
+            // Members live inside the folder: the checksums vouch for the folder, nothing outside it.
+            let inside =
+                !m.file.as_os_str().is_empty() && m.file.components().all(|c| matches!(c, Component::Normal(_)));
+            if !inside {
+                return Err(format!("members.file: `{shown}` is not a relative path inside the model folder"));
+            }
+            if !files.insert(&m.file) {
+                return Err(format!("members.file: `{shown}` is listed twice"));
+            }
+            if !(m.sha256.len() == 64 && m.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
+                return Err(format!("members.sha256: `{}` of `{shown}` is not 64 lowercase hex digits", m.sha256));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn non_empty(field: &str, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() { Err(format!("{field}: must not be empty")) } else { Ok(()) }
+}
+
+/// Three axis codes, one from each of L/R, P/A and I/S (nibabel's `aff2axcodes`).
+fn validate_orientation(code: &str) -> Result<(), String> {
+    let pair = |c: char| match c {
+        'L' | 'R' => Some(0),
+        'P' | 'A' => Some(1),
+        'I' | 'S' => Some(2),
+        _ => None,
+    };
+    let mut seen = [false; 3];
+    let ok = code.chars().count() == 3
+        && code.chars().all(|c| match pair(c).and_then(|p| seen.get_mut(p)) {
+            Some(s) if !*s => {
+                *s = true;
+                true
+            }
+            _ => false,
+        });
+    if ok { Ok(()) } else { Err(format!("input.orientation: `{code}` is not three axis codes like \"RAS\"")) }
+}
+
+fn validate_routing(r: &RoutingThresholds) -> Result<(), String> {
+    let non_negative = [
+        ("study_uncertainty_max", r.study_uncertainty_max),
+        ("volume_cv_max", r.volume_cv_max),
+        ("ood_score_max", r.ood_score_max),
+    ];
+    for (name, v) in non_negative {
+        if let Some(v) = v.filter(|v| !(v.is_finite() && *v >= 0.0)) {
+            return Err(format!("routing.{name}: {v} is not a non-negative number"));
+        }
+    }
+    for (name, v) in [("structure_agreement_min", r.structure_agreement_min), ("probability_min", r.probability_min)] {
+        if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
+            return Err(format!("routing.{name}: {v} is not in [0, 1]"));
+        }
+    }
+    if r.any_set() && r.source.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        return Err("routing.source: thresholds must say which evaluation they come from".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orientation_codes() {
+        for ok in ["RAS", "LPS", "SAR", "ILA"] {
+            assert!(validate_orientation(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "RA", "RRS", "RASX", "ras", "XYZ", "RLS"] {
+            assert!(validate_orientation(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn routing_needs_a_source_and_ranges() {
+        let mut r = RoutingThresholds { structure_agreement_min: Some(0.8), ..Default::default() };
+        assert!(validate_routing(&r).unwrap_err().contains("routing.source"));
+        r.source = Some("training/EVALUATION.md#routing".into());
+        assert!(validate_routing(&r).is_ok());
+        r.structure_agreement_min = Some(1.5);
+        assert!(validate_routing(&r).unwrap_err().contains("structure_agreement_min"));
+        r.structure_agreement_min = None;
+        r.volume_cv_max = Some(f64::NAN);
+        assert!(validate_routing(&r).unwrap_err().contains("volume_cv_max"));
+        assert!(validate_routing(&RoutingThresholds::default()).is_ok());
+    }
+}

@@ -1,1 +1,0 @@
-//! runtime: to be written.

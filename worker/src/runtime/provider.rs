@@ -1,0 +1,96 @@
+//! Execution providers: the hardware a session runs on, chosen from the
+//! configured preference list, skipping (with a warning) each one this library
+//! or this machine cannot use, and ending on the CPU.
+
+use std::fmt;
+
+use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use serde::{Deserialize, Serialize};
+
+/// An execution provider a worker can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Cpu,
+    Cuda,
+    #[serde(rename = "tensorrt")]
+    TensorRt,
+}
+
+impl Provider {
+    /// ONNX Runtime's name, as `onnxruntime.get_available_providers()` lists it.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Cpu => "CPUExecutionProvider",
+            Provider::Cuda => ep::CUDA::NAME,
+            Provider::TensorRt => ep::TensorRT::NAME,
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "cpu",
+            Provider::Cuda => "cuda",
+            Provider::TensorRt => "tensorrt",
+        })
+    }
+}
+
+/// The providers to try, in order: the configured ones up to the first CPU,
+/// without repeats, and the CPU last.
+pub(crate) fn candidates(preferred: &[Provider]) -> Vec<Provider> {
+    let mut out = Vec::with_capacity(preferred.len() + 1);
+    for &p in preferred.iter().take_while(|&&p| p != Provider::Cpu) {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out.push(Provider::Cpu);
+    out
+}
+
+/// The registration of a non-CPU provider, or why it cannot be registered.
+/// `None` for the CPU, which every session has.
+pub(crate) fn dispatch(provider: Provider) -> Result<Option<ExecutionProviderDispatch>, String> {
+    // The PyPI `onnxruntime` wheel is built without CUDA and TensorRT; asking it
+    // to register them fails late and noisily, so ask what it was built with first.
+    let compiled_in = |available: ort::Result<bool>| match available {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{} is not built into this onnx runtime library", provider.ort_name())),
+        Err(e) => Err(super::one_line(e)),
+    };
+    Ok(match provider {
+        Provider::Cpu => None,
+        Provider::Cuda => {
+            compiled_in(ep::CUDA::is_available())?;
+            Some(ep::CUDA::default().build().error_on_failure())
+        }
+        Provider::TensorRt => {
+            compiled_in(ep::TensorRT::is_available())?;
+            Some(ep::TensorRT::default().build().error_on_failure())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_end_on_the_cpu_without_repeats() {
+        use Provider::*;
+        assert_eq!(candidates(&[]), vec![Cpu]);
+        assert_eq!(candidates(&[Cpu, Cuda]), vec![Cpu]);
+        assert_eq!(candidates(&[TensorRt, Cuda, TensorRt]), vec![TensorRt, Cuda, Cpu]);
+        assert_eq!(candidates(&[Cuda, Cpu, TensorRt]), vec![Cuda, Cpu]);
+    }
+
+    #[test]
+    fn names_match_onnx_runtime() {
+        assert_eq!(Provider::Cuda.ort_name(), "CUDAExecutionProvider");
+        assert_eq!(Provider::TensorRt.ort_name(), "TensorrtExecutionProvider");
+        assert_eq!(Provider::TensorRt.to_string(), "tensorrt");
+    }
+}

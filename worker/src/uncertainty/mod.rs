@@ -13,10 +13,11 @@
 //! For passes `t = 1..P` with probabilities `p_t` at a voxel and their mean `p̄`:
 //! - predictive entropy `H[p̄] = −Σ_c p̄_c ln p̄_c` (total uncertainty, in `[0, ln C]`);
 //! - expected entropy `E_t H[p_t]` (aleatoric part);
-//! - mutual information `H[p̄] − E_t H[p_t]` (epistemic part; the BALD decomposition,
-//!   Houlsby et al. 2011, Gal et al. 2017). By Jensen's inequality it is ≥ 0 and
-//!   ≤ `H[p̄]`; rounding can make the difference a few ulps negative, so it is
-//!   clamped at 0.
+//! - mutual information `H[p̄] − E_t H[p_t]` between the label and the pass
+//!   (epistemic part; BALD, Houlsby et al. 2011; the aleatoric/epistemic split of
+//!   Depeweg et al. 2018). By concavity of entropy it is ≥ 0, and it is ≤ `H[p̄]`
+//!   because entropies are ≥ 0; rounding can make the difference a few ulps
+//!   negative, so it is clamped at 0.
 //!
 //! `0 · ln 0 = 0`. Each pass is checked and then renormalized per voxel (negative
 //! values within the tolerance set to 0, divided by the sum), as
@@ -42,7 +43,9 @@
 //! scores weighted by `|A_i| + |A_j|` (and the plain mean when every pass has the
 //! same volume; it leans towards the pairs with larger volumes otherwise). It is an
 //! estimate of the Dice between two random passes whose expectation does not
-//! depend on P. Pooled pairwise IoU is defined the same way; the all-pass IoU is
+//! depend on P. On the reference fixture it differs from the plain mean of the
+//! pairwise Dice scores by at most 2.4e-4 where the per-pass volumes vary by 2–4 %
+//! (CV) and by up to 9.3e-3 at a CV of 25 %. Pooled pairwise IoU is defined the same way; the all-pass IoU is
 //! exact (Roy et al.'s best proxy for Dice), but it falls as P grows, so thresholds
 //! on it do not carry over between profiles with different pass counts.
 //!
@@ -52,12 +55,15 @@
 //! volume-weighted disagreement between two random passes on what is foreground
 //! and which tissue it is. 0 when every pass labels every voxel the same; it
 //! rises with the fraction of the labelled volume the passes disagree on. It is
-//! chosen over the mean foreground mutual information because Roy et al. found
-//! the agreement-based structure measures the ones that track the real Dice, because
-//! its expectation does not depend on P (unlike the all-pass IoU), so a threshold
-//! chosen on the GPU profile means the same on the CPU profile, and because it reads
-//! directly as "expected 1 − Dice between passes". It needs at least two passes.
-//! The foreground means of entropy and mutual information are reported next to it.
+//! an agreement measure because Roy et al. found their sample-agreement measures
+//! (the all-pass IoU above all) track the Dice against manual labels; pairwise
+//! rather than all-pass because its expectation does not depend on P, so a
+//! threshold chosen on the GPU profile (all members × 8 flips) means the same on
+//! the CPU profile with fewer passes; and it reads directly as "expected 1 − Dice
+//! between two passes", the quantity the evaluation relates to the real Dice. It
+//! needs at least two passes (`None` otherwise; the routing policy must treat
+//! that as unknown, not as certain). The foreground means of entropy and mutual
+//! information, which do not need two passes, are reported next to it.
 //!
 //! # Memory
 //! State per voxel: C running sums of probabilities (f32), one running sum of
@@ -75,7 +81,11 @@
 //! caller's current pass (104.1 MB as f32) = 295.0 MB while accumulating; during
 //! `finish` 216.9 MB (mean probabilities 104.1, expected entropy 34.7,
 //! predictive entropy 34.7, mutual information 34.7, labels 8.7).
-//! (MB = 10⁶ bytes.)
+//! (MB = 10⁶ bytes.) Measured on that size (release build, 2 shared cores under a
+//! load of 3.5): `new` 84 ms, `add_pass` 280 ms per pass, `finish` 216 ms.
+//!
+//! Probabilities outside the field of view must still be a distribution: pad
+//! with background = 1, not with zeros (a zero vector is refused).
 
 mod accumulator;
 mod agreement;

@@ -1,1 +1,0 @@
-//! uncertainty: to be written.

@@ -3,10 +3,12 @@
 //! `$NEUROBATCH_TESTDATA/dicom/derived/bench_axial160`) read into a volume —
 //! folder scan, header parse, geometry checks, parallel decode and rescale.
 
-use std::path::PathBuf;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use imaging::dicom::{ScanOptions, read_folder, scan_folder};
+
+// The tests' helpers: where `.testdata/` is, and the raw-volume loader.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 // The neurobatch binary's allocator (src/main.rs): without it a bench times the
 // system allocator's page faults on every fresh 30–100 MB buffer instead of
@@ -14,17 +16,8 @@ use imaging::dicom::{ScanOptions, read_folder, scan_folder};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn series_dir() -> PathBuf {
-    let root = std::env::var_os("NEUROBATCH_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.testdata"));
-    let dir = root.join("dicom/derived/bench_axial160");
-    assert!(dir.is_dir(), "{} is missing: run `bash scripts/setup.sh`", dir.display());
-    dir
-}
-
 fn bench(c: &mut Criterion) {
-    let dir = series_dir();
+    let dir = common::testdata("dicom/derived/bench_axial160");
     let opts = ScanOptions::default();
     let mut g = c.benchmark_group("dicom");
     g.sample_size(10);

@@ -9,12 +9,11 @@
 //! 3×3 matrix.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use imaging::orientation::{from_canonical, into_canonical, to_canonical};
 use imaging::resample::{self, GridLimits, TargetGrid};
-use imaging::{Affine, SourceMeta, Volume};
+use imaging::{Affine, Volume};
 
 // The neurobatch binary's allocator (src/main.rs): without it a bench times the
 // system allocator's page faults on every fresh 30–100 MB buffer instead of
@@ -22,24 +21,13 @@ use imaging::{Affine, SourceMeta, Volume};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn testdata() -> PathBuf {
-    std::env::var_os("NEUROBATCH_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"))
-}
+// The tests' helpers: where `.testdata/` is, and the raw-volume loader.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-/// `<name>.json` (shape, affine) + `<name>.f32` (little-endian, Fortran order).
+/// A raw volume written by `scripts/testdata/geometry.py`.
 fn raw(name: &str) -> Volume<f32> {
-    let stem = testdata().join("geometry").join(name);
-    let read = |ext: &str| {
-        let p = stem.with_extension(ext);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run `bash scripts/setup.sh`)", p.display()))
-    };
-    let meta: serde_json::Value = serde_json::from_slice(&read("json")).expect("raw volume json");
-    let shape: [usize; 3] = serde_json::from_value(meta["shape"].clone()).expect("shape");
-    let rows: [[f64; 4]; 4] = serde_json::from_value(meta["affine"].clone()).expect("affine");
-    let data = read("f32").chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Volume::new(shape, data, Affine::from_rows(rows), SourceMeta::default()).expect("raw volume shape")
+    common::load_raw_f32(&common::testdata_dir().join("geometry").join(name))
 }
 
 fn reorient(c: &mut Criterion) {

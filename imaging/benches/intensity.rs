@@ -5,12 +5,11 @@
 //! `.venv/bin/python scripts/testdata/intensity.py bench`.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use imaging::Volume;
 use imaging::harmonize::{self, HarmonizeMethod, NyulParams};
 use imaging::mask::foreground_mask;
-use imaging::{Affine, SourceMeta, Volume};
 
 // The neurobatch binary's allocator (src/main.rs): without it a bench times the
 // system allocator's page faults on every fresh 30–100 MB buffer instead of
@@ -18,24 +17,13 @@ use imaging::{Affine, SourceMeta, Volume};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn testdata() -> PathBuf {
-    std::env::var_os("NEUROBATCH_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"))
-        .join("intensity")
-}
+// The tests' helpers: where `.testdata/` is, and the raw-volume loader.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
-/// A raw volume (`<name>.json` + `<name>.f32`) as the generator writes it.
+/// A raw volume written by `scripts/testdata/intensity.py`.
 fn raw(name: &str) -> Volume<f32> {
-    let dir = testdata();
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.json"))).expect("run scripts/setup.sh"))
-            .expect("raw volume json");
-    let shape: Vec<usize> = serde_json::from_value(meta["shape"].clone()).expect("shape");
-    let rows: [[f64; 4]; 4] = serde_json::from_value(meta["affine"].clone()).expect("affine");
-    let bytes = std::fs::read(dir.join(format!("{name}.f32"))).expect("raw volume data");
-    let data = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    Volume::new([shape[0], shape[1], shape[2]], data, Affine::from_rows(rows), SourceMeta::default()).expect("shape")
+    common::load_raw_f32(&common::testdata_dir().join("intensity").join(name))
 }
 
 fn as_mask(v: Volume<f32>) -> Volume<u8> {

@@ -5,7 +5,6 @@
 //! files is the baseline (run by the side-by-side bench, not here).
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -17,14 +16,9 @@ use imaging::nifti::{self, ReadOptions};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn testdata(rel: &str) -> PathBuf {
-    let dir = std::env::var_os("NEUROBATCH_TESTDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"));
-    let p = dir.join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh`", p.display());
-    p
-}
+// The tests' helpers: where `.testdata/` is, and the raw-volume loader.
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn load(c: &mut Criterion) {
     let mut group = c.benchmark_group("nifti_read");
@@ -35,7 +29,7 @@ fn load(c: &mut Criterion) {
         ("int16_256x256x176_nii_gz", "nifti/bench_int16_256x256x176.nii.gz"),
         ("mni_t1_uint8_nii", "nifti/mni_t1.nii"),
     ] {
-        let path = testdata(rel);
+        let path = common::testdata(rel);
         group.bench_function(name, |b| {
             b.iter(|| black_box(nifti::read(&path, &opts).expect("bench input reads")));
         });

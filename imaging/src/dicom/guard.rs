@@ -11,6 +11,9 @@
 
 use std::io::Read;
 
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::StandardDataDictionary;
 use flate2::read::DeflateDecoder;
 
 /// Undefined length (sequences, items and encapsulated pixel data).
@@ -95,6 +98,11 @@ fn inflate(deflated: &[u8]) -> Result<Vec<u8>, String> {
         return Err(format!("deflated data set inflates to more than {MAX_INFLATED} bytes"));
     }
     Ok(out)
+}
+
+/// Whether the standard dictionary types `(group, elem)` as a sequence.
+fn dictionary_says_sequence(group: u16, elem: u16) -> bool {
+    StandardDataDictionary.by_tag(Tag(group, elem)).is_some_and(|e| e.vr() == VirtualVr::Exact(VR::SQ))
 }
 
 /// VRs whose explicit-VR length field is 16 bits (PS3.5 Table 7.1-2).
@@ -204,7 +212,10 @@ impl Walker<'_> {
         if self.depth == 0 && (group, elem) == (0x7FE0, 0x0010) {
             self.pixel_data = true;
         }
-        let is_sq = explicit && vr == b"SQ";
+        // Implicit VR: dicom-parser takes the VR from the standard dictionary, and
+        // reads a tag the dictionary types SQ as a sequence whatever its bytes hold;
+        // the walk must descend into it too, or the lengths inside go unchecked.
+        let is_sq = if explicit { vr == b"SQ" } else { dictionary_says_sequence(group, elem) };
         let is_un = explicit && (vr == b"UN" || !is_known_vr(vr));
         if len == UNDEFINED {
             return if is_sq || !explicit {
@@ -345,6 +356,28 @@ mod tests {
         let err = check_lengths(&file(IMPLICIT_LE, &body)).unwrap_err();
         assert!(err.contains("(0008,103E) declares 1000"), "{err}");
         assert!(check_lengths(&file(IMPLICIT_LE, &[])).is_ok());
+    }
+
+    #[test]
+    fn implicit_tags_the_dictionary_types_sq_are_walked_as_sequences() {
+        // (0008,1140) ReferencedImageSequence, defined length, whose bytes are not
+        // items: dicom-parser reads it as a sequence (and its bogus "item" length),
+        // so the walk must refuse it rather than skip it as an opaque value.
+        let mut bogus = vec![0x08, 0x00, 0x3E, 0x10];
+        bogus.extend_from_slice(&0x7FFF_FFF0u32.to_le_bytes());
+        bogus.extend_from_slice(&[0u8; 8]);
+        let mut body = vec![0x08, 0x00, 0x40, 0x11];
+        body.extend_from_slice(&(bogus.len() as u32).to_le_bytes());
+        body.extend_from_slice(&bogus);
+        let err = check_lengths(&file(IMPLICIT_LE, &body)).unwrap_err();
+        assert!(err.contains("inside a sequence"), "{err}");
+        // The same bytes under a tag the dictionary does not type SQ, (0008,103E)
+        // SeriesDescription, are an opaque value that fits in the file.
+        body[2..4].copy_from_slice(&[0x3E, 0x10]);
+        assert!(check_lengths(&file(IMPLICIT_LE, &body)).is_ok());
+        // An empty sequence is fine.
+        let empty = [0x08, 0x00, 0x40, 0x11, 0, 0, 0, 0];
+        assert!(check_lengths(&file(IMPLICIT_LE, &empty)).is_ok());
     }
 
     fn deflate(data: &[u8]) -> Vec<u8> {

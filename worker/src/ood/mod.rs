@@ -47,3 +47,6 @@ mod stats;
 pub use assess::{OodAssessment, Signal, assess};
 pub use error::OodError;
 pub use reference::{FitOptions, HistogramReference, OodReference, ScalarReference};
+
+#[cfg(test)]
+mod tests;

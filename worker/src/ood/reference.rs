@@ -45,9 +45,14 @@ pub struct FitOptions {
     pub lo: f64,
     pub hi: f64,
     pub bins: usize,
-    /// Smallest spreads; defaults 0.05 (JS distance), 0.02 (fraction), 0.02 (noise ratio):
-    /// about the change a 1 % Gaussian noise or a small field-of-view change makes
-    /// on the MNI T1, so that such scans stay within one unit.
+    /// Smallest spreads; defaults 0.05 (JS distance), 0.02 (fraction), 0.02 (noise ratio).
+    /// Measured on the MNI T1 z-scored, 40 bins on [−5, 5], against a reference
+    /// fitted on it alone: 1 % Gaussian noise and a 1.1 gain move the JS
+    /// distance by 0.026, the noise ratio by 0.0056 and the fraction by 0.00015,
+    /// all within one unit (tests/ood.rs prints them). Bins must be wider than
+    /// the training data's intensity quantization: at 100 bins (0.1 sd) the same
+    /// change gives a JS distance of 0.060, the template's quantization spikes
+    /// being smoothed away by the noise.
     pub min_histogram_spread: f64,
     pub min_fraction_spread: f64,
     pub min_noise_spread: f64,

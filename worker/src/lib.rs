@@ -5,10 +5,16 @@
 //! - [`manifest`]: a model folder (`manifest.toml` + ONNX members) checked
 //!   at load time;
 //! - [`uncertainty`]: streaming accumulation of member/pass probabilities
-//!   into mean probabilities, labels, entropy and mutual information.
+//!   into mean probabilities, labels, entropy and mutual information;
+//! - [`ood`]: out-of-distribution indicators (image statistics against the
+//!   training distribution);
+//! - [`routing`]: the accept/review decision with its reasons, from the
+//!   manifest's thresholds and the config's overrides.
 //!
 //! Everything here is synchronous; the daemon calls it from blocking threads.
 
 pub mod manifest;
+pub mod ood;
+pub mod routing;
 pub mod runtime;
 pub mod uncertainty;

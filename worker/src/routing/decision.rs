@@ -1,0 +1,68 @@
+//! The decision and its reasons, shaped as `report.json`'s `routing` object:
+//! `{"decision": "accept" | "review", "reasons": [{"code", "metric", "label"?, "value", "threshold"}]}`.
+
+use serde::Serialize;
+
+/// What happens to the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Accept,
+    Review,
+}
+
+/// Why a study goes to review; the codes are stable (they are matched on downstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    OutOfDistribution,
+    HighUncertainty,
+    LowStructureAgreement,
+    UnstableVolume,
+    LowConfidence,
+    /// A set threshold needs a figure that is missing or not finite.
+    UncertaintyUnknown,
+}
+
+/// One crossed threshold (or one figure a threshold needed but did not get).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    pub code: ReasonCode,
+    /// The figure compared (`study_uncertainty`, `pairwise_dice`, `pass_volume_cv`, `ood_score`, `mean_probability`).
+    pub metric: &'static str,
+    /// The structure's label, for per-structure figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<u8>,
+    /// The figure; `None` (`null`) when unknown. serde_json also writes an
+    /// infinite figure as `null`; its code still says it crossed the bound.
+    pub value: Option<f64>,
+    /// The bound it was compared with.
+    pub threshold: f64,
+}
+
+/// `Review` exactly when there is a reason; built only from the reasons, so
+/// the two cannot disagree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoutingDecision {
+    decision: Decision,
+    reasons: Vec<Reason>,
+}
+
+impl RoutingDecision {
+    pub fn from_reasons(reasons: Vec<Reason>) -> Self {
+        let decision = if reasons.is_empty() { Decision::Accept } else { Decision::Review };
+        RoutingDecision { decision, reasons }
+    }
+
+    pub fn decision(&self) -> Decision {
+        self.decision
+    }
+
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
+
+    pub fn is_accept(&self) -> bool {
+        self.decision == Decision::Accept
+    }
+}

@@ -1,24 +1,15 @@
 //! The typed policy: the manifest's thresholds, the config's overrides on
 //! top (an override wins per field), every bound checked once here.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::RoutingError;
 use crate::manifest::RoutingThresholds;
 
 /// The worker config's `[routing]` overrides for one model: the manifest's
-/// fields, each optional; a field that is set replaces the manifest's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RoutingOverrides {
-    pub study_uncertainty_max: Option<f64>,
-    pub structure_agreement_min: Option<f64>,
-    pub volume_cv_max: Option<f64>,
-    pub ood_score_max: Option<f64>,
-    pub probability_min: Option<f64>,
-    /// Why the site overrides the shipped thresholds (reported with them).
-    pub source: Option<String>,
-}
+/// own table, each field optional; a field that is set replaces the
+/// manifest's, and `source` says why the site overrides the shipped values.
+pub type RoutingOverrides = RoutingThresholds;
 
 /// Checked bounds; `None` means the rule is off.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

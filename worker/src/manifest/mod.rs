@@ -63,6 +63,20 @@
 //! ood_score_max = 3.0
 //! source = "training/EVALUATION.md, routing: 90% of Dice < 0.8 cases at a 12% review rate"
 //!
+//! [ood]                             # worker::ood's training reference; required with ood_score_max
+//! volumes = 40                      # fitted by OodReference::fit on harmonized training volumes
+//! [ood.histogram]                   # foreground intensities, equal-width bins on [lo, hi]
+//! lo = -5.0
+//! hi = 5.0
+//! probabilities = [0.1, 0.4, 0.4, 0.1]
+//! spread = 0.02
+//! [ood.foreground_fraction]
+//! mean = 0.31
+//! spread = 0.02
+//! [ood.noise_ratio]
+//! mean = 0.12
+//! spread = 0.03
+//!
 //! [provenance]
 //! script = "training/train_segmentation.py"
 //! data = "nilearn 0.14.1 MNI152 2009 T1 + GM/WM maps, SynthSeg-style randomization"
@@ -216,6 +230,8 @@ mod tests {
             ("file = \"member_1.onnx\"", "file = \"member_0.onnx\"", "members.file"),
             ("sha256 = \"8e2d", "sha256 = \"8E2D", "members.sha256"),
             ("upper = 99.5", "upper = 0.1", "harmonization"),
+            ("probabilities = [0.1, 0.4, 0.4, 0.1]", "probabilities = [0.1, 0.4, 0.4, 0.2]", "ood"),
+            ("spread = 0.03", "spread = 0.0", "ood"),
         ];
         for (from, to, field) in cases {
             assert!(base.contains(from), "{from}");
@@ -225,6 +241,21 @@ mod tests {
         }
         let no_members = base.split("[[members]]").next().unwrap().to_string() + "members = []\n";
         assert!(parse(&no_members).unwrap_err().to_string().contains("members"));
+    }
+
+    #[test]
+    fn an_ood_bound_needs_a_training_reference() {
+        let base = documented_example();
+        let start = base.find("[ood]").unwrap();
+        let end = base.find("[provenance]").unwrap();
+        let without_reference = format!("{}{}", &base[..start], &base[end..]);
+        let err = parse(&without_reference).unwrap_err();
+        assert!(matches!(err, ManifestError::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("ood"), "{err}");
+        // Without the bound, the reference is optional.
+        let no_bound = without_reference.replacen("ood_score_max = 3.0\n", "", 1);
+        assert!(parse(&no_bound).unwrap().ood.is_none());
+        assert!(parse(&base).unwrap().ood.is_some_and(|r| r.volumes == 40));
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct Manifest {
     pub inference: InferenceSpec,
     #[serde(default)]
     pub routing: RoutingThresholds,
+    /// The training distribution `worker::ood` compares a study with; required
+    /// when `routing.ood_score_max` is set (an out-of-domain scan must never be
+    /// accepted for want of a reference).
+    #[serde(default)]
+    pub ood: Option<crate::ood::OodReference>,
     pub provenance: Provenance,
     pub evaluation: Evaluation,
     pub members: Vec<Member>,

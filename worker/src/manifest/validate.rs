@@ -25,6 +25,13 @@ impl Manifest {
         self.validate_labels()?;
         self.validate_inference()?;
         validate_routing(&self.routing)?;
+        match (&self.ood, self.routing.ood_score_max) {
+            (Some(reference), _) => reference.validate().map_err(|e| format!("ood: {e}"))?,
+            (None, Some(_)) => {
+                return Err("ood: routing.ood_score_max is set but there is no [ood] training reference".into());
+            }
+            (None, None) => {}
+        }
         non_empty("provenance.script", &self.provenance.script)?;
         non_empty("provenance.data", &self.provenance.data)?;
         non_empty("evaluation.report", &self.evaluation.report)?;

@@ -6,7 +6,9 @@
 //! comparing one study with it. It does not harmonize, mask or resample (the
 //! caller passes the harmonized volume and its foreground, in the grid the
 //! reference was fitted in) and does not decide routing ([`crate::routing`]
-//! compares the score with the model's `ood_score_max`).
+//! compares the score with the model's `ood_score_max`). A model folder
+//! carries its reference as the manifest's `[ood]` table, required whenever
+//! `routing.ood_score_max` is set.
 //!
 //! # Signals
 //! All over the foreground voxels (mask ≠ 0) with finite intensities:

@@ -133,13 +133,9 @@ fn is_short_vr(vr: &[u8]) -> bool {
     )
 }
 
-/// Every VR dicom-core knows; other bytes are read as UN.
+/// Whether dicom-core knows these two bytes as a VR; other bytes are read as UN.
 fn is_known_vr(vr: &[u8]) -> bool {
-    is_short_vr(vr)
-        || matches!(
-            vr,
-            b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
-        )
+    matches!(vr, [a, b] if VR::from_binary([*a, *b]).is_some())
 }
 
 struct Walker<'a> {

@@ -154,6 +154,9 @@ pub struct RoutingThresholds {
     pub ood_score_max: Option<f64>,
     /// Classification: lower bound, in [0, 1], of the winning class's mean probability.
     pub probability_min: Option<f64>,
+    /// Classification: upper bound, in [0, 1], of each flagged class's (labels ≥ 1,
+    /// e.g. "degraded") mean probability.
+    pub flag_probability_max: Option<f64>,
     /// Where the thresholds come from (the evaluation section that chose them);
     /// required when any threshold is set.
     pub source: Option<String>,
@@ -167,6 +170,7 @@ impl RoutingThresholds {
             self.volume_cv_max,
             self.ood_score_max,
             self.probability_min,
+            self.flag_probability_max,
         ]
         .iter()
         .any(Option::is_some)

@@ -164,7 +164,12 @@ fn validate_routing(r: &RoutingThresholds) -> Result<(), String> {
             return Err(format!("routing.{name}: {v} is not a non-negative number"));
         }
     }
-    for (name, v) in [("structure_agreement_min", r.structure_agreement_min), ("probability_min", r.probability_min)] {
+    let unit = [
+        ("structure_agreement_min", r.structure_agreement_min),
+        ("probability_min", r.probability_min),
+        ("flag_probability_max", r.flag_probability_max),
+    ];
+    for (name, v) in unit {
         if let Some(v) = v.filter(|v| !(0.0..=1.0).contains(v)) {
             return Err(format!("routing.{name}: {v} is not in [0, 1]"));
         }

@@ -20,6 +20,9 @@ pub enum ReasonCode {
     LowStructureAgreement,
     UnstableVolume,
     LowConfidence,
+    /// A classifier gave a flagged class (label ≥ 1, e.g. "degraded") a mean
+    /// probability above the bound.
+    FlaggedClass,
     /// A set threshold needs a figure that is missing or not finite.
     UncertaintyUnknown,
 }
@@ -28,7 +31,8 @@ pub enum ReasonCode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
     pub code: ReasonCode,
-    /// The figure compared (`study_uncertainty`, `pairwise_dice`, `pass_volume_cv`, `ood_score`, `mean_probability`).
+    /// The figure compared (`study_uncertainty`, `pairwise_dice`, `pass_volume_cv`, `ood_score`,
+    /// `mean_probability`, `flagged_probability`).
     pub metric: &'static str,
     /// The structure's label, for per-structure figures.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,13 @@ impl RoutingDecision {
     pub fn from_reasons(reasons: Vec<Reason>) -> Self {
         let decision = if reasons.is_empty() { Decision::Accept } else { Decision::Review };
         RoutingDecision { decision, reasons }
+    }
+
+    /// One decision for a study several models looked at: review when any of
+    /// them says so, with all their reasons, each prefixed by nothing (the
+    /// caller keeps which model gave which in its own report).
+    pub fn combine(decisions: impl IntoIterator<Item = RoutingDecision>) -> Self {
+        RoutingDecision::from_reasons(decisions.into_iter().flat_map(|d| d.reasons).collect())
     }
 
     pub fn decision(&self) -> Decision {

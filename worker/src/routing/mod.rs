@@ -21,6 +21,9 @@
 //! - `volume_cv_max`: per structure, volume CV across passes `>` the bound → `unstable_volume`.
 //! - `probability_min` (classification): mean probability of the winning
 //!   class `<` the bound → `low_confidence`.
+//! - `flag_probability_max` (classification): per class ≥ 1 (label 0 is the
+//!   negative class, e.g. "diagnostic"), mean probability `>` the bound →
+//!   `flagged_class` (a scan-quality model calling a scan degraded).
 //!
 //! A value exactly at a bound passes. A figure a set threshold needs but that
 //! is missing (`None`: a single pass, a label no pass produced, no OOD
@@ -29,7 +32,8 @@
 //! checked, so a model without thresholds accepts everything (the manifest
 //! loader requires a cited source whenever one is set).
 //!
-//! Classification uses `ood_score_max` and `probability_min`; the
+//! Classification uses `ood_score_max`, `probability_min` and
+//! `flag_probability_max`; the
 //! segmentation-only bounds do not apply to it (and vice versa).
 
 mod decision;

@@ -19,6 +19,7 @@ pub struct RoutingPolicy {
     pub(super) volume_cv_max: Option<f64>,
     pub(super) ood_score_max: Option<f64>,
     pub(super) probability_min: Option<f64>,
+    pub(super) flag_probability_max: Option<f64>,
     /// The manifest's source, then the override's when one is given.
     pub(super) sources: Vec<String>,
 }
@@ -79,6 +80,12 @@ impl RoutingPolicy {
             volume_cv_max: pick("volume_cv_max", m.volume_cv_max, o.volume_cv_max, Range::NonNegative)?,
             ood_score_max: pick("ood_score_max", m.ood_score_max, o.ood_score_max, Range::NonNegative)?,
             probability_min: pick("probability_min", m.probability_min, o.probability_min, Range::Unit)?,
+            flag_probability_max: pick(
+                "flag_probability_max",
+                m.flag_probability_max,
+                o.flag_probability_max,
+                Range::Unit,
+            )?,
             sources,
         })
     }
@@ -97,6 +104,9 @@ impl RoutingPolicy {
     }
     pub fn probability_min(&self) -> Option<f64> {
         self.probability_min
+    }
+    pub fn flag_probability_max(&self) -> Option<f64> {
+        self.flag_probability_max
     }
     /// Where the bounds come from: the manifest's source, then the config's.
     pub fn sources(&self) -> &[String] {

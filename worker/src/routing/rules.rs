@@ -90,6 +90,17 @@ impl RoutingPolicy {
             "mean_probability",
             None,
         );
+        for (label, &p) in c.mean_probs.iter().enumerate().skip(1) {
+            check(
+                &mut reasons,
+                self.flag_probability_max,
+                Bound::Max,
+                Some(p),
+                ReasonCode::FlaggedClass,
+                "flagged_probability",
+                u8::try_from(label).ok(),
+            );
+        }
         RoutingDecision::from_reasons(reasons)
     }
 }

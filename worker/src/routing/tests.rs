@@ -50,6 +50,7 @@ fn thresholds() -> RoutingThresholds {
         volume_cv_max: Some(0.05),
         ood_score_max: Some(3.0),
         probability_min: Some(0.8),
+        flag_probability_max: None,
         source: Some("test".into()),
     }
 }
@@ -173,6 +174,33 @@ fn classification_low_confidence() {
 }
 
 #[test]
+fn classification_flagged_class() {
+    let t = RoutingThresholds { flag_probability_max: Some(0.5), probability_min: None, ..thresholds() };
+    let p = RoutingPolicy::new(&t, None).expect("valid");
+    assert!(p.decide_classification(&classification(vec![0.8, 0.2]), Some(&ood(0.0))).is_accept());
+    let d = p.decide_classification(&classification(vec![0.3, 0.7]), Some(&ood(0.0)));
+    assert_eq!(codes(&d), [(ReasonCode::FlaggedClass, "flagged_probability", Some(1))]);
+    assert_eq!((d.reasons()[0].value, d.reasons()[0].threshold), (Some(0.7), 0.5));
+    // Exactly at the bound passes, like every other rule.
+    assert!(p.decide_classification(&classification(vec![0.5, 0.5]), Some(&ood(0.0))).is_accept());
+}
+
+#[test]
+fn combined_decisions_keep_every_reason() {
+    let p = policy();
+    let seg = p.decide(&good(), Some(&ood(9.0)));
+    let cls = p.decide_classification(&classification(vec![0.3, 0.7]), Some(&ood(0.0)));
+    let accepted = p.decide(&good(), Some(&ood(0.0)));
+    assert!(RoutingDecision::combine([accepted.clone(), accepted]).is_accept());
+    let both = RoutingDecision::combine([seg, cls]);
+    assert_eq!(both.decision(), Decision::Review);
+    assert_eq!(
+        codes(&both),
+        [(ReasonCode::OutOfDistribution, "ood_score", None), (ReasonCode::LowConfidence, "mean_probability", None)]
+    );
+}
+
+#[test]
 fn overrides_win_per_field() {
     let o = RoutingOverrides { structure_agreement_min: Some(0.8), source: Some("site".into()), ..Default::default() };
     let p = RoutingPolicy::new(&thresholds(), Some(&o)).expect("valid");
@@ -252,16 +280,17 @@ fn any_report() -> impl Strategy<Value = UncertaintyReport> {
 }
 
 fn any_thresholds() -> impl Strategy<Value = RoutingThresholds> {
-    (opt(0.0..1.0), opt(0.0..1.0), opt(0.0..0.5), opt(0.0..6.0), opt(0.0..1.0)).prop_map(|(s, a, v, o, p)| {
-        RoutingThresholds {
+    (opt(0.0..1.0), opt(0.0..1.0), opt(0.0..0.5), opt(0.0..6.0), opt(0.0..1.0), opt(0.0..1.0)).prop_map(
+        |(s, a, v, o, p, fl)| RoutingThresholds {
             study_uncertainty_max: s,
             structure_agreement_min: a,
             volume_cv_max: v,
             ood_score_max: o,
             probability_min: p,
+            flag_probability_max: fl,
             source: None,
-        }
-    })
+        },
+    )
 }
 
 /// Tighter by `f` in [0, 1]: maxima scaled down, minima moved towards 1; an
@@ -275,6 +304,7 @@ fn tighten(t: &RoutingThresholds, f: f64, set: Option<f64>) -> RoutingThresholds
         volume_cv_max: max(t.volume_cv_max),
         ood_score_max: max(t.ood_score_max),
         probability_min: min(t.probability_min),
+        flag_probability_max: max(t.flag_probability_max),
         source: None,
     }
 }

@@ -9,6 +9,12 @@ data: under .testdata/onnx/:
                         spatial axes
   mni_crop.f32/.json    a 32^3 crop of the nilearn MNI152 2009 T1, z-scored within the crop
                         (`_common.write_raw_f32`; Fortran order, axes i, j, k)
+  gated_dropout.onnx    conv3d_softmax with an MC-dropout gate: inputs image and mc_dropout float32 [1];
+                        the conv's logits are multiplied by 1 + g·(mask/(1 − 0.5) − 1) with a fresh
+                        Bernoulli(0.5) mask per run (RandomUniformLike), so g = 0 is exactly the
+                        deterministic model and g = 1 is inverted dropout at rate 0.5
+  classifier.onnx       image [N, 1, x, y, z] -> Conv3d(1 -> 2, 3x3x3, padding 1) -> mean over x, y, z
+                        -> softmax -> probabilities [N, 2] (a stand-in for scan-quality members)
   tissue_model/         a model folder: manifest.toml + member_0.onnx, member_1.onnx (the same
                         graph with two seeds), sha256 of each member written into the manifest
 refs: under worker/tests/fixtures/onnx/:
@@ -54,6 +60,65 @@ def conv_softmax_model(seed: int) -> bytes:
         "conv3d_softmax",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, spatial)],
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES, "x", "y", "z"])],
+        [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="neurobatch-testdata")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def gated_dropout_model(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    weight = (rng.normal(0.0, 0.4, (CLASSES, 1, 3, 3, 3))).astype(np.float32)
+    bias = rng.normal(0.0, 0.2, CLASSES).astype(np.float32)
+    scalar = lambda v, name: numpy_helper.from_array(np.array(v, dtype=np.float32), name)  # noqa: E731
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "weight", "bias"], ["logits"], kernel_shape=[3, 3, 3], pads=[1] * 6),
+            helper.make_node("RandomUniformLike", ["logits"], ["uniform"]),
+            helper.make_node("GreaterOrEqual", ["uniform", "rate"], ["kept"]),
+            helper.make_node("Cast", ["kept"], ["keep"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["keep", "inv_keep"], ["scaled"]),
+            helper.make_node("Sub", ["scaled", "one"], ["delta"]),
+            helper.make_node("Mul", ["delta", "mc_dropout"], ["gated"]),
+            helper.make_node("Add", ["gated", "one"], ["factor"]),
+            helper.make_node("Mul", ["logits", "factor"], ["dropped"]),
+            helper.make_node("Softmax", ["dropped"], ["probabilities"], axis=1),
+        ],
+        "gated_dropout",
+        [
+            helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, "x", "y", "z"]),
+            helper.make_tensor_value_info("mc_dropout", TensorProto.FLOAT, [1]),
+        ],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES, "x", "y", "z"])],
+        [
+            numpy_helper.from_array(weight, "weight"),
+            numpy_helper.from_array(bias, "bias"),
+            scalar(0.5, "rate"),
+            scalar(2.0, "inv_keep"),
+            scalar(1.0, "one"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="neurobatch-testdata")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def classifier_model(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    weight = (rng.normal(0.0, 0.4, (2, 1, 3, 3, 3))).astype(np.float32)
+    bias = rng.normal(0.0, 0.2, 2).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["image", "weight", "bias"], ["maps"], kernel_shape=[3, 3, 3], pads=[1] * 6),
+            helper.make_node("ReduceMean", ["maps"], ["logits"], axes=[2, 3, 4], keepdims=0),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        ],
+        "classifier",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, "x", "y", "z"])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 2])],
         [numpy_helper.from_array(weight, "weight"), numpy_helper.from_array(bias, "bias")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="neurobatch-testdata")
@@ -124,6 +189,8 @@ def data(out: Path) -> None:
     d = out / AREA
     d.mkdir(parents=True, exist_ok=True)
     (d / "conv3d_softmax.onnx").write_bytes(conv_softmax_model(seed=3))
+    (d / "gated_dropout.onnx").write_bytes(gated_dropout_model(seed=3))
+    (d / "classifier.onnx").write_bytes(classifier_model(seed=5))
     crop, affine = mni_crop()
     _common.write_raw_f32(d / "mni_crop", crop, affine)
     folder = d / "tissue_model"

@@ -4,6 +4,9 @@
 //!   from the library the PyPI `onnxruntime` wheel ships, and sessions on it;
 //! - [`manifest`]: a model folder (`manifest.toml` + ONNX members) checked
 //!   at load time;
+//! - [`inference`]: the ensemble engine: sliding windows (MONAI's placement
+//!   and Gaussian weighting) × mirror flips × members × MC-dropout passes,
+//!   each pass handed to a consumer as it finishes;
 //! - [`uncertainty`]: streaming accumulation of member/pass probabilities
 //!   into mean probabilities, labels, entropy and mutual information;
 //! - [`ood`]: out-of-distribution indicators (image statistics against the
@@ -13,6 +16,7 @@
 //!
 //! Everything here is synchronous; the daemon calls it from blocking threads.
 
+pub mod inference;
 pub mod manifest;
 pub mod ood;
 pub mod routing;

@@ -8,9 +8,9 @@ use imaging::harmonize::{HarmonizeMethod, Harmonizer};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::schema::{Manifest, Task};
+use super::schema::{Manifest, SelectedProfile, Task};
 use super::{MANIFEST_FILE, ManifestError, parse_manifest};
-use crate::runtime::{Model, RuntimeConfig, one_line};
+use crate::runtime::{Model, Provider, RuntimeConfig, one_line};
 
 /// A manifest is a page of text; anything this large is not one.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -54,6 +54,15 @@ impl LoadedModel {
 
     pub fn members(&self) -> &[LoadedMember] {
         &self.members
+    }
+
+    /// The inference profile to run ([`Manifest::select_profile`]): `requested`
+    /// if given, else by the execution provider the sessions got.
+    pub fn select_profile(&self, requested: Option<&str>) -> Result<SelectedProfile, ManifestError> {
+        let provider = self.members.first().map_or(Provider::Cpu, |m| m.model.provider());
+        self.manifest
+            .select_profile(requested, provider)
+            .map_err(|reason| ManifestError::Profile { path: self.dir.clone(), reason })
     }
 }
 
@@ -136,6 +145,19 @@ fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
             "input `{}` is fixed at {d} voxels on axis {axis} but inference.patch_size is {p}",
             input.name
         ));
+    }
+    match (&manifest.inference.mc_dropout_input, model.gate()) {
+        (Some(want), Some(gate)) if gate.name == *want => {}
+        (Some(want), Some(gate)) => {
+            return Err(format!("its gate input is `{}` but inference.mc_dropout_input is `{want}`", gate.name));
+        }
+        (Some(want), None) => {
+            return Err(format!("inference.mc_dropout_input is `{want}` but it has no float32 [1] input of that name"));
+        }
+        (None, Some(gate)) => {
+            return Err(format!("it has a gate input `{}` but inference.mc_dropout_input does not name it", gate.name));
+        }
+        (None, None) => {}
     }
 
     let Some(output) = model.outputs().first() else {

@@ -55,6 +55,17 @@
 //! overlap = 0.5                     # default 0.5
 //! tta_axes = [0, 1, 2]              # mirrored axes: 2^3 = 8 flips
 //! mc_dropout_passes = 4             # per member and flip; 0 = dropout off
+//! mc_dropout_input = "mc_dropout"   # the members' float32 [1] gate input (0 off, 1 on)
+//!
+//! [inference.profiles.full]         # optional named profiles; `full` on CUDA/TensorRT,
+//! members = 2                       # `cpu` on the CPU, else the defaults above
+//! tta_axes = [0, 1, 2]
+//! mc_dropout_passes = 4
+//!
+//! [inference.profiles.cpu]
+//! members = 1                       # the first 1..=len(members) members
+//! tta_axes = [0]
+//! mc_dropout_passes = 0
 //!
 //! [routing]                         # all optional; overridable in the worker config
 //! study_uncertainty_max = 0.21
@@ -100,7 +111,8 @@
 //!
 //! Rules beyond the types: labels are 0, 1, 2 … in order with unique names (at
 //! least two); spacing > 0; patch edges in 1..=1024; overlap in [0, 1); TTA axes
-//! distinct and in 0..3; routing bounds non-negative, `*_min` in [0, 1], and a
+//! distinct and in 0..3; `mc_dropout_input` named whenever the defaults or a
+//! profile ask for MC-dropout passes; profile members in 1..=len(members); routing bounds non-negative, `*_min` in [0, 1], and a
 //! `source` whenever a threshold is set; members are relative paths inside the
 //! folder with lowercase hex sha256. The output must have as many channels as
 //! there are labels (`softmax`, `none`) or one fewer (`sigmoid`: label 0 is the
@@ -114,8 +126,8 @@ use std::path::{Path, PathBuf};
 
 pub use folder::{LoadedMember, LoadedModel, load_model_folder};
 pub use schema::{
-    Activation, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Provenance,
-    RoutingThresholds, SCHEMA_VERSION, Task,
+    Activation, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Profile, Provenance,
+    RoutingThresholds, SCHEMA_VERSION, SelectedProfile, Task,
 };
 
 use crate::runtime::RuntimeError;
@@ -142,6 +154,8 @@ pub enum ManifestError {
     ChecksumMismatch { path: PathBuf, expected: String, actual: String },
     #[error("model member {path} disagrees with the manifest: {reason}")]
     Signature { path: PathBuf, reason: String },
+    #[error("model {path}: {reason}")]
+    Profile { path: PathBuf, reason: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }

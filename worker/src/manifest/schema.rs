@@ -133,6 +133,91 @@ pub struct InferenceSpec {
     /// Monte Carlo dropout passes per member and flip; 0 runs each member once.
     #[serde(default)]
     pub mc_dropout_passes: u32,
+    /// Name of the members' float32 `[1]` gate input: 0 runs them deterministically
+    /// (dropout off), 1 with dropout active. Required when any profile or the
+    /// defaults ask for MC-dropout passes, and whenever the graphs have the input.
+    #[serde(default)]
+    pub mc_dropout_input: Option<String>,
+    /// Named alternatives to the defaults above (`full` for GPU workers, `cpu`
+    /// for CPU ones by convention); see [`Manifest::select_profile`].
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Profile>,
+}
+
+/// An `[inference.profiles.<name>]` table: how much of the ensemble to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// How many of the first members run, 1..=the number listed.
+    pub members: usize,
+    /// Mirrored axes, as `inference.tta_axes`.
+    #[serde(default)]
+    pub tta_axes: Vec<usize>,
+    /// MC-dropout passes per member and flip, as `inference.mc_dropout_passes`.
+    #[serde(default)]
+    pub mc_dropout_passes: u32,
+}
+
+/// The profile a worker runs: its name (`None` for the `[inference]` defaults)
+/// and what it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SelectedProfile {
+    pub name: Option<String>,
+    pub members: usize,
+    pub tta_axes: Vec<usize>,
+    pub mc_dropout_passes: u32,
+}
+
+impl SelectedProfile {
+    /// The name for logs and reports: the profile's, or `"default"`.
+    pub fn label(&self) -> &str {
+        self.name.as_deref().unwrap_or("default")
+    }
+}
+
+impl Manifest {
+    /// The profile to run: `requested` when given (an error naming the known
+    /// profiles when it is not in the manifest); else `full` on a CUDA or
+    /// TensorRT session and `cpu` on a CPU session when the manifest has that
+    /// profile; else the `[inference]` defaults with every member.
+    pub fn select_profile(
+        &self,
+        requested: Option<&str>,
+        provider: crate::runtime::Provider,
+    ) -> Result<SelectedProfile, String> {
+        use crate::runtime::Provider;
+        let from = |name: &str, p: &Profile| SelectedProfile {
+            name: Some(name.to_string()),
+            members: p.members,
+            tta_axes: p.tta_axes.clone(),
+            mc_dropout_passes: p.mc_dropout_passes,
+        };
+        if let Some(name) = requested {
+            return match self.inference.profiles.get(name) {
+                Some(p) => Ok(from(name, p)),
+                None => {
+                    let known: Vec<&str> = self.inference.profiles.keys().map(String::as_str).collect();
+                    Err(format!(
+                        "inference profile `{name}` is not in the manifest (it has: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ))
+                }
+            };
+        }
+        let by_provider = match provider {
+            Provider::Cuda | Provider::TensorRt => "full",
+            Provider::Cpu => "cpu",
+        };
+        Ok(match self.inference.profiles.get(by_provider) {
+            Some(p) => from(by_provider, p),
+            None => SelectedProfile {
+                name: None,
+                members: self.members.len(),
+                tta_axes: self.inference.tta_axes.clone(),
+                mc_dropout_passes: self.inference.mc_dropout_passes,
+            },
+        })
+    }
 }
 
 fn default_overlap() -> f64 {

@@ -91,16 +91,39 @@ impl Manifest {
         if !(inf.overlap.is_finite() && (0.0..1.0).contains(&inf.overlap)) {
             return Err(format!("inference.overlap: {} is not in [0, 1)", inf.overlap));
         }
-        let mut seen = [false; 3];
-        for &a in &inf.tta_axes {
-            match seen.get_mut(a) {
-                Some(s) if !*s => *s = true,
-                Some(_) => return Err(format!("inference.tta_axes: axis {a} is listed twice")),
-                None => return Err(format!("inference.tta_axes: axis {a} is not 0, 1 or 2")),
+        validate_tta_axes("inference.tta_axes", &inf.tta_axes)?;
+        validate_mc_passes("inference.mc_dropout_passes", inf.mc_dropout_passes)?;
+        for (name, p) in &inf.profiles {
+            let field = format!("inference.profiles.{name}");
+            non_empty("inference.profiles", name)?;
+            if p.members == 0 || p.members > self.members.len() {
+                return Err(format!(
+                    "{field}.members: {} is not in 1..={} (the members listed)",
+                    p.members,
+                    self.members.len()
+                ));
             }
+            validate_tta_axes(&format!("{field}.tta_axes"), &p.tta_axes)?;
+            validate_mc_passes(&format!("{field}.mc_dropout_passes"), p.mc_dropout_passes)?;
         }
-        if inf.mc_dropout_passes > MAX_MC_PASSES {
-            return Err(format!("inference.mc_dropout_passes: {} is more than {MAX_MC_PASSES}", inf.mc_dropout_passes));
+        match &inf.mc_dropout_input {
+            Some(gate) => {
+                non_empty("inference.mc_dropout_input", gate)?;
+                if *gate == self.input.tensor {
+                    return Err(format!("inference.mc_dropout_input: `{gate}` is the image input's name"));
+                }
+            }
+            None => {
+                let stochastic = std::iter::once(("inference", inf.mc_dropout_passes))
+                    .chain(inf.profiles.iter().map(|(n, p)| (n.as_str(), p.mc_dropout_passes)))
+                    .find(|(_, passes)| *passes > 0);
+                if let Some((who, passes)) = stochastic {
+                    let who = if who == "inference" { "inference".to_string() } else { format!("profile `{who}`") };
+                    return Err(format!(
+                        "inference.mc_dropout_input: {who} asks for {passes} MC-dropout passes but no gate input is named"
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -127,6 +150,25 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+fn validate_tta_axes(field: &str, axes: &[usize]) -> Result<(), String> {
+    let mut seen = [false; 3];
+    for &a in axes {
+        match seen.get_mut(a) {
+            Some(s) if !*s => *s = true,
+            Some(_) => return Err(format!("{field}: axis {a} is listed twice")),
+            None => return Err(format!("{field}: axis {a} is not 0, 1 or 2")),
+        }
+    }
+    Ok(())
+}
+
+fn validate_mc_passes(field: &str, passes: u32) -> Result<(), String> {
+    if passes > MAX_MC_PASSES {
+        return Err(format!("{field}: {passes} is more than {MAX_MC_PASSES}"));
+    }
+    Ok(())
 }
 
 fn non_empty(field: &str, value: &str) -> Result<(), String> {

@@ -89,6 +89,8 @@ pub enum RuntimeError {
     Signature { path: PathBuf, reason: String },
     #[error("onnx model {path} expects input `{input}` of shape {expected} but got {actual:?}")]
     InputShape { path: PathBuf, input: String, expected: String, actual: Vec<usize> },
+    #[error("onnx model {path} has no MC-dropout gate input, cannot run it with the gate at {value}")]
+    NoGate { path: PathBuf, value: f32 },
     #[error("running onnx model {path} failed: {reason}")]
     Run { path: PathBuf, reason: String },
 }

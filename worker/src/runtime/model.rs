@@ -46,6 +46,7 @@ pub struct Model {
     path: PathBuf,
     session: Mutex<Session>,
     input: TensorInfo,
+    gate: Option<TensorInfo>,
     outputs: Vec<TensorInfo>,
     provider: Provider,
 }
@@ -68,19 +69,7 @@ impl Model {
         let env = library::environment(config)?;
         let (session, provider) = build_session(&env, bytes, path, config)?;
         let signature_err = |reason: String| RuntimeError::Signature { path: path.to_path_buf(), reason };
-        let [input] = session.inputs() else {
-            return Err(signature_err(format!(
-                "it has {} inputs, one image input is expected",
-                session.inputs().len()
-            )));
-        };
-        let (input, input_type) = tensor_info(input).map_err(signature_err)?;
-        if input_type != TensorElementType::Float32 || input.shape.len() != 5 {
-            return Err(signature_err(format!(
-                "input `{}` is {} {}, a float32 [N, C, D, H, W] tensor is expected",
-                input.name, input.element_type, input
-            )));
-        }
+        let (input, gate) = split_inputs(session.inputs()).map_err(signature_err)?;
         let outputs =
             session.outputs().iter().map(tensor_info).collect::<Result<Vec<_>, _>>().map_err(signature_err)?;
         match outputs.first() {
@@ -92,7 +81,7 @@ impl Model {
         }
         let outputs = outputs.into_iter().map(|(o, _)| o).collect();
         info!(model = %path.display(), %provider, input = %input.name, "onnx session ready");
-        Ok(Model { path: path.to_path_buf(), session: Mutex::new(session), input, outputs, provider })
+        Ok(Model { path: path.to_path_buf(), session: Mutex::new(session), input, gate, outputs, provider })
     }
 
     /// The file the model was loaded from.
@@ -110,14 +99,28 @@ impl Model {
         &self.input
     }
 
+    /// The optional MC-dropout gate: a float32 `[1]` input, 0 for a
+    /// deterministic run and 1 for dropout active (see [`Model::run_gated`]).
+    pub fn gate(&self) -> Option<&TensorInfo> {
+        self.gate.as_ref()
+    }
+
     /// The outputs, in graph order; [`Model::run`] returns the first.
     pub fn outputs(&self) -> &[TensorInfo] {
         &self.outputs
     }
 
     /// Runs the model on `input` (`[N, C, D, H, W]`, any memory layout) and
-    /// returns its first output.
+    /// returns its first output. A model with a gate input runs with the gate
+    /// at 0 (deterministic).
     pub fn run(&self, input: ArrayView5<'_, f32>) -> Result<ArrayD<f32>, RuntimeError> {
+        self.run_gated(input, None)
+    }
+
+    /// [`Model::run`] with the gate input set to `gate` (`None`: 0 when the
+    /// model has a gate). Asking for a gate value on a model without a gate
+    /// input is an error, not a silent deterministic run.
+    pub fn run_gated(&self, input: ArrayView5<'_, f32>, gate: Option<f32>) -> Result<ArrayD<f32>, RuntimeError> {
         let shape_ok = input.shape().iter().all(|&d| d > 0)
             && self.input.shape.iter().zip(input.shape()).all(|(want, &got)| want.is_none_or(|w| w == got));
         if !shape_ok {
@@ -129,15 +132,46 @@ impl Model {
             });
         }
         let run_err = |reason: String| RuntimeError::Run { path: self.path.clone(), reason };
+        let gate_value = match (&self.gate, gate) {
+            (Some(_), g) => Some(ndarray::arr1(&[g.unwrap_or(0.0)])),
+            (None, None) => None,
+            (None, Some(g)) => {
+                return Err(RuntimeError::NoGate { path: self.path.clone(), value: g });
+            }
+        };
         let input = input.as_standard_layout();
         let tensor = TensorRef::from_array_view(&input).map_err(|e| run_err(one_line(e)))?;
+        let mut inputs = ort::inputs![self.input.name.as_str() => tensor];
+        if let (Some(info), Some(value)) = (&self.gate, &gate_value) {
+            let gate_tensor = TensorRef::from_array_view(value).map_err(|e| run_err(one_line(e)))?;
+            inputs.push((info.name.as_str().into(), gate_tensor.into()));
+        }
         let output_name = self.outputs.first().map(|o| o.name.as_str()).unwrap_or_default();
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        let outputs =
-            session.run(ort::inputs![self.input.name.as_str() => tensor]).map_err(|e| run_err(one_line(e)))?;
+        let outputs = session.run(inputs).map_err(|e| run_err(one_line(e)))?;
         let output = outputs.get(output_name).ok_or_else(|| run_err(format!("output `{output_name}` is missing")))?;
         let array = output.try_extract_array::<f32>().map_err(|e| run_err(one_line(e)))?;
         Ok(array.to_owned())
+    }
+}
+
+/// The image input (float32, rank 5) and the optional gate (float32 `[1]`);
+/// any other input, or a second one of another kind, is refused.
+fn split_inputs(inputs: &[Outlet]) -> Result<(TensorInfo, Option<TensorInfo>), String> {
+    let infos = inputs.iter().map(tensor_info).collect::<Result<Vec<_>, _>>()?;
+    let is_image = |(t, ty): &(TensorInfo, TensorElementType)| *ty == TensorElementType::Float32 && t.shape.len() == 5;
+    let is_gate = |(t, ty): &(TensorInfo, TensorElementType)| *ty == TensorElementType::Float32 && t.shape == [Some(1)];
+    let describe = |(t, _): &(TensorInfo, TensorElementType)| format!("`{}` {} {}", t.name, t.element_type, t);
+    match infos.as_slice() {
+        [one] if is_image(one) => Ok((one.0.clone(), None)),
+        [a, b] if is_image(a) && is_gate(b) => Ok((a.0.clone(), Some(b.0.clone()))),
+        [a, b] if is_gate(a) && is_image(b) => Ok((b.0.clone(), Some(a.0.clone()))),
+        [] => Err("it has no inputs, a float32 [N, C, D, H, W] image input is expected".into()),
+        many => Err(format!(
+            "its inputs are {}; a float32 [N, C, D, H, W] image input and optionally a float32 [1] \
+             MC-dropout gate are expected",
+            many.iter().map(describe).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 

@@ -1,0 +1,519 @@
+//! `worker::inference` against MONAI 1.6.1's `sliding_window_inference` with
+//! onnxruntime members (training/reference/monai_sliding_window.py writes the
+//! fixtures under tests/fixtures/monai/), and the engine's own guarantees:
+//! batch size, flips, gates, progress, typed errors.
+
+mod common;
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+use worker::inference::{
+    Ensemble, Flip, ImageRef, ImportanceMap, InferenceError, MeanSink, PassInfo, Plan, Progress, SIGMA_SCALE,
+    WindowLayout,
+};
+use worker::manifest::{Activation, ManifestError, Task, load_model_folder};
+use worker::runtime::{Model, RuntimeError};
+use worker::uncertainty::Accumulator;
+
+fn crop() -> ([usize; 3], Vec<f32>) {
+    common::load_raw_f32(&common::testdata("onnx/mni_crop.f32").with_extension(""))
+}
+
+/// The crop mirrored past its end and cut to 37 × 29 × 41 (as the reference script builds it).
+fn noncubic() -> ([usize; 3], Vec<f32>) {
+    let ([n0, n1, _], c) = crop();
+    let r = |x: usize| if x < 32 { x } else { 63 - x };
+    let dims = [37, 29, 41];
+    let mut out = Vec::with_capacity(dims.iter().product());
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                out.push(c[r(i) + n0 * (r(j) + n1 * r(k))]);
+            }
+        }
+    }
+    (dims, out)
+}
+
+fn model(rel: &str) -> Model {
+    Model::load(&common::testdata(rel), &common::config()).unwrap()
+}
+
+fn plan(patch: [usize; 3], tta_axes: Vec<usize>, mc: u32, classes: usize) -> Plan {
+    Plan {
+        task: Task::Segmentation,
+        patch_size: patch,
+        overlap: 0.5,
+        sigma_scale: SIGMA_SCALE,
+        tta_axes,
+        mc_dropout_passes: mc,
+        batch_size: 4,
+        classes,
+        activation: Activation::Softmax,
+    }
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn arr3(v: &Value) -> [usize; 3] {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+fn flip_of(v: &Value) -> Flip {
+    let mut f = [false; 3];
+    for a in usizes(v) {
+        f[a] = true;
+    }
+    Flip(f)
+}
+
+fn no_progress() -> impl FnMut(&Progress) {
+    |_: &Progress| {}
+}
+
+#[test]
+fn windows_match_monai() {
+    let refs = common::load_json("monai/windows.json");
+    for case in refs["cases"].as_array().unwrap() {
+        let overlap = case["overlap"].as_f64().unwrap();
+        let layout = WindowLayout::new(arr3(&case["image"]), arr3(&case["patch"]), overlap).unwrap();
+        let starts: Vec<[usize; 3]> = serde_json::from_value(case["starts"].clone()).unwrap();
+        assert_eq!(layout.padded, arr3(&case["padded"]), "{case}");
+        assert_eq!(layout.pad_before, arr3(&case["pad_before"]), "{case}");
+        assert_eq!(layout.interval, arr3(&case["interval"]), "{case}");
+        assert_eq!(layout.starts, starts, "image {} patch {}", case["image"], case["patch"]);
+    }
+}
+
+#[test]
+fn importance_map_matches_monai() {
+    let refs = common::load_json("monai/importance.json");
+    assert_eq!(refs["sigma_scale"].as_f64(), Some(SIGMA_SCALE));
+    let mut worst = 0f64;
+    for case in refs["cases"].as_array().unwrap() {
+        let patch = arr3(&case["patch"]);
+        let map = ImportanceMap::gaussian(patch, SIGMA_SCALE);
+        let values: Vec<f32> = serde_json::from_value(case["values"].clone()).unwrap();
+        let indices = case.get("indices").map_or_else(|| (0..values.len()).collect(), usizes);
+        assert_eq!(indices.len(), values.len());
+        for (&i, &want) in indices.iter().zip(&values) {
+            let rel = (f64::from(map.values[i]) - f64::from(want)).abs() / f64::from(want);
+            worst = worst.max(rel);
+        }
+        let min = map.values.iter().copied().fold(f32::INFINITY, f32::min);
+        let max = map.values.iter().copied().fold(0f32, f32::max);
+        let sum: f64 = map.values.iter().map(|&v| f64::from(v)).sum();
+        assert_eq!(f64::from(min), case["min"].as_f64().unwrap(), "{patch:?}");
+        assert!((f64::from(max) / case["max"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{patch:?}");
+        assert!((sum / case["sum"].as_f64().unwrap() - 1.0).abs() < 1e-6, "{patch:?}");
+    }
+    eprintln!("importance map: max relative difference from MONAI {worst:e}");
+    assert!(worst <= 1e-6, "{worst}");
+}
+
+/// Runs a fixture's case and compares the ensemble mean and the listed passes with MONAI.
+fn check_case(name: &str, image: ([usize; 3], Vec<f32>)) -> f32 {
+    let refs = common::load_json(&format!("monai/{name}.json"));
+    let (dims, voxels) = image;
+    assert_eq!(dims.to_vec(), usizes(&refs["image_shape"]));
+    let members: Vec<Model> = refs["members"].as_array().unwrap().iter().map(|m| model(m.as_str().unwrap())).collect();
+    let plan = plan(arr3(&refs["patch_size"]), usizes(&refs["tta_axes"]), 0, 3);
+    let ensemble = Ensemble::new(members.iter().collect(), plan).unwrap();
+    let wanted: Vec<(usize, Flip)> = refs["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["member"].as_u64().unwrap() as usize, flip_of(&p["flip"])))
+        .collect();
+    let mut kept: Vec<Option<Vec<f32>>> = vec![None; wanted.len()];
+    let keep = |pass: &PassInfo, probs: &[f32]| -> Result<(), String> {
+        if let Some(w) = wanted.iter().position(|&(m, f)| m == pass.member && f == pass.flip) {
+            kept[w] = Some(probs.to_vec());
+        }
+        Ok(())
+    };
+    let mut sinks = (MeanSink::new(), keep);
+    let run = ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sinks, &mut no_progress()).unwrap();
+    assert_eq!(run.passes, members.len() * (1 << refs["tta_axes"].as_array().unwrap().len()));
+    let mean = sinks.0.mean().unwrap();
+    let v: usize = dims.iter().product();
+    let indices = usizes(&refs["indices"]);
+
+    let compare = |probs: &[f32], want: &Value, what: &str| -> f32 {
+        let values: Vec<Vec<f32>> = serde_json::from_value(want["values"].clone()).unwrap();
+        let mut max_diff = 0f32;
+        for (c, vals) in values.iter().enumerate() {
+            for (&i, &w) in indices.iter().zip(vals) {
+                max_diff = max_diff.max((probs[c * v + i] - w).abs());
+            }
+        }
+        let sums: Vec<f64> = serde_json::from_value(want["channel_sums"].clone()).unwrap();
+        for (c, &s) in sums.iter().enumerate() {
+            let got: f64 = probs[c * v..(c + 1) * v].iter().map(|&p| f64::from(p)).sum();
+            assert!((got - s).abs() <= 1e-6 * v as f64, "{name} {what}: channel {c} sum {got} vs MONAI {s}");
+        }
+        eprintln!(
+            "{name} {what}: max |rust - monai| over {} voxels x {} channels: {max_diff:e}",
+            indices.len(),
+            values.len()
+        );
+        assert!(max_diff <= 1e-4, "{name} {what}: max abs difference {max_diff}");
+        max_diff
+    };
+    let mut worst = compare(&mean, &refs["mean"], "ensemble mean");
+    for (p, want) in refs["passes"].as_array().unwrap().iter().enumerate() {
+        let probs = kept[p].as_ref().expect("the pass ran");
+        worst = worst.max(compare(probs, want, &format!("pass member {} flip {}", wanted[p].0, wanted[p].1)));
+    }
+
+    // The full label map: argmax of the mean, lowest class on ties (numpy.argmax).
+    let labels = refs["mean"]["labels"].as_str().unwrap().as_bytes();
+    assert_eq!(labels.len(), v);
+    let agree = (0..v)
+        .filter(|&i| {
+            let p = [mean[i], mean[v + i], mean[2 * v + i]];
+            let arg = (0..3).fold(0, |b, c| if p[c] > p[b] { c } else { b });
+            usize::from(labels[i] - b'0') == arg
+        })
+        .count();
+    let fraction = agree as f64 / v as f64;
+    eprintln!("{name}: argmax agrees with MONAI on {agree}/{v} voxels ({:.4} %)", 100.0 * fraction);
+    assert!(fraction >= 0.9999, "{fraction}");
+    worst
+}
+
+#[test]
+fn crop_with_tta_ensemble_matches_monai() {
+    check_case("crop32", crop());
+}
+
+#[test]
+fn noncubic_padded_image_matches_monai() {
+    check_case("noncubic", noncubic());
+}
+
+#[test]
+fn gated_model_at_gate_zero_matches_monai() {
+    check_case("gated", crop());
+}
+
+#[test]
+fn batch_size_does_not_change_the_result() {
+    let (dims, voxels) = noncubic();
+    let members = [model("onnx/tissue_model/member_0.onnx")];
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    let run = |batch: usize| {
+        let ensemble = Ensemble::new(members.iter().collect(), plan([16, 16, 16], vec![0, 2], 0, 3))
+            .unwrap()
+            .with_batch_size(batch)
+            .unwrap();
+        let mut mean = MeanSink::new();
+        let run = ensemble.segment(image, &mut mean, &mut no_progress()).unwrap();
+        (run, mean.mean().unwrap())
+    };
+    let (one, reference) = run(1);
+    assert!(one.layout.starts.len() > 7);
+    for batch in [3, 7, one.layout.starts.len() + 5] {
+        let (r, probs) = run(batch);
+        assert_eq!(r.model_calls, r.passes * one.layout.starts.len().div_ceil(batch));
+        let diff = probs.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-6, "batch {batch}: {diff}");
+    }
+}
+
+#[test]
+fn progress_counts_every_model_call() {
+    let (dims, voxels) = crop();
+    let members = [model("onnx/tissue_model/member_0.onnx"), model("onnx/tissue_model/member_1.onnx")];
+    let ensemble = Ensemble::new(members.iter().collect(), plan([16, 16, 16], vec![1], 0, 3)).unwrap();
+    assert_eq!(ensemble.passes(), 4);
+    let order: Vec<(usize, Flip)> = ensemble.pass_order().iter().map(|p| (p.member, p.flip)).collect();
+    let j = Flip([false, true, false]);
+    assert_eq!(order, vec![(0, Flip::IDENTITY), (0, j), (1, Flip::IDENTITY), (1, j)]);
+    let mut seen: Vec<Progress> = Vec::new();
+    let mut passes = Vec::new();
+    let mut sink = |p: &PassInfo, probs: &[f32]| -> Result<(), String> {
+        passes.push((p.index, probs.len()));
+        Ok(())
+    };
+    let run = ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sink, &mut |p| seen.push(*p)).unwrap();
+    // 27 windows in batches of 4: 7 calls per pass.
+    assert_eq!(run.model_calls, 4 * 7);
+    assert_eq!(seen.len(), run.model_calls);
+    assert!(seen.iter().all(|p| p.passes == 4 && p.windows == 27));
+    assert_eq!(seen.iter().filter(|p| p.windows_done == 27).map(|p| p.pass).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(passes, (0..4).map(|i| (i, 3 * 32 * 32 * 32)).collect::<Vec<_>>());
+}
+
+#[test]
+fn accumulator_is_a_sink_and_agrees_with_the_plain_mean() {
+    let (dims, voxels) = noncubic();
+    let members = [model("onnx/tissue_model/member_0.onnx"), model("onnx/tissue_model/member_1.onnx")];
+    let ensemble = Ensemble::new(members.iter().collect(), plan([16, 20, 48], vec![0], 0, 3)).unwrap();
+    let v = voxels.len();
+    let mut sinks = (Accumulator::new(3, v, 0.008).unwrap(), MeanSink::new());
+    ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sinks, &mut no_progress()).unwrap();
+    let maps = sinks.0.finish().unwrap();
+    assert_eq!(maps.passes, 4);
+    let mean = sinks.1.mean().unwrap();
+    let diff = maps.mean_probs.iter().zip(&mean).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "{diff}");
+    assert!(maps.mutual_information.iter().any(|&m| m > 0.0), "members and flips disagree somewhere");
+}
+
+#[test]
+fn a_member_with_wrong_output_channels_is_a_typed_error() {
+    let (dims, voxels) = crop();
+    let conv = model("onnx/conv3d_softmax.onnx");
+    let ensemble = Ensemble::new(vec![&conv], plan([16, 16, 16], vec![], 0, 2)).unwrap();
+    let err =
+        ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut MeanSink::new(), &mut no_progress()).unwrap_err();
+    match &err {
+        InferenceError::OutputShape { path, expected, actual } => {
+            assert!(path.ends_with("conv3d_softmax.onnx"));
+            assert_eq!((expected[1], actual[1]), (2, 3));
+        }
+        e => panic!("{e}"),
+    }
+    assert!(err.to_string().contains("conv3d_softmax.onnx"), "{err}");
+    // A classifier plan on a segmentation output.
+    let plan = Plan { task: Task::Classification, ..plan([16, 16, 16], vec![], 0, 3) };
+    let err =
+        Ensemble::new(vec![&conv], plan).unwrap().classify(ImageRef::new(dims, &voxels).unwrap(), &mut no_progress());
+    assert!(matches!(err, Err(InferenceError::OutputShape { .. })), "{err:?}");
+}
+
+#[test]
+fn bad_plans_and_images_are_refused() {
+    let conv = model("onnx/conv3d_softmax.onnx");
+    let plan_err = |p: Plan| Ensemble::new(vec![&conv], p).unwrap_err();
+    assert!(matches!(plan_err(Plan { batch_size: 0, ..plan([8; 3], vec![], 0, 3) }), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(Plan { overlap: 1.0, ..plan([8; 3], vec![], 0, 3) }), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([8, 0, 8], vec![], 0, 3)), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([8; 3], vec![3], 0, 3)), InferenceError::Plan { .. }));
+    // MC passes need a gate input on every member.
+    match plan_err(plan([8; 3], vec![], 2, 3)) {
+        InferenceError::Model { path, reason } => {
+            assert!(path.ends_with("conv3d_softmax.onnx") && reason.contains("gate"), "{reason}");
+        }
+        e => panic!("{e}"),
+    }
+    assert!(Ensemble::new(vec![], plan([8; 3], vec![], 0, 3)).is_err());
+    let short = vec![0f32; 10];
+    assert!(matches!(ImageRef::new([2, 2, 3], &short), Err(InferenceError::Image { expected: 12, actual: 10, .. })));
+    assert!(ImageRef::new([0, 2, 3], &[]).is_err());
+}
+
+#[test]
+fn gate_zero_is_deterministic_and_gate_one_is_dropout() {
+    let (dims, voxels) = crop();
+    let gated = model("onnx/gated_dropout.onnx");
+    let plain = model("onnx/conv3d_softmax.onnx");
+    assert_eq!(gated.gate().map(|g| g.name.as_str()), Some("mc_dropout"));
+    assert!(plain.gate().is_none());
+    let input = ndarray::Array5::from_shape_vec((1, 1, dims[0], dims[1], dims[2]), voxels.clone()).unwrap();
+    let off = gated.run(input.view()).unwrap();
+    assert_eq!(gated.run_gated(input.view(), Some(0.0)).unwrap(), off);
+    assert_eq!(gated.run_gated(input.view(), None).unwrap(), off);
+    // Same weights as conv3d_softmax (seed 3): gate 0 is that model.
+    let reference = plain.run(input.view()).unwrap();
+    let diff = off.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "{diff}");
+    let on1 = gated.run_gated(input.view(), Some(1.0)).unwrap();
+    let on2 = gated.run_gated(input.view(), Some(1.0)).unwrap();
+    let changed = |a: &ndarray::ArrayD<f32>, b: &ndarray::ArrayD<f32>| a.iter().zip(b).filter(|(x, y)| x != y).count();
+    assert!(changed(&on1, &off) > off.len() / 4, "dropout changes the output");
+    assert!(changed(&on1, &on2) > off.len() / 4, "each run draws a fresh mask");
+    match plain.run_gated(input.view(), Some(1.0)) {
+        Err(RuntimeError::NoGate { path, .. }) => assert!(path.ends_with("conv3d_softmax.onnx")),
+        other => panic!("{other:?}"),
+    }
+
+    // Through the engine: 3 MC passes per flip, each different; deterministic passes equal gate 0.
+    let ensemble = Ensemble::new(vec![&gated], plan([16, 16, 16], vec![], 3, 3)).unwrap();
+    assert_eq!(ensemble.passes(), 3);
+    let mut passes: Vec<Vec<f32>> = Vec::new();
+    let mut sink = |p: &PassInfo, probs: &[f32]| -> Result<(), String> {
+        assert_eq!(p.mc_pass, Some(passes.len() as u32));
+        passes.push(probs.to_vec());
+        Ok(())
+    };
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    ensemble.segment(image, &mut sink, &mut no_progress()).unwrap();
+    assert_ne!(passes[0], passes[1]);
+    assert_ne!(passes[1], passes[2]);
+    let deterministic = |m: &Model| {
+        let mut mean = MeanSink::new();
+        Ensemble::new(vec![m], plan([16, 16, 16], vec![], 0, 3))
+            .unwrap()
+            .segment(image, &mut mean, &mut no_progress())
+            .unwrap();
+        mean.mean().unwrap()
+    };
+    let (a, b) = (deterministic(&gated), deterministic(&plain));
+    assert_ne!(passes[0], a);
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff <= 1e-6, "{diff}");
+}
+
+#[test]
+fn flips_round_trip_and_cover_every_subset() {
+    let all = Flip::subsets(&[0, 1, 2]);
+    assert_eq!(all.len(), 8);
+    assert_eq!(all[0], Flip::IDENTITY);
+    let mut distinct = all.clone();
+    distinct.sort_by_key(|f| f.0);
+    distinct.dedup();
+    assert_eq!(distinct.len(), 8);
+    assert_eq!(Flip::subsets(&[2]), vec![Flip::IDENTITY, Flip([false, false, true])]);
+    assert_eq!(Flip([true, false, true]).to_string(), "i+k");
+
+    // A one-window image: each flipped pass, flipped back by the engine, equals
+    // running the member on the mirrored image and mirroring its output.
+    let (dims, voxels) = crop();
+    let conv = model("onnx/conv3d_softmax.onnx");
+    let ensemble = Ensemble::new(vec![&conv], plan(dims, vec![0, 1, 2], 0, 3)).unwrap();
+    let mut by_flip: Vec<(Flip, Vec<f32>)> = Vec::new();
+    let mut sink = |p: &PassInfo, probs: &[f32]| -> Result<(), String> {
+        by_flip.push((p.flip, probs.to_vec()));
+        Ok(())
+    };
+    ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sink, &mut no_progress()).unwrap();
+    let [n0, n1, n2] = dims;
+    let v = n0 * n1 * n2;
+    let at = |f: Flip, i: usize, j: usize, k: usize| {
+        (if f.0[0] { n0 - 1 - i } else { i })
+            + n0 * ((if f.0[1] { n1 - 1 - j } else { j }) + n1 * (if f.0[2] { n2 - 1 - k } else { k }))
+    };
+    let mut max_diff = 0f32;
+    for (flip, probs) in &by_flip {
+        let mut mirrored = vec![0f32; v];
+        for k in 0..n2 {
+            for j in 0..n1 {
+                for i in 0..n0 {
+                    mirrored[i + n0 * (j + n1 * k)] = voxels[at(*flip, i, j, k)];
+                }
+            }
+        }
+        let input = ndarray::Array5::from_shape_vec((1, 1, n2, n1, n0), mirrored).unwrap();
+        let input = input.permuted_axes([0, 1, 4, 3, 2]);
+        let out = conv.run(input.view()).unwrap();
+        for c in 0..3 {
+            for k in 0..n2 {
+                for j in 0..n1 {
+                    for i in 0..n0 {
+                        // The engine's value at (i, j, k) is the mirrored run's value at the mirrored position.
+                        let m = at(*flip, i, j, k);
+                        let (mi, mj, mk) = (m % n0, (m / n0) % n1, m / (n0 * n1));
+                        let want = out[[0, c, mi, mj, mk]];
+                        max_diff = max_diff.max((probs[c * v + i + n0 * (j + n1 * k)] - want).abs());
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(by_flip.len(), 8);
+    assert!(max_diff <= 1e-6, "{max_diff}");
+    assert_ne!(by_flip[0].1, by_flip[1].1, "the conv is not mirror-symmetric, flips must differ");
+}
+
+#[test]
+fn classification_matches_onnxruntime_over_flips() {
+    let refs = common::load_json("monai/classification.json");
+    let (dims, voxels) = noncubic();
+    let clf = model("onnx/classifier.onnx");
+    let plan = Plan { task: Task::Classification, ..plan([1, 1, 1], usizes(&refs["tta_axes"]), 0, 2) };
+    let ensemble = Ensemble::new(vec![&clf], plan).unwrap();
+    let mut calls = 0;
+    let u = ensemble.classify(ImageRef::new(dims, &voxels).unwrap(), &mut |_| calls += 1).unwrap();
+    assert_eq!((u.members, calls), (8, 8));
+    let mean: Vec<f64> = serde_json::from_value(refs["mean"].clone()).unwrap();
+    let diff = u.mean_probs.iter().zip(&mean).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+    eprintln!("classification: max |rust - onnxruntime python| of the mean over 8 flips: {diff:e}");
+    assert!(diff <= 1e-6, "{diff}");
+    let runs = refs["runs"].as_array().unwrap();
+    let spread = runs
+        .iter()
+        .map(|r| r["probabilities"][0].as_f64().unwrap())
+        .fold((1f64, 0f64), |(lo, hi), p| (lo.min(p), hi.max(p)));
+    assert!(spread.1 > spread.0, "flips change the classifier's output, so the mean tests the flips");
+    // A segmentation plan refuses to classify and vice versa.
+    let seg = Ensemble::new(vec![&clf], self::plan([8; 3], vec![], 0, 2)).unwrap();
+    assert!(matches!(
+        seg.classify(ImageRef::new(dims, &voxels).unwrap(), &mut no_progress()),
+        Err(InferenceError::Plan { .. })
+    ));
+}
+
+#[test]
+fn a_sink_error_stops_the_run_with_the_pass_named() {
+    let (dims, voxels) = crop();
+    let conv = model("onnx/conv3d_softmax.onnx");
+    let ensemble = Ensemble::new(vec![&conv], plan([16; 3], vec![0], 0, 3)).unwrap();
+    let mut sink = |p: &PassInfo, _: &[f32]| if p.index == 1 { Err("disk full".to_string()) } else { Ok(()) };
+    let err = ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sink, &mut no_progress()).unwrap_err();
+    assert!(matches!(err, InferenceError::Sink { pass: 1, .. }), "{err}");
+    assert!(err.to_string().contains("disk full"), "{err}");
+    // The accumulator refuses a pass of the wrong size, through the same path.
+    let mut acc = Accumulator::new(3, 10, 1.0).unwrap();
+    let err = ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut acc, &mut no_progress()).unwrap_err();
+    assert!(matches!(err, InferenceError::Sink { pass: 0, .. }), "{err}");
+}
+
+/// A model folder with the gated member: it loads only when the manifest names the gate.
+#[test]
+fn gated_members_need_mc_dropout_input_in_the_manifest() {
+    use sha2::{Digest, Sha256};
+    let dir = common::scratch_model_folder("gated");
+    let bytes = std::fs::read(common::testdata("onnx/gated_dropout.onnx")).unwrap();
+    std::fs::write(dir.join("member_0.onnx"), &bytes).unwrap();
+    let sha = format!("{:x}", Sha256::digest(&bytes));
+    let old_sha = {
+        let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+        let line = text.lines().find(|l| l.starts_with("sha256")).unwrap().to_string();
+        line.split('"').nth(1).unwrap().to_string()
+    };
+    common::edit_manifest(&dir, |t| t.replacen(&old_sha, &sha, 1));
+    let load = |dir: &PathBuf| load_model_folder(dir, &common::config());
+    match load(&dir).unwrap_err() {
+        ManifestError::Signature { path, reason } => {
+            assert!(path.ends_with("member_0.onnx") && reason.contains("mc_dropout"), "{reason}");
+        }
+        e => panic!("{e}"),
+    }
+    common::edit_manifest(&dir, |t| {
+        t.replacen("mc_dropout_passes = 0", "mc_dropout_passes = 0\nmc_dropout_input = \"mc_dropout\"", 1)
+    });
+    // Now member_1 (no gate) is the one that disagrees.
+    match load(&dir).unwrap_err() {
+        ManifestError::Signature { path, reason } => {
+            assert!(path.ends_with("member_1.onnx") && reason.contains("mc_dropout"), "{reason}");
+        }
+        e => panic!("{e}"),
+    }
+    std::fs::write(dir.join("member_1.onnx"), &bytes).unwrap();
+    let old_sha1 = {
+        let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+        let line = text.lines().filter(|l| l.starts_with("sha256")).nth(1).unwrap().to_string();
+        line.split('"').nth(1).unwrap().to_string()
+    };
+    common::edit_manifest(&dir, |t| t.replacen(&old_sha1, &sha, 1));
+    common::edit_manifest(&dir, |t| {
+        t.replacen(
+            "[routing]",
+            "[inference.profiles.cpu]\nmembers = 1\ntta_axes = [0]\nmc_dropout_passes = 2\n\n[routing]",
+            1,
+        )
+    });
+    let loaded = load(&dir).unwrap();
+    let profile = loaded.select_profile(None).unwrap();
+    assert_eq!((profile.label(), profile.members, profile.mc_dropout_passes), ("cpu", 1, 2));
+    let ensemble = Ensemble::from_model(&loaded, &profile).unwrap();
+    // 1 member × 2 flips × 2 MC passes.
+    assert_eq!(ensemble.passes(), 4);
+    let default = loaded.select_profile(Some("full"));
+    assert!(matches!(default, Err(ManifestError::Profile { .. })), "{default:?}");
+}

@@ -37,6 +37,11 @@ enum Command {
     /// Foreground masks and intensity harmonization.
     #[command(subcommand)]
     Harmonize(commands::harmonize::Command),
+    /// Segment one scan with the ensemble, with uncertainty maps, a report and a routing decision.
+    Process(Box<commands::process::Args>),
+    /// Model folder maintenance (fitting the out-of-distribution reference).
+    #[command(subcommand)]
+    Model(commands::model::Command),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +51,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Convert(args) => commands::convert::run(&args),
         Command::Harmonize(cmd) => commands::harmonize::run(&cmd),
+        Command::Process(args) => commands::process::run(&args),
+        Command::Model(cmd) => commands::model::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

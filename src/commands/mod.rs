@@ -3,6 +3,8 @@
 pub mod convert;
 pub mod harmonize;
 pub mod inspect;
+pub mod model;
+pub mod process;
 
 use std::path::Path;
 

@@ -12,13 +12,16 @@
 //! - [`ood`]: out-of-distribution indicators (image statistics against the
 //!   training distribution);
 //! - [`routing`]: the accept/review decision with its reasons, from the
-//!   manifest's thresholds and the config's overrides.
+//!   manifest's thresholds and the config's overrides;
+//! - [`pipeline`]: one study end to end (model grid, harmonization, the
+//!   engine, uncertainty, OOD, routing, back to the scan's grid) and its outputs.
 //!
 //! Everything here is synchronous; the daemon calls it from blocking threads.
 
 pub mod inference;
 pub mod manifest;
 pub mod ood;
+pub mod pipeline;
 pub mod routing;
 pub mod runtime;
 pub mod uncertainty;

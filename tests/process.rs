@@ -1,0 +1,186 @@
+//! End-to-end tests of `neurobatch process` with the shipped models
+//! (`models/brain-tissue`, `models/scan-quality`) on real anatomy:
+//!
+//! - a perturbed MNI152 brain (polynomial bias field + Rician noise, never a
+//!   training draw) is segmented with grey/white-matter Dice ≥ 0.85 against
+//!   the template's own tissue maps (the target), on the CPU profile;
+//! - outputs are on the input's grid and `report.json` has the documented shape;
+//! - a non-brain volume (an ellipsoid phantom) and a real diffusion b0 go to
+//!   review with reason `out_of_distribution`;
+//! - bad input and a tampered model folder end in exit 1 and one error line.
+//!
+//! Inputs: `.testdata/process/` (scripts/testdata/process.py).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use imaging::Volume;
+use imaging::nifti::{ReadOptions, read};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn testdata(rel: &str) -> PathBuf {
+    let dir = std::env::var_os("NEUROBATCH_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".testdata"));
+    let p = dir.join(rel);
+    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh`", p.display());
+    p
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nb-process-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn neurobatch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_neurobatch")).current_dir(root()).args(args).output().expect("the binary runs")
+}
+
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected, got: {stderr}");
+    errors[0].to_string()
+}
+
+fn read_f32(p: &Path) -> Volume<f32> {
+    read(p, &ReadOptions::default()).expect("readable nifti")
+}
+
+fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).expect("report.json")).expect("json")
+}
+
+fn dice(a: &[f32], b: &[f32], label: f32) -> f64 {
+    let (mut both, mut na, mut nb) = (0u64, 0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (ia, ib) = (x == label, y == label);
+        both += u64::from(ia && ib);
+        na += u64::from(ia);
+        nb += u64::from(ib);
+    }
+    2.0 * both as f64 / (na + nb) as f64
+}
+
+fn reason_codes(r: &Value) -> Vec<String> {
+    r["routing"]["reasons"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|x| x["code"].as_str().expect("code").to_string())
+        .collect()
+}
+
+#[test]
+fn perturbed_brain_meets_the_dice_target_with_the_default_model() {
+    let input = testdata("process/bias_noise.nii.gz");
+    let out = scratch("bias-noise");
+    // No --model: the shipped default is found from the working directory.
+    ok(&neurobatch(&["process", s(&input), "--out", s(&out), "--profile", "cpu"]));
+
+    let truth = read_f32(&testdata("process/labels.nii.gz"));
+    let mask = read_f32(&out.join("mask.nii.gz"));
+    let source = read_f32(&input);
+    assert_eq!(mask.dims(), source.dims(), "mask on the input grid");
+    assert!((mask.affine().matrix() - source.affine().matrix()).abs().max() < 1e-4, "same affine");
+    let (gm, wm) = (dice(mask.data(), truth.data(), 1.0), dice(mask.data(), truth.data(), 2.0));
+    eprintln!("bias+noise, cpu profile: Dice GM {gm:.4}, WM {wm:.4}");
+    assert!(gm >= 0.85 && wm >= 0.85, "Dice GM {gm:.4} WM {wm:.4} below 0.85");
+
+    for map in ["entropy.nii.gz", "mutual_information.nii.gz"] {
+        let m = read_f32(&out.join(map));
+        assert_eq!(m.dims(), source.dims(), "{map} on the input grid");
+        assert!(m.data().iter().all(|v| v.is_finite() && *v >= 0.0 && *v <= 3f32.ln() + 1e-4), "{map} in [0, ln 3]");
+    }
+
+    let r = report(&out);
+    assert_eq!(r["schema"], 1);
+    assert_eq!(r["labels"]["0"], "background");
+    assert_eq!(r["labels"]["1"], "grey_matter");
+    assert_eq!(r["labels"]["2"], "white_matter");
+    assert_eq!(r["model"]["profile"], "cpu");
+    let decision = r["routing"]["decision"].as_str().expect("decision");
+    assert!(decision == "accept" || decision == "review", "{decision}");
+    // Every member the profile used is named with its sha256, as in the manifest.
+    let manifest = std::fs::read_to_string(root().join("models/brain-tissue/manifest.toml")).expect("manifest");
+    let members = r["model"]["members"].as_array().expect("members");
+    assert!(!members.is_empty());
+    for m in members {
+        let sha = m["sha256"].as_str().expect("sha256");
+        assert!(sha.len() == 64 && manifest.contains(sha), "member hash {sha} not in the manifest");
+    }
+    // Structure volumes are the mask's voxels times the voxel volume (1 mm³ here).
+    let gm_voxels = mask.data().iter().filter(|&&v| v == 1.0).count() as f64;
+    let gm_report = &r["structures"][1];
+    assert_eq!(gm_report["name"], "grey_matter");
+    assert!((gm_report["volume_ml"].as_f64().expect("volume") - gm_voxels / 1000.0).abs() < 1e-6);
+    assert!(r["study"]["score"].as_f64().is_some(), "several passes give a study score");
+    let stages: Vec<&str> =
+        r["timings_ms"].as_array().expect("timings").iter().filter_map(|t| t["stage"].as_str()).collect();
+    for stage in ["load", "model_grid", "inference", "native_grid"] {
+        assert!(stages.contains(&stage), "timing for {stage} in {stages:?}");
+    }
+}
+
+#[test]
+fn non_brain_and_diffusion_b0_are_routed_to_review_as_out_of_distribution() {
+    for name in ["phantom", "b0"] {
+        let input = testdata(&format!("process/{name}.nii.gz"));
+        let out = scratch(name);
+        ok(&neurobatch(&["process", s(&input), "--out", s(&out), "--profile", "cpu", "--members", "2"]));
+        let r = report(&out);
+        assert_eq!(r["routing"]["decision"], "review", "{name}: {}", r["routing"]);
+        let codes = reason_codes(&r);
+        assert!(codes.iter().any(|c| c == "out_of_distribution"), "{name}: reasons {codes:?}");
+    }
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line_naming_them() {
+    let out = scratch("bad");
+    let missing = out.join("no-such-scan.nii.gz");
+    let line = one_error_line(&neurobatch(&["process", s(&missing), "--out", s(&out.join("o"))]));
+    assert!(line.contains("no-such-scan.nii.gz"), "{line}");
+
+    let garbage = out.join("garbage.nii");
+    std::fs::write(&garbage, b"not a nifti file at all").expect("write");
+    let line = one_error_line(&neurobatch(&["process", s(&garbage), "--out", s(&out.join("o2"))]));
+    assert!(line.contains("garbage.nii"), "{line}");
+
+    // A model folder whose member no longer matches its sha256: refused at load.
+    let model = out.join("model");
+    std::fs::create_dir_all(&model).expect("dir");
+    let shipped = root().join("models/brain-tissue");
+    for entry in std::fs::read_dir(&shipped).expect("models/brain-tissue") {
+        let entry = entry.expect("entry");
+        std::fs::copy(entry.path(), model.join(entry.file_name())).expect("copy");
+    }
+    let member = model.join("member_0.onnx");
+    let mut bytes = std::fs::read(&member).expect("member");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&member, bytes).expect("tamper");
+    let input = testdata("process/bias_noise.nii.gz");
+    let line = one_error_line(&neurobatch(&["process", s(&input), "--out", s(&out.join("o3")), "--model", s(&model)]));
+    assert!(line.contains("member_0.onnx") && line.contains("sha256"), "{line}");
+    assert!(!out.join("o3/report.json").exists(), "nothing written for a refused model");
+}

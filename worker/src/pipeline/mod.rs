@@ -1,0 +1,375 @@
+//! One study through one model folder (and, optionally, the scan-quality
+//! classifier): the per-study pipeline of issue 3.
+//!
+//! native scan → model grid (closest-canonical axes at the manifest's spacing,
+//! trilinear) → foreground mask → harmonization (the manifest's method, within
+//! the foreground) → [`crate::inference::Ensemble`] (sliding windows × flips ×
+//! members × MC passes) → [`crate::uncertainty::Accumulator`] on the model grid
+//! → OOD signals → routing → mean probabilities, entropy and mutual
+//! information back on the scan's grid → label mask = argmax.
+//!
+//! Owns the order of those stages, their timings, the [`StudyReport`] and
+//! writing the outputs ([`write_outputs`]). It does not read scans (the caller
+//! passes a volume, from `imaging::source`), run sessions itself, or decide
+//! where outputs go in the daemon (a folder here; object storage there).
+//!
+//! **Why accumulate on the model grid.** Every pass is blended on the model
+//! grid; resampling each pass to the scan's grid before accumulating would
+//! cost a full-resolution resample and accumulation per pass (a 1 mm brain has
+//! 8× the voxels of the 2 mm model grid). The mean probabilities, entropy and
+//! mutual information are resampled once, at the end. So the per-structure
+//! pass statistics (CV, agreement) are figures of the model grid, while the
+//! reported structure volumes are those of the written mask.
+
+mod error;
+mod grid;
+mod outputs;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use imaging::Volume;
+use imaging::resample::{GridLimits, ProbabilityMaps};
+use sha2::{Digest, Sha256};
+
+pub use error::PipelineError;
+pub use grid::{ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
+pub use outputs::{write_outputs, write_report};
+pub use report::{
+    InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
+};
+
+use crate::inference::{Ensemble, ImageRef, Progress};
+use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
+use crate::ood::{self, OodAssessment};
+use crate::routing::{RoutingDecision, RoutingOverrides, RoutingPolicy};
+use crate::uncertainty::Accumulator;
+
+/// How much of a model's ensemble to run: a named profile, then per-field overrides.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChoice {
+    /// `[inference.profiles.<name>]`; `None` picks by execution provider (see
+    /// [`crate::manifest::Manifest::select_profile`]).
+    pub name: Option<String>,
+    /// Run only the first `members` members.
+    pub members: Option<usize>,
+    /// Mirror these axes instead of the profile's (empty: no flips).
+    pub tta_axes: Option<Vec<usize>>,
+    pub mc_dropout_passes: Option<u32>,
+}
+
+/// A loaded model folder ready to run studies: the profile it runs, its
+/// routing policy and what the report says about it.
+#[derive(Debug)]
+pub struct ModelRunner {
+    model: LoadedModel,
+    profile: SelectedProfile,
+    policy: RoutingPolicy,
+    manifest_sha256: String,
+    batch_size: usize,
+}
+
+impl ModelRunner {
+    /// Resolves the profile (checked against the members) and the routing policy.
+    pub fn new(
+        model: LoadedModel,
+        choice: &ProfileChoice,
+        overrides: Option<&RoutingOverrides>,
+        batch_size: usize,
+    ) -> Result<Self, PipelineError> {
+        let name = model.dir().display().to_string();
+        let model_err = |reason: String| PipelineError::Model { model: name.clone(), reason };
+        let mut profile = model.select_profile(choice.name.as_deref()).map_err(|e| model_err(e.to_string()))?;
+        if let Some(n) = choice.members {
+            profile.members = n;
+        }
+        if let Some(axes) = &choice.tta_axes {
+            profile.tta_axes.clone_from(axes);
+        }
+        if let Some(p) = choice.mc_dropout_passes {
+            profile.mc_dropout_passes = p;
+        }
+        // Checks members, flips and gates now, before any study.
+        Ensemble::from_model(&model, &profile)
+            .and_then(|e| e.with_batch_size(batch_size))
+            .map_err(|e| model_err(e.to_string()))?;
+        let policy = RoutingPolicy::new(&model.manifest().routing, overrides).map_err(|e| model_err(e.to_string()))?;
+        let manifest_path = model.dir().join(MANIFEST_FILE);
+        let bytes =
+            std::fs::read(&manifest_path).map_err(|e| model_err(format!("{}: {e}", manifest_path.display())))?;
+        let manifest_sha256 = hex(&Sha256::digest(&bytes));
+        Ok(ModelRunner { model, profile, policy, manifest_sha256, batch_size })
+    }
+
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    pub fn profile(&self) -> &SelectedProfile {
+        &self.profile
+    }
+
+    fn ensemble(&self) -> Result<Ensemble<'_>, PipelineError> {
+        Ensemble::from_model(&self.model, &self.profile)
+            .and_then(|e| e.with_batch_size(self.batch_size))
+            .map_err(|e| PipelineError::Model { model: self.model.dir().display().to_string(), reason: e.to_string() })
+    }
+
+    fn summary(&self, grid: &ModelGridInput, passes: usize) -> ModelSummary {
+        let m = self.model.manifest();
+        ModelSummary {
+            name: m.name.clone(),
+            version: m.version.clone(),
+            task: m.task.to_string(),
+            manifest_sha256: self.manifest_sha256.clone(),
+            members: self
+                .model
+                .members()
+                .iter()
+                .take(self.profile.members)
+                .map(|mem| MemberSummary {
+                    file: mem.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                    sha256: mem.sha256.clone(),
+                })
+                .collect(),
+            profile: self.profile.label().to_string(),
+            provider: self.model.members().first().map(|mem| mem.model.provider().to_string()).unwrap_or_default(),
+            tta_axes: self.profile.tta_axes.clone(),
+            mc_dropout_passes: self.profile.mc_dropout_passes,
+            passes,
+            grid_dims: grid.grid.dims(),
+            grid_spacing_mm: grid.grid.affine().spacing(),
+        }
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.model.manifest().labels.iter().map(|l| (l.value.to_string(), l.name.clone())).collect()
+    }
+
+    fn assess_ood(&self, input: &ModelGridInput, source: &str) -> Result<Option<OodAssessment>, PipelineError> {
+        self.model
+            .manifest()
+            .ood
+            .as_ref()
+            .map(|reference| ood::assess(&input.image, &input.foreground, reference))
+            .transpose()
+            .map_err(|e| PipelineError::ood(source, e))
+    }
+}
+
+/// Settings for one study beyond the models.
+#[derive(Debug, Clone, Default)]
+pub struct StudyOptions {
+    pub limits: GridLimits,
+    /// Keep the model-grid input and mean probabilities in the result (for
+    /// checks against a reference implementation).
+    pub keep_model_grid: bool,
+}
+
+/// What the pipeline is doing, for progress displays.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// A stage starts (`model_grid`, `inference`, `native_grid`, `quality` …).
+    Stage(&'static str),
+    /// Inference progress of the model named.
+    Inference(&'a str, Progress),
+}
+
+/// The model-grid input and ensemble mean, kept on request.
+#[derive(Debug, Clone)]
+pub struct ModelGridOutputs {
+    pub image: Volume<f32>,
+    /// One volume per class.
+    pub probabilities: Vec<Volume<f32>>,
+}
+
+/// Everything one study produced.
+#[derive(Debug, Clone)]
+pub struct StudyResult {
+    pub maps: NativeMaps,
+    pub report: StudyReport,
+    pub model_grid: Option<ModelGridOutputs>,
+}
+
+struct Clock {
+    start: Instant,
+    timings: Vec<Timing>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock { start: Instant::now(), timings: Vec::new() }
+    }
+    fn lap(&mut self, stage: &'static str) {
+        let now = Instant::now();
+        self.timings.push(Timing { stage, ms: (now - self.start).as_secs_f64() * 1e3 });
+        self.start = now;
+    }
+}
+
+/// Runs `seg` (and `quality`, when given) on one scan; `load_ms` is how long
+/// reading it took, reported as the `load` stage.
+pub fn process_study(
+    native: &Volume<f32>,
+    load_ms: f64,
+    seg: &ModelRunner,
+    quality: Option<&ModelRunner>,
+    options: &StudyOptions,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<StudyResult, PipelineError> {
+    let source = native.meta.source.clone();
+    let manifest = seg.model.manifest();
+    if manifest.task != Task::Segmentation {
+        return Err(PipelineError::Model {
+            model: seg.model.dir().display().to_string(),
+            reason: format!("is a {} model, a segmentation model is needed", manifest.task),
+        });
+    }
+    let mut clock = Clock::new();
+    clock.timings.push(Timing { stage: "load", ms: load_ms });
+
+    progress(Event::Stage("model_grid"));
+    let input = to_model_grid(native, manifest.input.spacing_mm, seg.model.harmonizer(), &options.limits)?;
+    clock.lap("model_grid");
+
+    progress(Event::Stage("inference"));
+    let ensemble = seg.ensemble()?;
+    let voxel_ml = input.grid.affine().linear().determinant().abs() / 1000.0;
+    let mut acc = Accumulator::new(manifest.labels.len(), input.grid.voxels(), voxel_ml)
+        .map_err(|e| PipelineError::uncertainty(&source, e))?;
+    let name = manifest.name.clone();
+    ensemble
+        .segment(ImageRef::from(&input.image), &mut acc, &mut |p| progress(Event::Inference(&name, *p)))
+        .map_err(|e| PipelineError::inference(&source, e))?;
+    let passes = acc.passes();
+    let maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
+    clock.lap("inference");
+
+    let ood = seg.assess_ood(&input, &source)?;
+    let seg_routing = seg.policy.decide(&maps.report, ood.as_ref());
+    clock.lap("ood_routing");
+
+    progress(Event::Stage("native_grid"));
+    let mean = ProbabilityMaps::new(
+        maps.classes,
+        input.grid.dims(),
+        *input.grid.affine(),
+        maps.mean_probs.clone(),
+        source.clone(),
+    )
+    .map_err(|e| PipelineError::geometry(&source, e))?;
+    let native_maps = to_native_grid(
+        native,
+        &input.grid,
+        &mean,
+        &maps.predictive_entropy,
+        &maps.mutual_information,
+        &options.limits,
+    )?;
+    clock.lap("native_grid");
+
+    let quality_report = match quality {
+        Some(q) => {
+            progress(Event::Stage("quality"));
+            let r = run_quality(native, q, options, progress)?;
+            clock.lap("quality");
+            Some(r)
+        }
+        None => None,
+    };
+
+    let native_voxel_ml = native.affine().linear().determinant().abs() / 1000.0;
+    let mut counts = vec![0u64; maps.classes];
+    for &l in native_maps.labels.data() {
+        if let Some(c) = counts.get_mut(usize::from(l)) {
+            *c += 1;
+        }
+    }
+    let structures = maps
+        .report
+        .structures
+        .iter()
+        .map(|s| {
+            let voxels = counts.get(usize::from(s.label)).copied().unwrap_or(0);
+            StructureReport {
+                label: s.label,
+                name: manifest.labels.get(usize::from(s.label)).map(|l| l.name.clone()).unwrap_or_default(),
+                voxels,
+                volume_ml: voxels as f64 * native_voxel_ml,
+                uncertainty: s.clone(),
+            }
+        })
+        .collect();
+    let routing = RoutingDecision::combine(
+        std::iter::once(seg_routing).chain(quality_report.as_ref().map(|q| q.routing.clone())),
+    );
+    let model_grid = options.keep_model_grid.then(|| ModelGridOutputs {
+        image: input.image.clone(),
+        probabilities: (0..maps.classes).filter_map(|c| input.image.with_data(mean.channel(c).to_vec()).ok()).collect(),
+    });
+    let report = StudyReport {
+        schema: REPORT_SCHEMA,
+        input: InputSummary {
+            source: source.clone(),
+            format: native.meta.format.clone(),
+            series_uid: native.meta.series_uid.clone(),
+            dims: native.dims(),
+            spacing_mm: native.spacing(),
+            orientation: native.affine().orientation_code(),
+        },
+        model: seg.summary(&input, passes),
+        labels: seg.labels(),
+        structures,
+        study: maps.report.study.clone(),
+        ood,
+        quality: quality_report,
+        routing,
+        timings_ms: clock.timings,
+    };
+    Ok(StudyResult { maps: native_maps, report, model_grid })
+}
+
+fn run_quality(
+    native: &Volume<f32>,
+    q: &ModelRunner,
+    options: &StudyOptions,
+    progress: &mut dyn FnMut(Event<'_>),
+) -> Result<QualityReport, PipelineError> {
+    let source = native.meta.source.clone();
+    let manifest = q.model.manifest();
+    if manifest.task != Task::Classification {
+        return Err(PipelineError::Model {
+            model: q.model.dir().display().to_string(),
+            reason: format!("is a {} model, a classification model is needed", manifest.task),
+        });
+    }
+    let input = to_model_grid(native, manifest.input.spacing_mm, q.model.harmonizer(), &options.limits)?;
+    let ensemble = q.ensemble()?;
+    let name = manifest.name.clone();
+    let uncertainty = ensemble
+        .classify(ImageRef::from(&input.image), &mut |p| progress(Event::Inference(&name, *p)))
+        .map_err(|e| PipelineError::inference(&source, e))?;
+    let ood = q.assess_ood(&input, &source)?;
+    let routing = q.policy.decide_classification(&uncertainty, ood.as_ref());
+    let label = manifest.labels.get(uncertainty.label).map(|l| l.name.clone()).unwrap_or_default();
+    Ok(QualityReport {
+        model: q.summary(&input, uncertainty.members),
+        labels: q.labels(),
+        label,
+        uncertainty,
+        ood,
+        routing,
+    })
+}
+
+/// Lowercase hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Is `dir` a model folder (has a manifest)?
+pub fn is_model_folder(dir: &Path) -> bool {
+    dir.join(MANIFEST_FILE).is_file()
+}

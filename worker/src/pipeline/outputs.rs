@@ -1,0 +1,58 @@
+//! Writing one study's outputs into a folder: `mask.nii.gz` (u8 labels),
+//! `entropy.nii.gz` and `mutual_information.nii.gz` (f32, nats), all on the
+//! input scan's grid, `report.json`, and on request `model_grid/` (the
+//! harmonized model-grid input and the ensemble-mean probability per class).
+//! The report is written last, through a temporary name, so a folder with a
+//! `report.json` is always complete.
+
+use std::path::{Path, PathBuf};
+
+use super::{PipelineError, StudyReport, StudyResult};
+
+/// Writes `result` into `dir` (created if needed); returns the files written.
+pub fn write_outputs(dir: &Path, result: &StudyResult) -> Result<Vec<PathBuf>, PipelineError> {
+    let io = |path: &Path, e: &dyn std::fmt::Display| PipelineError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, &e))?;
+    let mut written = Vec::new();
+    let mask = dir.join("mask.nii.gz");
+    imaging::nifti::write_u8(&mask, &result.maps.labels).map_err(|e| io(&mask, &e))?;
+    written.push(mask);
+    for (name, vol) in
+        [("entropy.nii.gz", &result.maps.entropy), ("mutual_information.nii.gz", &result.maps.mutual_information)]
+    {
+        let path = dir.join(name);
+        imaging::nifti::write_f32(&path, vol).map_err(|e| io(&path, &e))?;
+        written.push(path);
+    }
+    if let Some(grid) = &result.model_grid {
+        let sub = dir.join("model_grid");
+        std::fs::create_dir_all(&sub).map_err(|e| io(&sub, &e))?;
+        let path = sub.join("image.nii.gz");
+        imaging::nifti::write_f32(&path, &grid.image).map_err(|e| io(&path, &e))?;
+        written.push(path);
+        for (c, p) in grid.probabilities.iter().enumerate() {
+            let path = sub.join(format!("probability_{c}.nii.gz"));
+            imaging::nifti::write_f32(&path, p).map_err(|e| io(&path, &e))?;
+            written.push(path);
+        }
+    }
+    written.push(write_report(dir, &result.report)?);
+    Ok(written)
+}
+
+/// Writes `report.json` into `dir` atomically (a temporary name, then a rename).
+pub fn write_report(dir: &Path, report: &StudyReport) -> Result<PathBuf, PipelineError> {
+    let io = |path: &Path, e: &dyn std::fmt::Display| PipelineError::Output {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let path = dir.join("report.json");
+    let tmp = dir.join(".report.json.partial");
+    let json = serde_json::to_string_pretty(report).map_err(|e| io(&path, &e))?;
+    std::fs::write(&tmp, json + "\n").map_err(|e| io(&tmp, &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, &e))?;
+    Ok(path)
+}

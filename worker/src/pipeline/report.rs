@@ -1,0 +1,108 @@
+//! `report.json`: what one study's processing found, in one serializable
+//! struct. Field names are part of the interface (the daemon stores them, the
+//! evaluation script and the review UI read them); add fields, never rename.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::ood::OodAssessment;
+use crate::routing::RoutingDecision;
+use crate::uncertainty::{ClassificationUncertainty, StructureUncertainty, StudyUncertainty};
+
+/// Version of the report layout.
+pub const REPORT_SCHEMA: u32 = 1;
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StudyReport {
+    pub schema: u32,
+    pub input: InputSummary,
+    pub model: ModelSummary,
+    /// Label value (as a string key) → name.
+    pub labels: BTreeMap<String, String>,
+    /// One entry per label, background included.
+    pub structures: Vec<StructureReport>,
+    /// The study's uncertainty figures (model grid); `study.score` is routed on.
+    pub study: StudyUncertainty,
+    /// Image statistics against the model's training distribution; `None` when
+    /// the model ships no reference.
+    pub ood: Option<OodAssessment>,
+    /// The scan-quality classifier's verdict, when one ran.
+    pub quality: Option<QualityReport>,
+    /// accept | review with every reason, of the segmentation and the quality model together.
+    pub routing: RoutingDecision,
+    /// Wall-clock milliseconds per stage, in pipeline order.
+    pub timings_ms: Vec<Timing>,
+}
+
+/// The scan the report is about (no patient data: `imaging::SourceMeta` has none).
+#[derive(Debug, Clone, Serialize)]
+pub struct InputSummary {
+    pub source: String,
+    pub format: String,
+    pub series_uid: Option<String>,
+    pub dims: [usize; 3],
+    pub spacing_mm: [f64; 3],
+    pub orientation: String,
+}
+
+/// Which model ran, how, and on what.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSummary {
+    pub name: String,
+    pub version: String,
+    pub task: String,
+    /// sha256 of manifest.toml.
+    pub manifest_sha256: String,
+    /// The members used (the profile may use the first few only).
+    pub members: Vec<MemberSummary>,
+    pub profile: String,
+    /// The execution provider the sessions got.
+    pub provider: String,
+    pub tta_axes: Vec<usize>,
+    pub mc_dropout_passes: u32,
+    /// Passes accumulated: members × flips × max(MC passes, 1).
+    pub passes: usize,
+    /// The model grid the engine ran on.
+    pub grid_dims: [usize; 3],
+    pub grid_spacing_mm: [f64; 3],
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberSummary {
+    pub file: String,
+    pub sha256: String,
+}
+
+/// One label: its volume on the scan's grid, and the model-grid uncertainty figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureReport {
+    pub label: u8,
+    pub name: String,
+    /// Voxels of `mask.nii.gz` with this label, and their volume in mL.
+    pub voxels: u64,
+    pub volume_ml: f64,
+    /// The accumulator's figures on the model grid (volumes there, CV, agreement, entropy).
+    pub uncertainty: StructureUncertainty,
+}
+
+/// The scan-quality classifier's output.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityReport {
+    pub model: ModelSummary,
+    /// Label value → name.
+    pub labels: BTreeMap<String, String>,
+    /// The winning label's name.
+    pub label: String,
+    pub uncertainty: ClassificationUncertainty,
+    pub ood: Option<OodAssessment>,
+    pub routing: RoutingDecision,
+}
+
+/// One stage's duration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    pub stage: &'static str,
+    pub ms: f64,
+}

@@ -294,6 +294,8 @@ fn bad_plans_and_images_are_refused() {
     assert!(matches!(plan_err(Plan { overlap: 1.0, ..plan([8; 3], vec![], 0, 3) }), InferenceError::Plan { .. }));
     assert!(matches!(plan_err(plan([8, 0, 8], vec![], 0, 3)), InferenceError::Plan { .. }));
     assert!(matches!(plan_err(plan([8; 3], vec![3], 0, 3)), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([8; 3], vec![1, 1], 0, 3)), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([usize::MAX / 2, 4, 4], vec![], 0, 3)), InferenceError::Plan { .. }));
     // MC passes need a gate input on every member.
     match plan_err(plan([8; 3], vec![], 2, 3)) {
         InferenceError::Model { path, reason } => {

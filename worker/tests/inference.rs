@@ -294,6 +294,8 @@ fn bad_plans_and_images_are_refused() {
     assert!(matches!(plan_err(Plan { overlap: 1.0, ..plan([8; 3], vec![], 0, 3) }), InferenceError::Plan { .. }));
     assert!(matches!(plan_err(plan([8, 0, 8], vec![], 0, 3)), InferenceError::Plan { .. }));
     assert!(matches!(plan_err(plan([8; 3], vec![3], 0, 3)), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([8; 3], vec![1, 1], 0, 3)), InferenceError::Plan { .. }));
+    assert!(matches!(plan_err(plan([usize::MAX / 2, 4, 4], vec![], 0, 3)), InferenceError::Plan { .. }));
     // MC passes need a gate input on every member.
     match plan_err(plan([8; 3], vec![], 2, 3)) {
         InferenceError::Model { path, reason } => {
@@ -516,4 +518,35 @@ fn gated_members_need_mc_dropout_input_in_the_manifest() {
     assert_eq!(ensemble.passes(), 4);
     let default = loaded.select_profile(Some("full"));
     assert!(matches!(default, Err(ManifestError::Profile { .. })), "{default:?}");
+}
+
+/// `activation = "none"`: the engine applies softmax to each window's logits before blending.
+#[test]
+fn logits_get_a_softmax_per_voxel() {
+    let (dims, voxels) = crop();
+    let conv = model("onnx/conv3d_softmax.onnx");
+    let plan = Plan { activation: Activation::Identity, ..plan(dims, vec![], 0, 3) };
+    let mut mean = MeanSink::new();
+    Ensemble::new(vec![&conv], plan)
+        .unwrap()
+        .segment(ImageRef::new(dims, &voxels).unwrap(), &mut mean, &mut no_progress())
+        .unwrap();
+    let got = mean.mean().unwrap();
+    let input = ndarray::Array5::from_shape_vec((1, 1, dims[2], dims[1], dims[0]), voxels.clone()).unwrap();
+    let out = conv.run(input.permuted_axes([0, 1, 4, 3, 2]).view()).unwrap();
+    let v = voxels.len();
+    let mut max_diff = 0f64;
+    for k in 0..dims[2] {
+        for j in 0..dims[1] {
+            for i in 0..dims[0] {
+                let x: Vec<f64> = (0..3).map(|c| f64::from(out[[0, c, i, j, k]])).collect();
+                let z: f64 = x.iter().map(|x| x.exp()).sum();
+                for (c, xc) in x.iter().enumerate() {
+                    let want = xc.exp() / z;
+                    max_diff = max_diff.max((f64::from(got[c * v + i + dims[0] * (j + dims[1] * k)]) - want).abs());
+                }
+            }
+        }
+    }
+    assert!(max_diff <= 1e-6, "{max_diff}");
 }

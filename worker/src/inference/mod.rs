@@ -188,7 +188,7 @@ impl<'m> Ensemble<'m> {
         if let Some(a) = plan.tta_axes.iter().find(|&&a| a > 2) {
             return plan_err(format!("flip axis {a} is not 0, 1 or 2"));
         }
-        if plan.tta_axes.len() > 3 {
+        if (0..3).any(|a| plan.tta_axes.iter().filter(|&&x| x == a).count() > 1) {
             return plan_err(format!("flip axes {:?} repeat an axis", plan.tta_axes));
         }
         if plan.task == Task::Segmentation {

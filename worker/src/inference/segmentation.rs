@@ -54,9 +54,16 @@ impl Ensemble<'_> {
         let classes = plan.classes;
         let vp = layout.padded_voxels();
         let weight_sum = weight_sums(&layout, &weights)?;
-        let mut blended = zeroed::<f32>(classes * vp, "the blended probabilities")?;
+        let too_large = |what: &'static str, voxels: usize| InferenceError::OutOfMemory {
+            what,
+            bytes: classes as u128 * voxels as u128 * std::mem::size_of::<f32>() as u128,
+        };
+        let maps = classes.checked_mul(vp).ok_or_else(|| too_large("the blended probabilities", vp))?;
+        let mut blended = zeroed::<f32>(maps, "the blended probabilities")?;
         let mut cropped = if layout.is_padded() {
-            zeroed::<f32>(classes * image.voxels().len(), "the cropped probabilities")?
+            let v = image.voxels().len();
+            let len = classes.checked_mul(v).ok_or_else(|| too_large("the cropped probabilities", v))?;
+            zeroed::<f32>(len, "the cropped probabilities")?
         } else {
             Vec::new()
         };
@@ -174,8 +181,12 @@ fn window_probabilities(
             actual: output.shape().to_vec(),
         });
     }
+    let len = output.len();
     let mut values = if output.is_standard_layout() {
-        output.into_raw_vec_and_offset().0
+        match output.into_raw_vec_and_offset() {
+            (raw, offset) if offset.unwrap_or(0) == 0 && raw.len() == len => raw,
+            (raw, offset) => raw.into_iter().skip(offset.unwrap_or(0)).take(len).collect(),
+        }
     } else {
         output.as_standard_layout().iter().copied().collect()
     };

@@ -40,6 +40,12 @@ impl WindowLayout {
         if !(overlap.is_finite() && (0.0..1.0).contains(&overlap)) {
             return Err(InferenceError::Plan { reason: format!("overlap {overlap} is not in [0, 1)") });
         }
+        let volume = |d: [usize; 3]| d.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+        if volume(image.map(|n| n.max(1))).zip(volume(patch)).is_none()
+            || volume([image[0].max(patch[0]), image[1].max(patch[1]), image[2].max(patch[2])]).is_none()
+        {
+            return Err(InferenceError::Plan { reason: format!("image {image:?} or patch {patch:?} is too large") });
+        }
         let mut pad_before = [0; 3];
         let mut padded = [0; 3];
         let mut interval = [0; 3];

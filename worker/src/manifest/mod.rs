@@ -273,6 +273,63 @@ mod tests {
     }
 
     #[test]
+    fn profiles_and_the_gate_input_are_validated() {
+        let base = documented_example();
+        let m = parse(&base).unwrap();
+        assert_eq!(m.inference.mc_dropout_input.as_deref(), Some("mc_dropout"));
+        assert_eq!(m.inference.profiles.len(), 2);
+        let cases = [
+            // MC passes with no gate input named, from the defaults or from a profile.
+            ("mc_dropout_input = \"mc_dropout\"", "", "inference.mc_dropout_input"),
+            ("mc_dropout_input = \"mc_dropout\"", "mc_dropout_input = \"\"", "inference.mc_dropout_input"),
+            ("mc_dropout_input = \"mc_dropout\"", "mc_dropout_input = \"image\"", "inference.mc_dropout_input"),
+            ("members = 2 ", "members = 3 ", "inference.profiles.full.members"),
+            ("members = 1 ", "members = 0 ", "inference.profiles.cpu.members"),
+            ("tta_axes = [0]", "tta_axes = [0, 0]", "inference.profiles.cpu.tta_axes"),
+            ("mc_dropout_passes = 0\n", "mc_dropout_passes = 1001\n", "inference.profiles.cpu.mc_dropout_passes"),
+        ];
+        for (from, to, field) in cases {
+            assert!(base.contains(from), "{from}");
+            let err = parse(&base.replacen(from, to, 1)).unwrap_err();
+            assert!(matches!(err, ManifestError::Invalid { .. }), "{to}: {err}");
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+        // The profile asking for passes is named when the defaults ask for none.
+        let only_profile = base.replacen("mc_dropout_input = \"mc_dropout\"", "", 1).replacen(
+            "mc_dropout_passes = 4             #",
+            "mc_dropout_passes = 0             #",
+            1,
+        );
+        assert!(parse(&only_profile).unwrap_err().to_string().contains("profile `full`"));
+        // Without any MC pass, no gate input is needed.
+        let deterministic = only_profile.replacen("mc_dropout_passes = 4", "mc_dropout_passes = 0", 1);
+        assert!(parse(&deterministic).unwrap().inference.mc_dropout_input.is_none());
+        let unknown = base.replacen("members = 1 ", "members = 1\npasses = 2 ", 1);
+        assert!(matches!(parse(&unknown).unwrap_err(), ManifestError::Parse { .. }));
+    }
+
+    #[test]
+    fn profile_selection_follows_the_request_then_the_provider() {
+        use crate::runtime::Provider;
+        let m = parse(&documented_example()).unwrap();
+        let cpu = m.select_profile(None, Provider::Cpu).unwrap();
+        assert_eq!((cpu.label(), cpu.members, cpu.tta_axes.as_slice(), cpu.mc_dropout_passes), ("cpu", 1, &[0][..], 0));
+        for gpu in [Provider::Cuda, Provider::TensorRt] {
+            let full = m.select_profile(None, gpu).unwrap();
+            assert_eq!((full.label(), full.members, full.mc_dropout_passes), ("full", 2, 4));
+        }
+        assert_eq!(m.select_profile(Some("full"), Provider::Cpu).unwrap().label(), "full");
+        let err = m.select_profile(Some("fast"), Provider::Cpu).unwrap_err();
+        assert!(err.contains("`fast`") && err.contains("cpu, full"), "{err}");
+        // No profiles: the [inference] defaults with every member.
+        let mut bare = m.clone();
+        bare.inference.profiles.clear();
+        let d = bare.select_profile(None, Provider::Cuda).unwrap();
+        assert_eq!((d.name, d.members, d.tta_axes, d.mc_dropout_passes), (None, 2, vec![0, 1, 2], 4));
+        assert!(bare.select_profile(Some("cpu"), Provider::Cpu).unwrap_err().contains("none"));
+    }
+
+    #[test]
     fn sigmoid_needs_one_channel_fewer_than_labels() {
         let m = parse(&documented_example().replace("activation = \"softmax\"", "activation = \"sigmoid\"")).unwrap();
         assert_eq!(m.expected_output_channels(), 2);

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job, on the embedded defaults. Until the daemon exists (see the
-# open issues), this is the imaging pipeline a worker will run, done by the
-# CLI on a bundled study: a DICOM folder that interleaves two series of one
-# study (derived from the MNI152 template by scripts/testdata/dicom.py).
+# open issues), this is the pipeline a worker will run, done by the CLI on a
+# bundled study: a DICOM folder that interleaves two series of one study
+# (derived from the MNI152 template by scripts/testdata/dicom.py).
 #   inspect → convert each series to NIfTI → foreground mask → z-score
+#   → neurobatch process: the shipped tissue ensemble (CPU profile) with
+#     uncertainty maps, the scan-quality classifier, report.json and routing
 # Everything lands in ./data/sample (override with NEUROBATCH_OUT).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +26,7 @@ for uid in "${SERIES[@]}"; do
   "$NB" convert "$STUDY" "$OUT/$uid.nii.gz" --series "$uid"
   "$NB" harmonize mask "$OUT/$uid.nii.gz" "$OUT/$uid.mask.nii.gz"
   "$NB" harmonize apply "$OUT/$uid.nii.gz" "$OUT/$uid.zscore.nii.gz" --method zscore --mask "$OUT/$uid.mask.nii.gz"
-  echo "run: series $uid → $OUT/$uid.{nii.gz,mask.nii.gz,zscore.nii.gz}"
+  "$NB" process "$STUDY" --series "$uid" --out "$OUT/$uid.process"
+  echo "run: series $uid → $OUT/$uid.{nii.gz,mask.nii.gz,zscore.nii.gz}, $OUT/$uid.process/{mask,entropy,mutual_information}.nii.gz + report.json"
 done
 echo "run: done, outputs in $OUT"

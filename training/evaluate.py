@@ -1,21 +1,28 @@
-"""Evaluates the shipped models end to end through `neurobatch process` and writes
-training/EVALUATION.md and training/evaluation.json (the figures and the routing thresholds chosen
-from them, which training/write_manifest.py copies into the manifests).
+"""Evaluates the shipped models end to end through `neurobatch process`, and writes
+training/evaluation.json (every figure, and the routing thresholds chosen from them, which
+training/write_manifest.py copies into the manifests). training/report_evaluation.py turns that
+JSON into training/EVALUATION.md.
 
     .venv/bin/python training/perturb.py --out /tmp/nb-eval/cases
     .venv/bin/python training/evaluate.py --cases /tmp/nb-eval/cases --work /tmp/nb-eval/runs \
-        --binary target/release/neurobatch
+        --binary target/release/neurobatch [--tta8 clean,noise_snr10,tilt_20deg_pitch]
 
-Configurations (each one `neurobatch process` run per case, quality model off):
-  member_0      the first member alone, no flips (1 pass)
-  ensemble      all 5 members, no flips (5 passes)
-  ensemble_tta  all 5 members x 8 mirror flips (40 passes) = the `full` profile
-  cpu           the manifest's `cpu` profile
-The classifier runs once per case (its own run, `--members 1 --no-tta` for the segmenter to keep it
-cheap) for the quality figures on the perturbation cases.
+One `neurobatch process` run per case (all 5 members; mirror flips about the left-right axis, i.e.
+10 passes; quality classifier on) writes its report, its mask and, with `--save-passes`, every
+pass's probabilities on the inference grid. The configurations compared are subsets of those
+passes, aggregated here exactly as the engine does (mean of the passes on the inference grid,
+trilinear to the scan's grid with background 1 outside, argmax):
+  member_0      member 0, no flip                       (1 pass)
+  ensemble      members 0-4, no flip                    (5 passes)
+  ensemble_tta  members 0-4 x {none, left-right}        (10 passes; = the run itself)
+  cpu           the manifest's `cpu` profile's passes   (when they are a subset of the run)
+For the cases named in --tta8 a second run uses all 8 mirror flips (40 passes, the `full`
+profile): `ensemble_tta8`. The run's own mask and study score are compared with the aggregation of
+the same passes here (a consistency check of this script against the Rust report).
 
-Everything is computed here from the written masks and report.json files (metrics in
-training/metrics.py); nothing is copied from the Rust side but the reports.
+Uncertainty definitions are the accumulator's (worker/src/uncertainty/mod.rs): per structure,
+disagreement = 1 - pooled pairwise Dice of the passes' argmax maps; study score = the same over all
+foreground classes together.
 """
 
 from __future__ import annotations
@@ -25,26 +32,23 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.processing import resample_from_to
+from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
 
-CONFIGS = {
-    "member_0": ["--members", "1", "--no-tta", "--mc-passes", "0"],
-    "ensemble": ["--members", "5", "--no-tta", "--mc-passes", "0"],
-    "ensemble_tta": ["--profile", "full"],
-    "cpu": ["--profile", "cpu"],
-}
-IN_DOMAIN = {"clean", "contrast", "bias", "noise", "thick_slices", "tilt"}
 FAIL_DICE = 0.8
+CLASSES = 3
+NAMES = {1: "grey_matter", 2: "white_matter"}
 
 
-def run_case(binary: str, image: Path, out: Path, extra: list[str], threads: int) -> float:
+def run_process(binary, image, out, extra, threads):
     cmd = [binary, "process", str(image), "--out", str(out), "--threads", str(threads)] + extra
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -53,126 +57,170 @@ def run_case(binary: str, image: Path, out: Path, extra: list[str], threads: int
     return time.perf_counter() - t0
 
 
-def dice_on_truth_grid(mask_path: Path, labels_path: Path) -> dict[str, float]:
-    truth_img = nib.load(labels_path)
-    mask_img = nib.load(mask_path)
-    if mask_img.shape != truth_img.shape or not np.allclose(mask_img.affine, truth_img.affine, atol=1e-4):
-        mask_img = resample_from_to(mask_img, truth_img, order=0)
-    truth = np.asarray(truth_img.dataobj)
-    mask = np.asarray(mask_img.dataobj).round().astype(np.uint8)
-    return {"grey_matter": metrics.dice(mask == 1, truth == 1), "white_matter": metrics.dice(mask == 2, truth == 2)}
+def load_passes(folder: Path):
+    meta = json.loads((folder / "passes.json").read_text())
+    dims = tuple(meta["dims"])
+    n = int(np.prod(dims))
+    passes = []
+    for p in meta["passes"]:
+        raw = np.fromfile(folder / p["file"], dtype="<f4").reshape(CLASSES, n)
+        passes.append((p, raw))
+    return dims, np.asarray(meta["affine"]), passes
 
 
-def evaluate(args) -> dict:
-    index = json.loads((args.cases / "cases.json").read_text())
-    cases = index["cases"]
-    results = []
-    for case in cases:
-        image = args.cases / case["image"]
-        entry = {"name": case["name"], "category": case["category"], "configs": {}}
-        for cfg, extra in CONFIGS.items():
-            out = args.work / cfg / case["name"]
-            seconds = run_case(args.binary, image, out, extra + ["--no-quality"], args.threads)
-            report = json.loads((out / "report.json").read_text())
-            r = {
-                "seconds": seconds,
-                "passes": report["model"]["passes"],
-                "study_score": report["study"]["score"],
-                "ood_score": (report.get("ood") or {}).get("score"),
-                "decision": report["routing"]["decision"],
-                "reasons": [x["code"] for x in report["routing"]["reasons"]],
-                "structures": {
-                    s["name"]: {
-                        "disagreement": None if s["uncertainty"]["pairwise_dice"] is None else 1 - s["uncertainty"]["pairwise_dice"],
-                        "mean_entropy": s["uncertainty"]["mean_entropy"],
-                        "volume_cv": s["uncertainty"]["pass_volume_cv"],
-                    }
-                    for s in report["structures"]
-                    if s["label"] != 0
-                },
-            }
-            if case["labels"]:
-                r["dice"] = dice_on_truth_grid(out / "mask.nii.gz", args.cases / case["labels"])
-            entry["configs"][cfg] = r
-            print(f"{case['name']:>24} {cfg:>13}: {r.get('dice', '')} score={r['study_score']} ood={r['ood_score']} {seconds:.1f}s", flush=True)
-        # The scan-quality classifier, once per case.
-        out = args.work / "quality" / case["name"]
-        run_case(args.binary, image, out, ["--members", "1", "--no-tta", "--mc-passes", "0"], args.threads)
-        q = json.loads((out / "report.json").read_text()).get("quality")
-        if q:
-            entry["quality"] = {
-                "label": q["label"],
-                "mean_probs": q["uncertainty"]["mean_probs"],
-                "mutual_information": q["uncertainty"]["mutual_information"],
-                "disagreement": q["uncertainty"]["disagreement"],
-            }
-        results.append(entry)
-    return {"cases": results, "case_index": index}
+def to_native(mean: np.ndarray, dims, grid_affine, native_img):
+    """Mean probabilities (channel-major, Fortran voxels) on the inference grid -> labels on the scan's grid."""
+    shape = native_img.shape[:3]
+    ijk = np.indices(shape, dtype=np.float64).reshape(3, -1)
+    world = native_img.affine[:3, :3] @ ijk + native_img.affine[:3, 3:4]
+    inv = np.linalg.inv(grid_affine)
+    g = inv[:3, :3] @ world + inv[:3, 3:4]
+    best, labels = None, None
+    for c in range(CLASSES):
+        vol = mean[c].reshape(dims, order="F")
+        v = ndimage.map_coordinates(vol, g, order=1, mode="constant", cval=1.0 if c == 0 else 0.0)
+        if best is None:
+            best, labels = v, np.zeros(v.shape, np.uint8)
+        else:
+            better = v > best
+            best = np.where(better, v, best)
+            labels[better] = c
+    return labels.reshape(shape, order="C")
 
 
-def summarize(raw: dict) -> dict:
-    cases = raw["cases"]
-    summary = {"dice": {}, "uncertainty": {}, "timing_s": {}}
-    labelled = [c for c in cases if "dice" in c["configs"]["member_0"]]
-    for cfg in CONFIGS:
-        per_cat = {}
-        for c in labelled:
-            d = c["configs"][cfg]["dice"]
-            per_cat.setdefault(c["category"], []).append((d["grey_matter"], d["white_matter"]))
-        summary["dice"][cfg] = {cat: [float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))] for cat, vals in per_cat.items()}
-        summary["timing_s"][cfg] = float(np.median([c["configs"][cfg]["seconds"] for c in cases]))
-        if cfg == "member_0":
-            continue
-        struct_u, struct_h, struct_loss = [], [], []
-        scores, losses, fails = [], [], []
-        for c in labelled:
-            r = c["configs"][cfg]
-            for name in ("grey_matter", "white_matter"):
-                s = r["structures"][name]
-                if s["disagreement"] is not None:
-                    struct_u.append(s["disagreement"])
-                    struct_h.append(s["mean_entropy"])
-                    struct_loss.append(1 - r["dice"][name])
-            if r["study_score"] is not None:
-                scores.append(r["study_score"])
-                dmin = min(r["dice"].values())
-                losses.append(1 - float(np.mean(list(r["dice"].values()))))
-                fails.append(dmin < FAIL_DICE)
-        coverage, risk, aurc = metrics.risk_coverage(scores, losses)
-        summary["uncertainty"][cfg] = {
-            "spearman_disagreement_vs_1_minus_dice": metrics.spearman(struct_u, struct_loss),
-            "spearman_entropy_vs_1_minus_dice": metrics.spearman(struct_h, struct_loss),
-            "auroc_dice_below_0.8": metrics.auroc(scores, fails),
-            "failing_cases": int(np.sum(fails)),
-            "cases": len(scores),
-            "aurc": aurc,
-            "risk_coverage": [[float(a), float(b)] for a, b in zip(coverage, risk)],
+def pooled_dice(argmaxes: np.ndarray, classes) -> float | None:
+    """1 - pooled pairwise Dice over `classes` of P argmax maps (P x V)."""
+    p = argmaxes.shape[0]
+    if p < 2:
+        return None
+    num = den = 0.0
+    for c in classes:
+        n = (argmaxes == c).sum(axis=0).astype(np.float64)
+        num += (n * (n - 1)).sum()
+        den += (p - 1) * n.sum()
+    return None if den == 0 else float(num / den)
+
+
+def entropy(p: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return -(np.where(p > 0, p * np.log(p), 0.0)).sum(axis=0)
+
+
+def aggregate(passes, dims, grid_affine, native_img, truth):
+    probs = np.stack([raw for _, raw in passes]).astype(np.float64)
+    mean = probs.mean(axis=0)
+    labels_grid = mean.argmax(axis=0)
+    argmaxes = probs.argmax(axis=1)
+    agreement = pooled_dice(argmaxes, [1, 2])
+    h = entropy(mean)
+    out = {
+        "passes": len(passes),
+        "study_score": None if agreement is None else 1 - agreement,
+        "structures": {},
+    }
+    for c, name in NAMES.items():
+        d = pooled_dice(argmaxes, [c])
+        inside = labels_grid == c
+        out["structures"][name] = {
+            "disagreement": None if d is None else 1 - d,
+            "mean_entropy": float(h[inside].mean()) if inside.any() else None,
         }
-    return summary
-
-
-def choose_thresholds(raw: dict, profile: str) -> dict:
-    """Thresholds for the manifest, from this evaluation (rules in EVALUATION.md)."""
-    cases = raw["cases"]
-    ood_in = [c["configs"][profile]["ood_score"] for c in cases if c["category"] in IN_DOMAIN and c["category"] != "contrast"]
-    ood_out = [c["configs"][profile]["ood_score"] for c in cases if c["category"].startswith("ood")]
-    out = {"profile": profile}
-    if ood_in and ood_out and None not in ood_in + ood_out:
-        lo, hi = max(ood_in), min(ood_out)
-        out["ood_in_domain_max"], out["ood_out_of_domain_min"] = lo, hi
-        # Geometric midpoint when the two groups separate; otherwise just above the in-domain maximum.
-        out["ood_score_max"] = float(np.sqrt(lo * hi)) if hi > lo else float(lo * 1.05)
-    scored = [c["configs"][profile] for c in cases if "dice" in c["configs"][profile] and c["configs"][profile]["study_score"] is not None]
-    bad = [r["study_score"] for r in scored if min(r["dice"].values()) < FAIL_DICE]
-    good = [r["study_score"] for r in scored if min(r["dice"].values()) >= FAIL_DICE]
-    out["good_scores"], out["failing_scores"] = sorted(good), sorted(bad)
-    if bad:
-        # Every failing case caught: the bound sits just under the lowest failing score.
-        out["study_uncertainty_max"] = float(min(bad) * 0.999)
-    elif good:
-        # No failing case to calibrate on: flag only what is above every case seen (documented).
-        out["study_uncertainty_max"] = float(max(good) * 1.5)
+    labels = to_native(mean, dims, grid_affine, native_img)
+    out["labels"] = labels
+    if truth is not None:
+        t = truth if truth.shape == labels.shape else None
+        out["dice"] = {name: metrics.dice(labels == c, t == c) for c, name in NAMES.items()} if t is not None else None
     return out
+
+
+def truth_on_scan_grid(case_dir: Path, case, native_img):
+    if not case["labels"]:
+        return None
+    lab = nib.load(case_dir / case["labels"])
+    if lab.shape == native_img.shape[:3] and np.allclose(lab.affine, native_img.affine, atol=1e-4):
+        return np.asarray(lab.dataobj).astype(np.uint8)
+    return None
+
+
+def dice_on_truth_grid(labels_native, native_img, case_dir, case):
+    """Dice on the 1 mm template grid (for inputs written on another grid, e.g. 5 mm slices)."""
+    lab = nib.load(case_dir / case["labels"])
+    mask_img = nib.Nifti1Image(labels_native.astype(np.uint8), native_img.affine)
+    if mask_img.shape != lab.shape or not np.allclose(mask_img.affine, lab.affine, atol=1e-4):
+        mask_img = resample_from_to(mask_img, lab, order=0)
+    m = np.asarray(mask_img.dataobj).round().astype(np.uint8)
+    t = np.asarray(lab.dataobj).astype(np.uint8)
+    return {name: metrics.dice(m == c, t == c) for c, name in NAMES.items()}
+
+
+def configs_of(passes, cpu_profile):
+    by = {(p["member"], tuple(p["flip"])): (p, raw) for p, raw in passes}
+    ident = (False, False, False)
+    members = sorted({p["member"] for p, _ in passes})
+    out = {
+        "member_0": [by[(0, ident)]],
+        "ensemble": [by[(m, ident)] for m in members],
+        "ensemble_tta": list(passes),
+    }
+    if cpu_profile:
+        flips = [tuple(f) for f in flip_subsets(cpu_profile.get("tta_axes", []))]
+        want = [(m, f) for m in range(cpu_profile["members"]) for f in flips]
+        if all(w in by for w in want) and cpu_profile.get("mc_dropout_passes", 0) == 0:
+            out["cpu"] = [by[w] for w in want]
+    return out
+
+
+def flip_subsets(axes):
+    import itertools
+
+    out = [(False, False, False)]
+    for k in range(1, len(axes) + 1):
+        for combo in itertools.combinations(axes, k):
+            f = [False, False, False]
+            for a in combo:
+                f[a] = True
+            out.append(tuple(f))
+    return out
+
+
+def evaluate_case(args, case, manifest, extra, tag):
+    image = args.cases / case["image"]
+    out = args.work / tag / case["name"]
+    seconds = run_process(args.binary, image, out, extra + ["--save-passes", str(out / "passes")], args.threads)
+    report = json.loads((out / "report.json").read_text())
+    native_img = nib.load(image)
+    dims, grid_affine, passes = load_passes(out / "passes")
+    truth = truth_on_scan_grid(args.cases, case, native_img)
+    cpu = manifest["inference"].get("profiles", {}).get("cpu")
+    results = {}
+    for name, subset in configs_of(passes, cpu if tag == "lr" else None).items():
+        if tag == "tta8" and name != "ensemble_tta":
+            continue
+        agg = aggregate(subset, dims, grid_affine, native_img, truth)
+        labels = agg.pop("labels")
+        if case["labels"] and agg.get("dice") is None:
+            agg["dice"] = dice_on_truth_grid(labels, native_img, args.cases, case)
+        if name == "ensemble_tta":
+            rust_mask = np.asarray(nib.load(out / "mask.nii.gz").dataobj)
+            agg["consistency"] = {
+                "mask_agreement_with_rust": float((rust_mask == labels).mean()),
+                "study_score_rust": report["study"]["score"],
+            }
+        results[name if tag == "lr" else "ensemble_tta8"] = agg
+    for shutil_path in (out / "passes").glob("pass_*.f32"):
+        shutil_path.unlink()  # the raw passes are large; the figures are kept
+    q = report.get("quality")
+    return {
+        "seconds": seconds,
+        "ood_score": (report.get("ood") or {}).get("score"),
+        "ood_signals": (report.get("ood") or {}).get("signals"),
+        "decision": report["routing"]["decision"],
+        "reasons": [r["code"] for r in report["routing"]["reasons"]],
+        "quality": None if q is None else {"label": q["label"], "mean_probs": q["uncertainty"]["mean_probs"],
+                                          "mutual_information": q["uncertainty"]["mutual_information"],
+                                          "disagreement": q["uncertainty"]["disagreement"]},
+        "configs": results,
+    }
 
 
 def main():
@@ -180,18 +228,31 @@ def main():
     ap.add_argument("--cases", type=Path, required=True)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--binary", default="target/release/neurobatch")
+    ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reuse", type=Path, help="a raw results JSON from an earlier run (skips the runs)")
+    ap.add_argument("--tta8", default="clean,noise_snr10,tilt_20deg_pitch")
+    ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     ap.add_argument("--json", type=Path, default=Path("training/evaluation.json"))
     args = ap.parse_args()
-    raw = json.loads(args.reuse.read_text()) if args.reuse else evaluate(args)
-    args.work.mkdir(parents=True, exist_ok=True)
-    (args.work / "raw.json").write_text(json.dumps(raw, indent=1))
-    summary = summarize(raw)
-    thresholds = {p: choose_thresholds(raw, p) for p in ("ensemble_tta", "cpu")}
-    result = {"summary": summary, "thresholds": thresholds, "cases": raw["cases"]}
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"summary": {k: v for k, v in summary.items()}, "thresholds": thresholds}, indent=1)[:6000])
+    manifest = tomllib.loads((args.model / "manifest.toml").read_text())
+    index = json.loads((args.cases / "cases.json").read_text())
+    cases = index["cases"]
+    if args.only:
+        keep = set(args.only.split(","))
+        cases = [c for c in cases if c["name"] in keep]
+    common = ["--model", str(args.model), "--members", str(len(manifest["members"])), "--mc-passes", "0"]
+    results = []
+    for case in cases:
+        r = evaluate_case(args, case, manifest, common + ["--tta-axes", "0"], "lr")
+        if case["name"] in set(args.tta8.split(",")):
+            r8 = evaluate_case(args, case, manifest, common + ["--tta-axes", "0,1,2", "--no-quality"], "tta8")
+            r["configs"].update(r8["configs"])
+            r["seconds_tta8"] = r8["seconds"]
+        r.update({"name": case["name"], "category": case["category"], "params": case["params"]})
+        results.append(r)
+        brief = {k: v.get("dice") for k, v in r["configs"].items()}
+        print(f"{case['name']:>22}: {r['seconds']:.0f}s ood={r['ood_score']} {r['decision']} {brief}", flush=True)
+    args.json.write_text(json.dumps({"model": str(args.model), "cases": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

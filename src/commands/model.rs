@@ -57,7 +57,7 @@ fn fit_ood(args: &FitOodArgs) -> anyhow::Result<()> {
             .with_context(|| format!("preparing {}", input.display()))?;
         prepared.push(grid);
     }
-    let samples: Vec<_> = prepared.iter().map(|g| (&g.image, &g.foreground)).collect();
+    let samples: Vec<_> = prepared.iter().map(|g| (&g.full_image, &g.foreground)).collect();
     let reference = OodReference::fit(&samples, &FitOptions::new(args.lo, args.hi, args.bins))?;
     #[derive(serde::Serialize)]
     struct Table<'a> {

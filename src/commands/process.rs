@@ -63,6 +63,9 @@ pub struct Args {
     /// Also write model_grid/: the harmonized input and the ensemble-mean probabilities on the model grid.
     #[arg(long)]
     pub keep_model_grid: bool,
+    /// Write every segmentation pass (raw f32 on the inference grid) into this folder, for evaluation.
+    #[arg(long)]
+    pub save_passes: Option<PathBuf>,
     #[command(flatten)]
     pub select: SelectArgs,
 }
@@ -104,7 +107,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let native = args.select.open(&args.input)?;
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let options = StudyOptions { keep_model_grid: args.keep_model_grid, ..StudyOptions::default() };
+    let options = StudyOptions {
+        keep_model_grid: args.keep_model_grid,
+        save_passes: args.save_passes.clone(),
+        ..StudyOptions::default()
+    };
     let mut display = ProgressLine::new();
     let result = pipeline::process_study(&native, load_ms, &seg, quality.as_ref(), &options, &mut |e| display.show(e))
         .with_context(|| format!("processing {}", args.input.display()));

@@ -10,23 +10,37 @@ use imaging::{Volume, mask};
 
 use super::PipelineError;
 
+/// Voxels of background kept around the foreground's bounding box when the
+/// inference grid is cropped: 4 voxels (8 mm at 2 mm), more than the
+/// members' 3×3×3 convolutions need to see the brain's edge as in training.
+pub const CROP_MARGIN: usize = 4;
+
 /// A study on the model grid, ready for the engine.
 #[derive(Debug, Clone)]
 pub struct ModelGridInput {
     /// The model grid: the scan's closest-canonical (RAS) voxel axes, resampled
     /// to the model's spacing; direction cosines are the scan's, so an oblique
     /// or tilted head stays tilted (the models are trained with rotations).
+    /// Covers the whole scan.
+    pub full_grid: TargetGrid,
+    /// Harmonized intensities on `full_grid` (every voxel, as the harmonizer maps them).
+    pub full_image: Volume<f32>,
+    /// Foreground mask (Otsu, largest component, holes filled) of the resampled
+    /// intensities, before harmonization, on `full_grid`; the harmonizer's
+    /// statistics and the OOD signals are taken inside it.
+    pub foreground: Volume<u8>,
+    /// The grid the engine runs on: `full_grid` cropped to the foreground's
+    /// bounding box plus [`CROP_MARGIN`] voxels (nnU-Net crops to the non-zero
+    /// region the same way). Windows that would see only background are not run;
+    /// outside the crop the probabilities are background = 1.
     pub grid: TargetGrid,
     /// Harmonized intensities on `grid`.
     pub image: Volume<f32>,
-    /// Foreground mask (Otsu, largest component, holes filled) of the resampled
-    /// intensities, before harmonization; the harmonizer's statistics and the
-    /// OOD signals are taken inside it.
-    pub foreground: Volume<u8>,
 }
 
 /// Resamples `native` (trilinear, 0 outside) onto the model grid at
-/// `spacing_mm` and harmonizes it within its foreground.
+/// `spacing_mm`, harmonizes it within its foreground, and crops the inference
+/// grid to the foreground.
 pub fn to_model_grid(
     native: &Volume<f32>,
     spacing_mm: [f64; 3],
@@ -35,12 +49,74 @@ pub fn to_model_grid(
 ) -> Result<ModelGridInput, PipelineError> {
     let source = native.meta.source.clone();
     let canonical = plan_canonical(native).map_err(|e| PipelineError::geometry(&source, e))?;
-    let grid = TargetGrid::with_spacing(canonical.canonical_dims(), &canonical.canonical_affine(), spacing_mm, limits)
-        .map_err(|e| PipelineError::geometry(&source, e))?;
-    let resampled = resample::linear(native, &grid, 0.0).map_err(|e| PipelineError::geometry(&source, e))?;
+    let full_grid =
+        TargetGrid::with_spacing(canonical.canonical_dims(), &canonical.canonical_affine(), spacing_mm, limits)
+            .map_err(|e| PipelineError::geometry(&source, e))?;
+    let resampled = resample::linear(native, &full_grid, 0.0).map_err(|e| PipelineError::geometry(&source, e))?;
     let foreground = mask::foreground(&resampled).map_err(|e| PipelineError::harmonize(&source, e))?.mask;
-    let image = harmonizer.apply(&resampled, Some(&foreground)).map_err(|e| PipelineError::harmonize(&source, e))?;
-    Ok(ModelGridInput { grid, image, foreground })
+    let full_image =
+        harmonizer.apply(&resampled, Some(&foreground)).map_err(|e| PipelineError::harmonize(&source, e))?;
+    let (start, dims) = foreground_box(&foreground, CROP_MARGIN)
+        .ok_or_else(|| PipelineError::harmonize(&source, "the foreground mask is empty"))?;
+    let origin = full_grid.affine().apply(start.map(|v| v as f64));
+    let mut m = *full_grid.affine().matrix();
+    for (r, o) in origin.iter().enumerate() {
+        m[(r, 3)] = *o;
+    }
+    let grid = TargetGrid::new(dims, imaging::Affine::from_matrix(m), limits)
+        .map_err(|e| PipelineError::geometry(&source, e))?;
+    let image = crop(&full_image, start, dims, *grid.affine())
+        .map_err(|e| PipelineError::Internal(format!("{source}: cropping the model grid: {e}")))?;
+    Ok(ModelGridInput { full_grid, full_image, foreground, grid, image })
+}
+
+/// First voxel and shape of the bounding box of `mask ≠ 0`, grown by `margin`
+/// voxels on every side and clipped to the volume; `None` when the mask is empty.
+fn foreground_box(mask: &Volume<u8>, margin: usize) -> Option<([usize; 3], [usize; 3])> {
+    let [nx, ny, nz] = mask.dims();
+    let (mut lo, mut hi) = ([usize::MAX; 3], [0usize; 3]);
+    let mut any = false;
+    for k in 0..nz {
+        for j in 0..ny {
+            let row = &mask.data()[nx * (j + ny * k)..nx * (j + ny * k + 1)];
+            let (Some(first), Some(last)) = (row.iter().position(|&v| v != 0), row.iter().rposition(|&v| v != 0))
+            else {
+                continue;
+            };
+            any = true;
+            for (a, v) in [(0, first), (1, j), (2, k)] {
+                lo[a] = lo[a].min(v);
+            }
+            for (a, v) in [(0, last), (1, j), (2, k)] {
+                hi[a] = hi[a].max(v);
+            }
+        }
+    }
+    if !any {
+        return None;
+    }
+    let n = mask.dims();
+    let start = [0, 1, 2].map(|a| lo[a].saturating_sub(margin));
+    let end = [0, 1, 2].map(|a| (hi[a] + margin).min(n[a] - 1));
+    Some((start, [0, 1, 2].map(|a| end[a] - start[a] + 1)))
+}
+
+/// The sub-block of `vol` starting at `start` with shape `dims`, with `affine`.
+fn crop(
+    vol: &Volume<f32>,
+    start: [usize; 3],
+    dims: [usize; 3],
+    affine: imaging::Affine,
+) -> Result<Volume<f32>, imaging::VolumeError> {
+    let [nx, ny, _] = vol.dims();
+    let mut data = Vec::with_capacity(dims.iter().product());
+    for k in start[2]..start[2] + dims[2] {
+        for j in start[1]..start[1] + dims[1] {
+            let at = start[0] + nx * (j + ny * k);
+            data.extend_from_slice(&vol.data()[at..at + dims[0]]);
+        }
+    }
+    Volume::new(dims, data, affine, vol.meta.clone())
 }
 
 /// The engine's results on the scan's own grid.
@@ -99,4 +175,55 @@ pub fn to_native_grid(
     };
     let labels = native.with_data(labels).map_err(|e| PipelineError::Internal(format!("{source}: labels: {e}")))?;
     Ok(NativeMaps { labels, entropy: resample_map(entropy)?, mutual_information: resample_map(mutual_information)? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imaging::{Affine, SourceMeta};
+
+    fn volume<T: Clone>(dims: [usize; 3], fill: T) -> Volume<T> {
+        Volume::new(dims, vec![fill; dims.iter().product()], Affine::identity(), SourceMeta::default()).expect("volume")
+    }
+
+    #[test]
+    fn foreground_box_grows_by_the_margin_and_stays_inside() {
+        let mut m = volume([10, 8, 6], 0u8);
+        let at = m.index(2, 3, 1);
+        m.data_mut()[at] = 1;
+        let at = m.index(5, 4, 2);
+        m.data_mut()[at] = 1;
+        assert_eq!(foreground_box(&m, 0), Some(([2, 3, 1], [4, 2, 2])));
+        // Margin 3: clipped at 0 below and at the last voxel above.
+        assert_eq!(foreground_box(&m, 3), Some(([0, 0, 0], [9, 8, 6])));
+        assert_eq!(foreground_box(&volume([4, 4, 4], 0u8), 2), None);
+    }
+
+    #[test]
+    fn crop_copies_the_block_and_keeps_world_positions() {
+        let dims = [5, 4, 3];
+        let data: Vec<f32> = (0..60).map(|v| v as f32).collect();
+        let affine = Affine::from_rows([
+            [2.0, 0.0, 0.0, -10.0],
+            [0.0, 2.0, 0.0, 4.0],
+            [0.0, 0.0, 3.0, 1.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]);
+        let vol = Volume::new(dims, data, affine, SourceMeta::default()).expect("volume");
+        let start = [1, 2, 1];
+        let mut m = *affine.matrix();
+        let origin = affine.apply([1.0, 2.0, 1.0]);
+        for r in 0..3 {
+            m[(r, 3)] = origin[r];
+        }
+        let out = crop(&vol, start, [3, 2, 2], Affine::from_matrix(m)).expect("crop");
+        for (i, j, k) in [(0, 0, 0), (2, 1, 1), (1, 0, 1)] {
+            let src = vol.get(i + 1, j + 2, k + 1).copied();
+            assert_eq!(out.get(i, j, k).copied(), src);
+            // The same voxel has the same world position in both volumes.
+            let w_out = out.affine().apply([i as f64, j as f64, k as f64]);
+            let w_src = vol.affine().apply([(i + 1) as f64, (j + 2) as f64, (k + 1) as f64]);
+            assert_eq!(w_out, w_src);
+        }
+    }
 }

@@ -36,12 +36,12 @@ use sha2::{Digest, Sha256};
 
 pub use error::PipelineError;
 pub use grid::{ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
-pub use outputs::{write_outputs, write_report};
+pub use outputs::{PassDump, write_outputs, write_report};
 pub use report::{
     InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
 };
 
-use crate::inference::{Ensemble, ImageRef, Progress};
+use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress};
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
 use crate::ood::{self, OodAssessment};
 use crate::routing::{RoutingDecision, RoutingOverrides, RoutingPolicy};
@@ -153,7 +153,7 @@ impl ModelRunner {
             .manifest()
             .ood
             .as_ref()
-            .map(|reference| ood::assess(&input.image, &input.foreground, reference))
+            .map(|reference| ood::assess(&input.full_image, &input.foreground, reference))
             .transpose()
             .map_err(|e| PipelineError::ood(source, e))
     }
@@ -166,6 +166,8 @@ pub struct StudyOptions {
     /// Keep the model-grid input and mean probabilities in the result (for
     /// checks against a reference implementation).
     pub keep_model_grid: bool,
+    /// Write every segmentation pass into this folder ([`PassDump`]; evaluation only).
+    pub save_passes: Option<std::path::PathBuf>,
 }
 
 /// What the pipeline is doing, for progress displays.
@@ -240,9 +242,23 @@ pub fn process_study(
     let mut acc = Accumulator::new(manifest.labels.len(), input.grid.voxels(), voxel_ml)
         .map_err(|e| PipelineError::uncertainty(&source, e))?;
     let name = manifest.name.clone();
-    ensemble
-        .segment(ImageRef::from(&input.image), &mut acc, &mut |p| progress(Event::Inference(&name, *p)))
-        .map_err(|e| PipelineError::inference(&source, e))?;
+    let image = ImageRef::from(&input.image);
+    match &options.save_passes {
+        None => ensemble.segment(image, &mut acc, &mut |p| progress(Event::Inference(&name, *p))),
+        Some(dir) => {
+            let mut dump = PassDump::new(dir)?;
+            let mut both = |pass: &PassInfo, p: &[f32]| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                acc.add_pass(p)?;
+                dump.add_pass(pass, p)
+            };
+            let run = ensemble.segment(image, &mut both, &mut |p| progress(Event::Inference(&name, *p)));
+            if run.is_ok() {
+                dump.finish(&input.grid)?;
+            }
+            run
+        }
+    }
+    .map_err(|e| PipelineError::inference(&source, e))?;
     let passes = acc.passes();
     let maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
     clock.lap("inference");

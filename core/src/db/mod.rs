@@ -219,10 +219,14 @@ pub(crate) fn stored(t: DateTime<Utc>) -> DateTime<Utc> {
     t.trunc_subsecs(6)
 }
 
-/// `now + d`, saturating far in the future instead of overflowing.
+/// The longest lease: ten years. Longer ones are cut to it, which keeps every
+/// stored time a four-digit year (SQLite compares them as text).
+const MAX_LEASE: chrono::TimeDelta = chrono::TimeDelta::days(3650);
+
+/// `now + d`, with `d` at most [`MAX_LEASE`].
 pub(crate) fn later(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
-    let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::days(365 * 100));
-    stored(now.checked_add_signed(d).unwrap_or(DateTime::<Utc>::MAX_UTC))
+    let d = chrono::TimeDelta::from_std(d).unwrap_or(MAX_LEASE).min(MAX_LEASE);
+    stored(now.checked_add_signed(d).unwrap_or(now))
 }
 
 /// Begins a transaction that writes: `BEGIN IMMEDIATE` on SQLite, so that the

@@ -42,6 +42,8 @@ enum Command {
     /// Model folder maintenance (fitting the out-of-distribution reference).
     #[command(subcommand)]
     Model(commands::model::Command),
+    /// Apply the job store's database migrations (PostgreSQL or SQLite, from the configuration).
+    Migrate(commands::migrate::Args),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Harmonize(cmd) => commands::harmonize::run(&cmd),
         Command::Process(args) => commands::process::run(&args),
         Command::Model(cmd) => commands::model::run(&cmd),
+        Command::Migrate(args) => commands::migrate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 pub mod convert;
 pub mod harmonize;
 pub mod inspect;
+pub mod migrate;
 pub mod model;
 pub mod process;
 
@@ -10,6 +11,23 @@ use std::path::Path;
 
 use imaging::Volume;
 use imaging::source::{self, OpenOptions};
+
+/// Configuration files for the daemon's roles (`migrate`, and later `serve`,
+/// `scheduler`, `worker`): read after `config/neurobatch.toml`, before the
+/// `NEUROBATCH__…` environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// A configuration file; repeat for several, later ones override earlier ones.
+    #[arg(long = "config", value_name = "FILE")]
+    pub files: Vec<std::path::PathBuf>,
+}
+
+impl ConfigArgs {
+    /// The validated configuration.
+    pub fn load(&self) -> anyhow::Result<neurobatch_core::config::Config> {
+        Ok(neurobatch_core::config::Config::load(&self.files)?)
+    }
+}
 
 /// How inputs are read, shared by the subcommands that read volumes.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,0 +1,271 @@
+//! The daemon's configuration: what every role (`serve`, `scheduler`,
+//! `worker`, `migrate`) reads at start-up. Owns the sections and their
+//! defaults, loading (TOML files layered with `NEUROBATCH__SECTION__KEY`
+//! environment variables, see [`layers`]) and validation. The defaults are
+//! the embedded mode, so no file at all is a working configuration.
+//! docs/daemon.md lists every key.
+
+mod layers;
+mod secret;
+mod window;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use layers::{DEFAULT_FILE, ENV_PREFIX, FILE_SUFFIX};
+pub use secret::{REDACTED, SecretUrl, redact};
+pub use window::NightlyWindow;
+
+/// Why a configuration could not be loaded; each names the file, variable or key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("configuration file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {reason}")]
+    Env { var: String, reason: String },
+    #[error("environment variable {var}: secret file {}: {source}", path.display())]
+    SecretFile { var: String, path: PathBuf, source: std::io::Error },
+    #[error("configuration: {message}")]
+    Merged { message: String },
+    #[error("configuration key {key} (environment {env}): {reason}")]
+    Invalid { key: String, env: String, reason: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub queue: QueueConfig,
+    pub storage: StorageConfig,
+    pub scheduler: SchedulerConfig,
+    pub worker: WorkerConfig,
+}
+
+/// `[database]`: the job store, the source of truth for job state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` (embedded; the file and its folder are created) or `postgres://user:pass@host/db`.
+    pub url: SecretUrl,
+    /// Connections in the pool.
+    pub max_connections: u32,
+}
+
+/// `[queue]`: the job transport.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `memory://` (in-process, embedded) or `amqp://user:pass@host:5672/vhost`.
+    pub url: SecretUrl,
+}
+
+/// `[storage]`: where studies are read from and results written to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `file://PATH` (embedded) or `s3://bucket/prefix`.
+    pub url: SecretUrl,
+    /// S3 endpoint for MinIO, Ceph and other S3-compatible servers; empty: AWS.
+    pub endpoint: String,
+    /// S3 region.
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which MinIO and Ceph usually need.
+    pub path_style: bool,
+}
+
+/// `[scheduler]`: ingest and dispatch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Watched folder of NIfTI files and DICOM folders.
+    pub inbox: PathBuf,
+    /// A DICOM study is ready after this many seconds without a new instance.
+    pub quiet_period_secs: u64,
+    /// Local-time window for routine work, `HH:MM-HH:MM` (may wrap midnight); empty: any time.
+    pub nightly_window: String,
+    /// Seconds between inbox scans, outbox passes and reaper passes.
+    pub poll_interval_secs: u64,
+    /// Address of the HTTP API (`POST /v1/studies`, `GET /v1/studies`).
+    pub listen: String,
+}
+
+/// `[worker]`: consuming and processing jobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerConfig {
+    /// Jobs processed at once (also the broker prefetch).
+    pub concurrency: u32,
+    /// A claimed job's lease; renewed while the job runs, reclaimed by the reaper once expired.
+    pub lease_secs: u64,
+    /// A job running longer than this fails (transiently).
+    pub job_timeout_secs: u64,
+    /// Attempts before a job that keeps failing transiently is dead.
+    pub max_attempts: u32,
+    /// On SIGTERM, how long the job in flight may take to finish before it is handed back.
+    pub grace_period_secs: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: SecretUrl::new("sqlite://./data/neurobatch.db"), max_connections: 8 }
+    }
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self { url: SecretUrl::new("memory://") }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            url: SecretUrl::new("file://./data/objects"),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            path_style: false,
+        }
+    }
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            inbox: PathBuf::from("./inbox"),
+            quiet_period_secs: 60,
+            nightly_window: "19:00-07:00".into(),
+            poll_interval_secs: 5,
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { concurrency: 1, lease_secs: 120, job_timeout_secs: 3600, max_attempts: 3, grace_period_secs: 60 }
+    }
+}
+
+impl Config {
+    /// The configuration of a process: `config/neurobatch.toml` when it exists
+    /// (relative to the working directory), then `files` in order, then the
+    /// process environment. Later layers override earlier ones.
+    pub fn load(files: &[PathBuf]) -> Result<Self, ConfigError> {
+        let mut all = Vec::new();
+        let default = Path::new(DEFAULT_FILE);
+        if default.is_file() {
+            all.push(default.to_path_buf());
+        }
+        all.extend(files.iter().cloned());
+        Self::load_from(&all, layers::process_env())
+    }
+
+    /// The configuration from exactly these files (each must exist) and these
+    /// environment variables (only `NEUROBATCH__…` ones are read), validated.
+    pub fn load_from(files: &[PathBuf], env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let table = layers::merge(files, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Merged { message: one_line(&e.to_string()) })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let db = self.database.url.scheme();
+        if !matches!(db.as_str(), "sqlite" | "postgres" | "postgresql") {
+            return Err(invalid("database.url", format!("scheme \"{db}\" is not sqlite or postgres")));
+        }
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1".into()));
+        }
+        let queue = self.queue.url.scheme();
+        if !matches!(queue.as_str(), "memory" | "amqp" | "amqps") {
+            return Err(invalid("queue.url", format!("scheme \"{queue}\" is not memory or amqp")));
+        }
+        let storage = self.storage.url.scheme();
+        match storage.as_str() {
+            "file" => {}
+            "s3" => {
+                let bucket = self.storage.url.expose().get("s3://".len()..).unwrap_or("");
+                if bucket.split('/').next().unwrap_or("").is_empty() {
+                    return Err(invalid("storage.url", "s3 URL has no bucket (s3://bucket/prefix)".into()));
+                }
+            }
+            _ => return Err(invalid("storage.url", format!("scheme \"{storage}\" is not file or s3"))),
+        }
+        if self.scheduler.inbox.as_os_str().is_empty() {
+            return Err(invalid("scheduler.inbox", "must not be empty".into()));
+        }
+        self.scheduler.window().map_err(|reason| invalid("scheduler.nightly_window", reason))?;
+        if self.scheduler.poll_interval_secs == 0 {
+            return Err(invalid("scheduler.poll_interval_secs", "must be at least 1".into()));
+        }
+        let w = &self.worker;
+        if w.concurrency == 0 {
+            return Err(invalid("worker.concurrency", "must be at least 1".into()));
+        }
+        if w.lease_secs < 5 {
+            return Err(invalid("worker.lease_secs", "must be at least 5 seconds".into()));
+        }
+        if w.job_timeout_secs == 0 {
+            return Err(invalid("worker.job_timeout_secs", "must be at least 1".into()));
+        }
+        if w.max_attempts == 0 {
+            return Err(invalid("worker.max_attempts", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+impl SchedulerConfig {
+    /// The nightly window, or `None` when routine work may run at any time.
+    pub fn window(&self) -> Result<Option<NightlyWindow>, String> {
+        let text = self.nightly_window.trim();
+        if text.is_empty() { Ok(None) } else { text.parse().map(Some) }
+    }
+
+    pub fn quiet_period(&self) -> Duration {
+        Duration::from_secs(self.quiet_period_secs)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_secs(self.poll_interval_secs)
+    }
+}
+
+impl WorkerConfig {
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    pub fn job_timeout(&self) -> Duration {
+        Duration::from_secs(self.job_timeout_secs)
+    }
+
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}
+
+/// The environment variable that sets `section.key`.
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_ascii_uppercase())
+}
+
+fn invalid(key: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), env: env_name(key), reason }
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,617 @@
+//! The job store against the real databases: every test body runs twice,
+//! on PostgreSQL (127.0.0.1:5432, or `NEUROBATCH_TEST_POSTGRES`) in a
+//! database of its own that is dropped afterwards, and on SQLite in a
+//! temporary file. Times are passed in, so leases expire by moving `now`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use neurobatch_core::db::{
+    Backend, ClassificationOutput, Completion, DbError, Enqueued, FailOutcome, JobResults, JobStore, NewJob,
+    NewReviewItem, NewSeries, Routing, Scanner, StructureMetric,
+};
+use neurobatch_core::domain::{JobKey, JobKeyInput, JobState, Priority, ReviewState, StudyIdentity};
+use sqlx::Connection as _;
+use tokio::sync::Barrier;
+
+/// The PostgreSQL server, without a database name.
+fn postgres_server() -> String {
+    std::env::var("NEUROBATCH_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// One test's database: its URL (and the folder of a SQLite file).
+struct TestDb {
+    url: String,
+    backend: Backend,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    /// A new connection pool on the database, migrated: what a process does at start-up.
+    async fn open(&self) -> JobStore {
+        let store = JobStore::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        store
+    }
+
+    /// Rows in a table, read with a connection of its own.
+    async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+                let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+                let _ = c.close().await;
+                n
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+                let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
+                let _ = c.close().await;
+                n
+            }
+        }
+    }
+
+    async fn counts(&self, tables: &[&str]) -> Vec<i64> {
+        let mut out = Vec::new();
+        for t in tables {
+            out.push(self.count(t).await);
+        }
+        out
+    }
+}
+
+/// Runs `body` on a fresh PostgreSQL database, dropped afterwards even when the body panics.
+async fn on_postgres<F, Fut>(name: &str, body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let server = postgres_server();
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    let mut short: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    short.truncate(30);
+    let db = format!("nb_test_{short}_{}_{nanos}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} (set NEUROBATCH_TEST_POSTGRES): {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{db}\"")).execute(&mut admin).await.unwrap_or_else(|e| panic!("{e}"));
+    let test = TestDb { url: format!("{server}/{db}"), backend: Backend::Postgres, _dir: None };
+    let outcome = tokio::spawn(body(test)).await;
+    sqlx::query(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap_or_else(|e| panic!("dropping {db}: {e}"));
+    let _ = admin.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Runs `body` on a SQLite file in a temporary folder.
+async fn on_sqlite<F, Fut>(body: F)
+where
+    F: FnOnce(TestDb) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    // A folder that does not exist yet: connect creates it.
+    let url = format!("sqlite://{}/data/neurobatch.db", dir.path().display());
+    body(TestDb { url, backend: Backend::Sqlite, _dir: Some(dir) }).await;
+}
+
+/// One test body, run on both backends.
+macro_rules! on_both {
+    ($name:ident, |$db:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                on_postgres(stringify!($name), |$db: TestDb| async move $body).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                on_sqlite(|$db: TestDb| async move $body).await
+            }
+        }
+    };
+}
+
+fn t0() -> DateTime<Utc> {
+    // Nanoseconds on purpose: the store keeps microseconds on both backends.
+    Utc.with_ymd_and_hms(2026, 11, 27, 2, 0, 0).single().unwrap_or_default()
+        + chrono::Duration::nanoseconds(123_456_789)
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    t0() + chrono::Duration::seconds(secs)
+}
+
+fn ok<T>(r: Result<T, DbError>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn new_job(study: &str, series: &[&str], model: &str) -> NewJob {
+    let identity = StudyIdentity::Dicom {
+        study_uid: study.to_string(),
+        series_uids: series.iter().map(|s| s.to_string()).collect(),
+    };
+    let key = JobKey::compute(&JobKeyInput {
+        identity: &identity,
+        pipeline: "brain-tissue",
+        model_version: model,
+        harmonizer_version: "zscore-1",
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    NewJob {
+        key,
+        study_key: study.to_string(),
+        source_uri: format!("file:///inbox/{study}"),
+        series: series
+            .iter()
+            .map(|uid| NewSeries {
+                series_uid: uid.to_string(),
+                modality: Some("MR".into()),
+                description: Some("T1 MPRAGE".into()),
+                manufacturer: Some("SIEMENS".into()),
+                manufacturer_model: Some("Prisma".into()),
+                station_name: None,
+                field_strength_t: Some(3.0),
+                slices: Some(176),
+            })
+            .collect(),
+        pipeline: "brain-tissue".into(),
+        model_version: model.into(),
+        harmonizer_version: "zscore-1".into(),
+        priority: Priority::Routine,
+        max_attempts: 3,
+        force: false,
+    }
+}
+
+fn results(review: bool) -> JobResults {
+    JobResults {
+        decision: if review { Routing::Review } else { Routing::Accept },
+        series_uid: Some("1.2.3.1".into()),
+        scanner: Scanner {
+            manufacturer: Some("SIEMENS".into()),
+            model: Some("Prisma".into()),
+            field_strength_t: Some(3.0),
+        },
+        object_keys: BTreeMap::from([
+            ("mask".to_string(), "s/1.2.3/brain-tissue/1.0.0/mask.nii.gz".to_string()),
+            ("report".to_string(), "s/1.2.3/brain-tissue/1.0.0/report.json".to_string()),
+        ]),
+        report: serde_json::json!({ "schema": 1, "routing": { "decision": if review { "review" } else { "accept" } } }),
+        structures: vec![
+            StructureMetric {
+                label: 1,
+                structure: "csf".into(),
+                voxels: 1000,
+                volume_ml: 1.0,
+                volume_cv: Some(0.02),
+                pairwise_dice: Some(0.95),
+                mean_entropy: Some(0.1),
+                mean_mutual_information: Some(0.01),
+            },
+            StructureMetric {
+                label: 2,
+                structure: "gray_matter".into(),
+                voxels: 5000,
+                volume_ml: 5.0,
+                volume_cv: None,
+                pairwise_dice: None,
+                mean_entropy: None,
+                mean_mutual_information: None,
+            },
+        ],
+        classifications: vec![ClassificationOutput {
+            model: "scan-quality".into(),
+            label: "good".into(),
+            probability: 0.9,
+            predictive_entropy: Some(0.3),
+            mutual_information: Some(0.05),
+            probabilities: BTreeMap::from([("good".to_string(), 0.9), ("degraded".to_string(), 0.1)]),
+        }],
+        review: review.then(|| NewReviewItem {
+            reasons: serde_json::json!([{ "code": "high_uncertainty", "metric": "study_uncertainty", "value": 0.4 }]),
+            uncertainty: 0.4,
+        }),
+    }
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+const RESULT_TABLES: [&str; 4] = ["results", "structure_metrics", "classification_outputs", "review_items"];
+
+on_both!(migrations_run_twice_are_a_no_op, |db| {
+    let store = db.open().await;
+    ok(store.migrate().await);
+    let again = db.open().await;
+    ok(again.migrate().await);
+    assert_eq!(ok(again.applied_migrations().await), vec![1]);
+    assert_eq!(db.count("jobs").await, 0);
+});
+
+on_both!(concurrent_migrations_apply_once, |db| {
+    // Separate pools, as separate processes would have, all migrating at once.
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(ok(JobStore::connect(&db.url).await));
+    }
+    let barrier = Arc::new(Barrier::new(stores.len()));
+    let tasks: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|s| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                s.migrate().await
+            })
+        })
+        .collect();
+    for t in tasks {
+        ok(t.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1]);
+});
+
+on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
+    let store = db.open().await;
+    let job = new_job("1.2.3", &["1.2.3.1", "1.2.3.2"], "1.0.0");
+    let first = ok(store.enqueue(&job, at(0)).await);
+    let Enqueued::Created(id) = first else { panic!("first enqueue: {first:?}") };
+    // The same study with its series found in another order: the same key.
+    let reordered = new_job("1.2.3", &["1.2.3.2", "1.2.3.1"], "1.0.0");
+    assert_eq!(reordered.key, job.key);
+    assert_eq!(ok(store.enqueue(&reordered, at(1)).await), Enqueued::Existing(id));
+    let stored = ok(store.job(id).await).unwrap_or_else(|| panic!("job {id}"));
+    assert_eq!(stored.state, JobState::Queued);
+    assert_eq!((stored.version, stored.attempts, stored.max_attempts), (1, 0, 3));
+    assert_eq!(stored.series_uids, vec!["1.2.3.1".to_string(), "1.2.3.2".to_string()]);
+    assert_eq!(stored.created_at, at(0).trunc_subsecs_micros());
+    assert_eq!(stored.published_at, None);
+    // A new model version is new work.
+    let upgraded = new_job("1.2.3", &["1.2.3.1", "1.2.3.2"], "1.1.0");
+    let Enqueued::Created(other) = ok(store.enqueue(&upgraded, at(2)).await) else { panic!("new model version") };
+    assert_ne!(other, id);
+    assert_eq!(db.counts(&["jobs", "studies", "series"]).await, vec![2, 1, 2]);
+
+    // Many schedulers submitting one new study at once: one job.
+    let racing = new_job("7.7.7", &["7.7.7.1"], "1.0.0");
+    let barrier = Arc::new(Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, job, barrier) = (store.clone(), racing.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.enqueue(&job, at(10 + i)).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(ok(t.await.unwrap_or_else(|e| panic!("{e}"))));
+    }
+    let created: Vec<_> = outcomes.iter().filter(|o| matches!(o, Enqueued::Created(_))).collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| o.id() == created[0].id()), "{outcomes:?}");
+    assert_eq!(ok(store.jobs_by_key(&racing.key).await).len(), 1);
+});
+
+on_both!(forced_enqueue_adds_a_version, |db| {
+    let store = db.open().await;
+    let mut job = new_job("1.2.3", &["1.2.3.1"], "1.0.0");
+    let Enqueued::Created(v1) = ok(store.enqueue(&job, at(0)).await) else { panic!("v1") };
+    job.force = true;
+    let Enqueued::Created(v2) = ok(store.enqueue(&job, at(1)).await) else { panic!("v2") };
+    job.force = false;
+    assert_eq!(ok(store.enqueue(&job, at(2)).await), Enqueued::Existing(v2), "the latest version");
+    // Concurrent forced submissions each get their own version.
+    job.force = true;
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let (store, job) = (store.clone(), job.clone());
+            tokio::spawn(async move { store.enqueue(&job, at(3 + i)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(matches!(ok(t.await.unwrap_or_else(|e| panic!("{e}"))), Enqueued::Created(_)));
+    }
+    let versions: Vec<i64> = ok(store.jobs_by_key(&job.key).await).iter().map(|j| j.version).collect();
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_ne!(v1, v2);
+    assert_eq!(db.count("studies").await, 1);
+    assert_eq!(db.count("audit_events").await, 6, "one job.enqueued and five job.forced");
+});
+
+on_both!(the_outbox_lists_unconfirmed_jobs_stat_first, |db| {
+    let store = db.open().await;
+    let a = ok(store.enqueue(&new_job("1.1", &["1.1.1"], "1"), at(0)).await).id();
+    let mut stat = new_job("2.2", &["2.2.1"], "1");
+    stat.priority = Priority::Stat;
+    let b = ok(store.enqueue(&stat, at(1)).await).id();
+    let c = ok(store.enqueue(&new_job("3.3", &["3.3.1"], "1"), at(2)).await).id();
+    let ids = |jobs: Vec<neurobatch_core::db::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(ok(store.unpublished(10).await)), vec![b, a, c]);
+    assert_eq!(ids(ok(store.unpublished(1).await)), vec![b]);
+    assert!(ok(store.mark_published(b, at(3)).await));
+    assert!(!ok(store.mark_published(b, at(4)).await), "already marked");
+    assert_eq!(ids(ok(store.unpublished(10).await)), vec![a, c]);
+    assert_eq!(ok(store.job(b).await).and_then(|j| j.published_at), Some(at(3).trunc_subsecs_micros()));
+    // A claimed job is not in the outbox even though it was never marked.
+    assert!(ok(store.claim(a, "w1", LEASE, at(5)).await).is_some());
+    assert_eq!(ids(ok(store.unpublished(10).await)), vec![c]);
+    // After a restart of an in-memory queue every queued job is sent again.
+    assert_eq!(ok(store.republish_queued().await), 1);
+    assert_eq!(ids(ok(store.unpublished(10).await)), vec![b, c]);
+});
+
+on_both!(two_workers_claiming_one_job_one_wins, |db| {
+    let store = db.open().await;
+    for round in 0..5 {
+        let id = ok(store.enqueue(&new_job(&format!("9.{round}"), &["9.9"], "1"), at(0)).await).id();
+        let barrier = Arc::new(Barrier::new(2));
+        let tasks: Vec<_> = ["worker-a", "worker-b"]
+            .into_iter()
+            .map(|w| {
+                let (store, barrier) = (store.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.claim(id, w, LEASE, at(1)).await.map(|c| c.map(|c| c.job.lease_owner))
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            if let Some(owner) = ok(t.await.unwrap_or_else(|e| panic!("{e}"))) {
+                winners.push(owner);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job {id}"));
+        assert_eq!(job.state, JobState::Running);
+        assert_eq!(job.attempts, 1);
+        assert_eq!(Some(job.lease_owner), winners.pop());
+        assert_eq!(job.lease_expires_at, Some((at(1) + chrono::Duration::seconds(30)).trunc_subsecs_micros()));
+    }
+});
+
+on_both!(expired_leases_are_reaped_and_reclaimed, |db| {
+    let store = db.open().await;
+    let id = ok(store.enqueue(&new_job("5.5", &["5.5.1"], "1"), at(0)).await).id();
+    ok(store.mark_published(id, at(0)).await);
+    let claimed = ok(store.claim(id, "w1", LEASE, at(0)).await).unwrap_or_else(|| panic!("claim"));
+    assert_eq!(claimed.lease_expires_at, at(30).trunc_subsecs_micros());
+    assert!(ok(store.claim(id, "w2", LEASE, at(10)).await).is_none(), "held by a live lease");
+    assert_eq!(ok(store.renew_lease(id, "w1", LEASE, at(20)).await), Some(at(50).trunc_subsecs_micros()));
+    assert_eq!(ok(store.renew_lease(id, "w2", LEASE, at(20)).await), None, "not w2's lease");
+    assert_eq!(ok(store.reap_expired(at(49)).await).requeued, Vec::<i64>::new(), "renewed lease still valid");
+    let reaped = ok(store.reap_expired(at(50)).await);
+    assert_eq!((reaped.requeued, reaped.dead), (vec![id], vec![]));
+    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!((job.state, job.lease_owner.clone(), job.published_at), (JobState::Queued, None, None));
+    assert!(job.last_error.as_deref().unwrap_or("").contains("lease expired (worker w1)"), "{job:?}");
+    assert_eq!(ok(store.unpublished(10).await).len(), 1, "the outbox sends it again");
+    // The dead worker comes back: it holds nothing any more.
+    assert_eq!(ok(store.renew_lease(id, "w1", LEASE, at(51)).await), None);
+    assert_eq!(ok(store.fail(id, "w1", "late", true, at(51)).await), FailOutcome::NotHeld { state: JobState::Queued });
+    // Second attempt; its worker dies too, and a third worker takes the job over directly.
+    let second = ok(store.claim(id, "w2", LEASE, at(60)).await).unwrap_or_else(|| panic!("second claim"));
+    assert_eq!(second.job.attempts, 2);
+    let third = ok(store.claim(id, "w3", LEASE, at(91)).await).unwrap_or_else(|| panic!("takeover"));
+    assert_eq!((third.job.attempts, third.job.lease_owner.as_deref()), (3, Some("w3")));
+    // The last attempt's worker dies: dead, with the reason.
+    assert!(ok(store.claim(id, "w4", LEASE, at(200)).await).is_none(), "no attempts left");
+    let reaped = ok(store.reap_expired(at(200)).await);
+    assert_eq!((reaped.requeued, reaped.dead), (vec![], vec![id]));
+    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!(job.state, JobState::Dead);
+    assert_eq!(job.finished_at, Some(at(200).trunc_subsecs_micros()));
+    assert!(job.last_error.as_deref().unwrap_or("").contains("last attempt (worker w3)"), "{job:?}");
+});
+
+on_both!(completing_twice_writes_one_set_of_rows, |db| {
+    let store = db.open().await;
+    let id = ok(store.enqueue(&new_job("4.4", &["4.4.1"], "1"), at(0)).await).id();
+    ok(store.claim(id, "w1", LEASE, at(1)).await).unwrap_or_else(|| panic!("claim"));
+    let r = results(true);
+    assert_eq!(ok(store.complete(id, "w1", &r, at(2)).await), Completion::Completed);
+    assert_eq!(db.counts(&RESULT_TABLES).await, vec![1, 2, 1, 1]);
+    // Redelivered to the same or another worker: nothing more is written.
+    assert_eq!(ok(store.complete(id, "w1", &r, at(3)).await), Completion::AlreadyCompleted);
+    assert_eq!(ok(store.complete(id, "w2", &r, at(4)).await), Completion::AlreadyCompleted);
+    assert_eq!(db.counts(&RESULT_TABLES).await, vec![1, 2, 1, 1]);
+    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!(
+        (job.state, job.lease_owner, job.finished_at),
+        (JobState::Succeeded, None, Some(at(2).trunc_subsecs_micros()))
+    );
+    assert!(ok(store.claim(id, "w3", LEASE, at(5)).await).is_none(), "a succeeded job is not claimable");
+    assert_eq!(ok(store.fail(id, "w1", "x", true, at(5)).await), FailOutcome::NotHeld { state: JobState::Succeeded });
+
+    // Two workers finishing one job at the same moment (a lease lost mid-job).
+    let id2 = ok(store.enqueue(&new_job("4.5", &["4.5.1"], "1"), at(0)).await).id();
+    ok(store.claim(id2, "w1", LEASE, at(1)).await).unwrap_or_else(|| panic!("claim"));
+    let barrier = Arc::new(Barrier::new(2));
+    let tasks: Vec<_> = ["w1", "w2"]
+        .into_iter()
+        .map(|w| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.complete(id2, w, &results(false), at(2)).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(ok(t.await.unwrap_or_else(|e| panic!("{e}"))));
+    }
+    outcomes.sort_by_key(|c| *c == Completion::AlreadyCompleted);
+    assert_eq!(outcomes, vec![Completion::Completed, Completion::AlreadyCompleted]);
+    assert_eq!(db.counts(&RESULT_TABLES).await, vec![2, 4, 2, 1], "accepted results have no review item");
+
+    // What the status API shows.
+    let study = ok(store.list_studies(10, 0).await)
+        .into_iter()
+        .find(|s| s.study_key == "4.4")
+        .unwrap_or_else(|| panic!("study"));
+    let detail = ok(store.study(study.id).await).unwrap_or_else(|| panic!("detail"));
+    let result = detail.jobs[0].result.clone().unwrap_or_else(|| panic!("result"));
+    assert_eq!(result.decision, Routing::Review);
+    assert_eq!(result.object_keys, r.object_keys);
+    assert_eq!(result.review_state, Some(ReviewState::Pending));
+
+    // A dead job refuses results.
+    let id3 = ok(store.enqueue(&new_job("4.6", &["4.6.1"], "1"), at(0)).await).id();
+    ok(store.claim(id3, "w1", LEASE, at(1)).await).unwrap_or_else(|| panic!("claim"));
+    assert_eq!(ok(store.fail(id3, "w1", "corrupt input", false, at(2)).await), FailOutcome::Failed);
+    assert!(matches!(store.complete(id3, "w1", &r, at(3)).await, Err(DbError::Closed { state: JobState::Failed, .. })));
+    assert!(matches!(store.complete(999_999, "w1", &r, at(3)).await, Err(DbError::NoSuchJob(999_999))));
+    assert_eq!(db.counts(&RESULT_TABLES).await, vec![2, 4, 2, 1]);
+});
+
+on_both!(failures_retry_fail_or_die_with_the_last_error, |db| {
+    let store = db.open().await;
+    // Transient then permanent.
+    let a = ok(store.enqueue(&new_job("6.1", &["6.1.1"], "1"), at(0)).await).id();
+    ok(store.claim(a, "w1", LEASE, at(1)).await).unwrap_or_else(|| panic!("claim"));
+    assert_eq!(
+        ok(store.fail(a, "w2", "not mine", true, at(2)).await),
+        FailOutcome::NotHeld { state: JobState::Running }
+    );
+    assert_eq!(
+        ok(store.fail(a, "w1", "connection reset", true, at(2)).await),
+        FailOutcome::Retry { attempts: 1, max_attempts: 3 }
+    );
+    let job = ok(store.job(a).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!(
+        (job.state, job.last_error.as_deref(), job.lease_owner),
+        (JobState::Queued, Some("connection reset"), None)
+    );
+    assert_eq!(job.finished_at, None);
+    ok(store.claim(a, "w1", LEASE, at(3)).await).unwrap_or_else(|| panic!("retry claim"));
+    assert_eq!(ok(store.fail(a, "w1", "not a NIfTI file: bad magic", false, at(4)).await), FailOutcome::Failed);
+    let job = ok(store.job(a).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!((job.state, job.attempts), (JobState::Failed, 2));
+    assert_eq!(job.last_error.as_deref(), Some("not a NIfTI file: bad magic"));
+    assert!(ok(store.claim(a, "w1", LEASE, at(5)).await).is_none(), "failed is final");
+
+    // Transient on every attempt: dead with the last error.
+    let b = ok(store.enqueue(&new_job("6.2", &["6.2.1"], "1"), at(0)).await).id();
+    for attempt in 1..=3 {
+        ok(store.claim(b, "w1", LEASE, at(10 * attempt)).await).unwrap_or_else(|| panic!("claim {attempt}"));
+        let outcome =
+            ok(store.fail(b, "w1", &format!("timeout on attempt {attempt}"), true, at(10 * attempt + 1)).await);
+        if attempt < 3 {
+            assert_eq!(outcome, FailOutcome::Retry { attempts: attempt, max_attempts: 3 });
+        } else {
+            assert_eq!(outcome, FailOutcome::Dead);
+        }
+    }
+    let job = ok(store.job(b).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!((job.state, job.attempts), (JobState::Dead, 3));
+    assert_eq!(job.last_error.as_deref(), Some("timeout on attempt 3"));
+    assert_eq!(job.finished_at, Some(at(31).trunc_subsecs_micros()));
+    assert!(ok(store.claim(b, "w1", LEASE, at(40)).await).is_none());
+    assert!(matches!(store.fail(424_242, "w1", "x", true, at(1)).await, Err(DbError::NoSuchJob(424_242))));
+    let counts: BTreeMap<JobState, i64> = ok(store.count_by_state().await).into_iter().collect();
+    assert_eq!(counts, BTreeMap::from([(JobState::Failed, 1), (JobState::Dead, 1)]));
+    // enqueue a, enqueue b, then a: retry + failed, b: retry, retry, dead.
+    assert_eq!(db.count("audit_events").await, 2 + 2 + 3);
+});
+
+on_both!(a_restart_loses_nothing, |db| {
+    let store = db.open().await;
+    let queued = ok(store.enqueue(&new_job("8.1", &["8.1.1"], "1"), at(0)).await).id();
+    let running = ok(store.enqueue(&new_job("8.2", &["8.2.1"], "1"), at(0)).await).id();
+    let done = ok(store.enqueue(&new_job("8.3", &["8.3.1"], "1"), at(0)).await).id();
+    let failed = ok(store.enqueue(&new_job("8.4", &["8.4.1"], "1"), at(0)).await).id();
+    for id in [queued, running, done, failed] {
+        ok(store.mark_published(id, at(1)).await);
+    }
+    for id in [running, done, failed] {
+        ok(store.claim(id, "w1", LEASE, at(2)).await).unwrap_or_else(|| panic!("claim {id}"));
+    }
+    ok(store.complete(done, "w1", &results(true), at(3)).await);
+    ok(store.fail(failed, "w1", "unsupported transfer syntax", false, at(3)).await);
+    let ids = [queued, running, done, failed];
+    let mut before = Vec::new();
+    for id in ids {
+        before.push(ok(store.job(id).await));
+    }
+    let studies_before = ok(store.list_studies(100, 0).await);
+    let rows_before = db.counts(&["jobs", "studies", "series", "results", "review_items", "audit_events"]).await;
+    store.close().await;
+    drop(store);
+
+    let reopened = db.open().await;
+    let mut after = Vec::new();
+    for id in ids {
+        after.push(ok(reopened.job(id).await));
+    }
+    assert_eq!(after, before);
+    assert_eq!(ok(reopened.list_studies(100, 0).await), studies_before);
+    assert_eq!(db.counts(&["jobs", "studies", "series", "results", "review_items", "audit_events"]).await, rows_before);
+    // The running job's worker died with the process: its lease expires and it runs again.
+    assert_eq!(ok(reopened.reap_expired(at(100)).await).requeued, vec![running]);
+    // With an in-memory queue the messages are gone: every queued job is published again.
+    assert_eq!(ok(reopened.republish_queued().await), 1);
+    let outbox: Vec<i64> = ok(reopened.unpublished(10).await).iter().map(|j| j.id).collect();
+    assert_eq!(outbox, vec![queued, running]);
+});
+
+on_both!(studies_are_listed_with_their_latest_job, |db| {
+    let store = db.open().await;
+    let a = ok(store.enqueue(&new_job("3.1", &["3.1.1", "3.1.2"], "1"), at(0)).await).id();
+    let b = ok(store.enqueue(&new_job("3.1", &["3.1.1", "3.1.2"], "2"), at(1)).await).id();
+    let c = ok(store.enqueue(&new_job("3.2", &["3.2.1"], "1"), at(2)).await).id();
+    let empty = ok(store
+        .record_ineligible("3.3", "file:///inbox/3.3", "no T1-weighted series with at least 100 slices", at(3))
+        .await);
+    let list = ok(store.list_studies(10, 0).await);
+    let keys: Vec<&str> = list.iter().map(|s| s.study_key.as_str()).collect();
+    assert_eq!(keys, vec!["3.3", "3.2", "3.1"]);
+    assert_eq!(list[0].id, empty);
+    assert_eq!(list[0].ineligible_reason.as_deref(), Some("no T1-weighted series with at least 100 slices"));
+    assert_eq!((list[0].latest_job_id, list[0].latest_job_state), (None, None));
+    assert_eq!((list[1].latest_job_id, list[1].latest_job_state), (Some(c), Some(JobState::Queued)));
+    assert_eq!(list[2].latest_job_id, Some(b));
+    assert_eq!(ok(store.list_studies(1, 1).await)[0].study_key, "3.2", "limit and offset");
+
+    let detail = ok(store.study(list[2].id).await).unwrap_or_else(|| panic!("study"));
+    let series: Vec<&str> = detail.series.iter().map(|s| s.series.series_uid.as_str()).collect();
+    assert_eq!(series, vec!["3.1.1", "3.1.2"], "one row per series, not per job");
+    assert_eq!(detail.series[0].series.manufacturer.as_deref(), Some("SIEMENS"));
+    let jobs: Vec<(i64, String)> = detail.jobs.iter().map(|j| (j.job.id, j.job.model_version.clone())).collect();
+    assert_eq!(jobs, vec![(a, "1".to_string()), (b, "2".to_string())]);
+    assert!(detail.jobs.iter().all(|j| j.result.is_none()));
+    assert!(ok(store.study(987_654).await).is_none());
+});
+
+#[tokio::test]
+async fn connection_errors_name_the_database_without_its_password() {
+    let err = JobStore::connect("postgres://app:hunter2@127.0.0.1:1/nb").await.err().map(|e| e.to_string());
+    let text = err.unwrap_or_default();
+    assert!(text.contains("postgres://app:***@127.0.0.1:1/nb"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    let err = JobStore::connect("mysql://root:pw@db/nb").await.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("unsupported scheme") && !err.contains(":pw@"), "{err}");
+}
+
+/// `DateTime` truncated as the store keeps it.
+trait Micros {
+    fn trunc_subsecs_micros(self) -> Self;
+}
+
+impl Micros for DateTime<Utc> {
+    fn trunc_subsecs_micros(self) -> Self {
+        chrono::SubsecRound::trunc_subsecs(self, 6)
+    }
+}

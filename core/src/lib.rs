@@ -11,3 +11,7 @@
 //! - `storage`: S3 (aws-sdk-s3) and local files.
 //!
 //! Dependencies point one way: binary → scheduler/worker → core → imaging.
+
+pub mod message;
+pub mod queue;
+pub mod storage;

@@ -209,7 +209,11 @@ impl MemoryQueue {
         st.next_id += 1;
         let id = st.next_id;
         st.consumers.insert(id, (self.handle, 0));
-        MemoryConsumer { queue: self.clone(), id, prefetch: usize::from(prefetch) }
+        MemoryConsumer {
+            channel: Arc::new(Channel { queue: self.clone(), id }),
+            prefetch: usize::from(prefetch),
+            cancelled: false,
+        }
     }
 
     pub(super) fn pop_dead_letter(&self) -> Option<DeadLetter> {
@@ -253,32 +257,57 @@ impl MemoryQueue {
 }
 
 pub struct MemoryConsumer {
+    channel: Arc<Channel>,
+    prefetch: usize,
+    cancelled: bool,
+}
+
+/// What an AMQP channel is to its consumer and deliveries: shared by both,
+/// and when the last of them is gone, what it still holds goes back to the
+/// queue (flagged redelivered, in its old place). So a stopped consumer's
+/// in-flight jobs can still be acked, and a crashed one's come back.
+struct Channel {
     queue: MemoryQueue,
     id: u64,
-    prefetch: usize,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.queue.state().return_held(self.id);
+        self.queue.broker.notify.notify_waiters();
+    }
 }
 
 impl MemoryConsumer {
+    pub(super) fn cancel(&mut self) {
+        self.cancelled = true;
+    }
+
     pub(super) async fn next(&mut self) -> Result<Delivery, QueueError> {
+        if self.cancelled {
+            return Err(QueueError::Closed);
+        }
         loop {
-            let broker = Arc::clone(&self.queue.broker);
+            let queue = &self.channel.queue;
+            let id = self.channel.id;
+            let broker = Arc::clone(&queue.broker);
             let notified = broker.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let next_due = {
-                let mut st = self.queue.state();
-                if st.closed_handles.contains(&self.queue.handle) {
+                let mut st = queue.state();
+                if st.closed_handles.contains(&queue.handle) {
                     return Err(QueueError::Closed);
                 }
                 let next_due = st.promote_due(Instant::now());
-                let held = st.consumers.get(&self.id).map_or(0, |(_, n)| *n);
+                let held = st.consumers.get(&id).map_or(0, |(_, n)| *n);
                 if held < self.prefetch
                     && let Some(Ready { entry, .. }) = st.ready.pop()
                 {
                     st.next_id += 1;
                     let tag = st.next_id;
-                    st.unacked.insert(tag, (self.id, entry.clone()));
-                    if let Some((_, n)) = st.consumers.get_mut(&self.id) {
+                    st.unacked.insert(tag, (id, entry.clone()));
+                    if let Some((_, n)) = st.consumers.get_mut(&id) {
                         *n += 1;
                     }
                     drop(st);
@@ -287,19 +316,18 @@ impl MemoryConsumer {
                             return Ok(Delivery {
                                 message,
                                 redelivered: entry.redelivered,
-                                options: self.queue.options.clone(),
+                                options: queue.options.clone(),
                                 handle: DeliveryHandle::Memory(MemoryDelivery {
-                                    queue: self.queue.clone(),
-                                    consumer: self.id,
+                                    channel: Arc::clone(&self.channel),
                                     tag,
                                 }),
                             });
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "memory queue: malformed job message dead-lettered");
-                            let d = MemoryDelivery { queue: self.queue.clone(), consumer: self.id, tag };
+                            let d = MemoryDelivery { channel: Arc::clone(&self.channel), tag };
                             d.settle(Uuid::nil())?;
-                            self.queue.dead_letter_payload(entry.payload, DeadReason::Malformed, &e.to_string(), 0);
+                            queue.dead_letter_payload(entry.payload, DeadReason::Malformed, &e.to_string(), 0);
                             continue;
                         }
                     }
@@ -319,20 +347,15 @@ impl MemoryConsumer {
     }
 }
 
-impl Drop for MemoryConsumer {
-    /// Like a closed AMQP channel: everything this consumer held goes back,
-    /// flagged redelivered, ahead of newer messages of the same priority.
-    fn drop(&mut self) {
-        self.queue.state().return_held(self.id);
-        self.queue.broker.notify.notify_waiters();
-    }
+pub struct MemoryDelivery {
+    channel: Arc<Channel>,
+    tag: u64,
 }
 
-#[derive(Debug)]
-pub struct MemoryDelivery {
-    queue: MemoryQueue,
-    consumer: u64,
-    tag: u64,
+impl std::fmt::Debug for MemoryDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryDelivery({}, tag {})", self.channel.queue.name, self.tag)
+    }
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -344,14 +367,14 @@ impl std::fmt::Debug for MemoryQueue {
 impl MemoryDelivery {
     /// Removes the delivery from the unacked set; its entry, for re-use.
     fn settle_entry(&self, job_id: Uuid) -> Result<Entry, QueueError> {
-        let mut st = self.queue.state();
+        let mut st = self.channel.queue.state();
         let (_, entry) =
             st.unacked.remove(&self.tag).ok_or_else(|| QueueError::StaleDelivery { job_id: job_id.to_string() })?;
-        if let Some((_, n)) = st.consumers.get_mut(&self.consumer) {
+        if let Some((_, n)) = st.consumers.get_mut(&self.channel.id) {
             *n = n.saturating_sub(1);
         }
         drop(st);
-        self.queue.broker.notify.notify_waiters();
+        self.channel.queue.broker.notify.notify_waiters();
         Ok(entry)
     }
 
@@ -366,8 +389,8 @@ impl MemoryDelivery {
     pub(super) fn requeue(self, job_id: Uuid) -> Result<(), QueueError> {
         let mut entry = self.settle_entry(job_id)?;
         entry.redelivered = true;
-        self.queue.state().push_ready(entry);
-        self.queue.broker.notify.notify_waiters();
+        self.channel.queue.state().push_ready(entry);
+        self.channel.queue.broker.notify.notify_waiters();
         Ok(())
     }
 
@@ -381,8 +404,8 @@ impl MemoryDelivery {
     ) -> Result<(), QueueError> {
         self.settle(job_id)?;
         let entry = Entry { payload, priority: broker_priority(next.priority), redelivered: false, seq: 0 };
-        self.queue.state().delayed.push((Instant::now() + delay, entry));
-        self.queue.broker.notify.notify_waiters();
+        self.channel.queue.state().delayed.push((Instant::now() + delay, entry));
+        self.channel.queue.broker.notify.notify_waiters();
         Ok(())
     }
 
@@ -394,7 +417,7 @@ impl MemoryDelivery {
         attempts: u32,
     ) -> Result<(), QueueError> {
         let entry = self.settle_entry(job_id)?;
-        self.queue.dead_letter_payload(entry.payload, reason, error, attempts);
+        self.channel.queue.dead_letter_payload(entry.payload, reason, error, attempts);
         Ok(())
     }
 }

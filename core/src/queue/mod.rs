@@ -159,7 +159,7 @@ impl Queue {
             return Err(QueueError::Options("prefetch: at least 1".into()));
         }
         match self {
-            Queue::Amqp(q) => Ok(Consumer::Amqp(q.consumer(prefetch))),
+            Queue::Amqp(q) => Ok(Consumer::Amqp(Box::new(q.consumer(prefetch)))),
             Queue::Memory(q) => Ok(Consumer::Memory(q.consumer(prefetch))),
         }
     }
@@ -206,7 +206,7 @@ impl Queue {
 
 /// A stream of job deliveries.
 pub enum Consumer {
-    Amqp(amqp::AmqpConsumer),
+    Amqp(Box<amqp::AmqpConsumer>),
     Memory(memory::MemoryConsumer),
 }
 
@@ -219,6 +219,19 @@ impl Consumer {
         match self {
             Consumer::Amqp(c) => c.next().await,
             Consumer::Memory(c) => c.next().await,
+        }
+    }
+
+    /// Stops taking jobs (graceful shutdown): once this returns the broker
+    /// sends this consumer nothing more, while the deliveries already handed
+    /// out can still be settled. `next` then fails with [`QueueError::Closed`].
+    pub async fn cancel(&mut self) -> Result<(), QueueError> {
+        match self {
+            Consumer::Amqp(c) => c.cancel().await,
+            Consumer::Memory(c) => {
+                c.cancel();
+                Ok(())
+            }
         }
     }
 }

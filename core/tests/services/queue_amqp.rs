@@ -60,6 +60,16 @@ async fn review_events_route_by_reason_and_model() {
     scenarios::review_events_route_by_reason_and_model(&Env::amqp("review")).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_consumer_lets_in_flight_jobs_finish() {
+    scenarios::a_stopped_consumer_lets_in_flight_jobs_finish(&Env::amqp("stop")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_consumer_returns_what_it_held() {
+    scenarios::a_crashed_consumer_returns_what_it_held(&Env::amqp("crash")).await;
+}
+
 /// A raw connection, to look at what the adapter put on the broker.
 async fn raw() -> Connection {
     Connection::connect(&amqp_url(), ConnectionProperties::default()).await.expect("raw connection")

@@ -50,20 +50,13 @@ async fn review_events_route_by_reason_and_model() {
 }
 
 #[tokio::test]
-async fn dropping_a_consumer_returns_what_it_held() {
-    let env = Env::memory("dropc");
-    let q = env.open().await;
-    let j = super::common::job(1, neurobatch_core::message::Priority::Routine);
-    q.publish(&j).await.unwrap();
-    let mut c = q.consume(1).await.unwrap();
-    let held = super::common::next(&mut c).await;
-    drop(c);
-    let mut c2 = q.consume(1).await.unwrap();
-    let d = super::common::next(&mut c2).await;
-    assert!(d.redelivered());
-    assert_eq!(d.message(), &j);
-    assert!(matches!(held.ack().await, Err(QueueError::StaleDelivery { .. })));
-    d.ack().await.unwrap();
+async fn a_stopped_consumer_lets_in_flight_jobs_finish() {
+    scenarios::a_stopped_consumer_lets_in_flight_jobs_finish(&Env::memory("stop")).await;
+}
+
+#[tokio::test]
+async fn a_crashed_consumer_returns_what_it_held() {
+    scenarios::a_crashed_consumer_returns_what_it_held(&Env::memory("crash")).await;
 }
 
 #[tokio::test]

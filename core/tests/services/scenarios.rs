@@ -162,6 +162,49 @@ pub async fn unacked_jobs_return_when_the_consumer_connection_closes(env: &Env) 
     q.close().await.unwrap();
 }
 
+/// Graceful shutdown: the consumer stops, the job in flight still acks, and
+/// the next job waits on the queue for another worker.
+pub async fn a_stopped_consumer_lets_in_flight_jobs_finish(env: &Env) {
+    let q = env.open().await;
+    let (first, second) = (job(1, Priority::Routine), job(2, Priority::Routine));
+    q.publish(&first).await.unwrap();
+    q.publish(&second).await.unwrap();
+    let mut c = q.consume(1).await.unwrap();
+    let d = next(&mut c).await;
+    c.cancel().await.unwrap();
+    assert!(matches!(c.next().await, Err(QueueError::Closed)));
+    drop(c);
+    assert_eq!(d.message(), &first);
+    d.ack().await.unwrap();
+    let mut other = q.consume(1).await.unwrap();
+    let d = next(&mut other).await;
+    assert_eq!(d.message(), &second);
+    assert!(!d.redelivered(), "the second job never left the queue");
+    d.ack().await.unwrap();
+    assert!(next_within(&mut other, 500).await.is_none(), "the acked job does not come back");
+    drop(other);
+    q.close().await.unwrap();
+}
+
+/// A worker that dies (consumer and deliveries gone, nothing settled): its
+/// job comes back, flagged redelivered.
+pub async fn a_crashed_consumer_returns_what_it_held(env: &Env) {
+    let q = env.open().await;
+    let j = job(1, Priority::Stat);
+    q.publish(&j).await.unwrap();
+    let mut c = q.consume(1).await.unwrap();
+    let held = next(&mut c).await;
+    drop(held);
+    drop(c);
+    let mut other = q.consume(1).await.unwrap();
+    let d = next(&mut other).await;
+    assert_eq!(d.message(), &j);
+    assert!(d.redelivered());
+    d.ack().await.unwrap();
+    drop(other);
+    q.close().await.unwrap();
+}
+
 pub async fn publish_is_confirmed_or_refused(env: &Env) {
     assert_eq!(env.opts.max_queued, Some(2));
     let q = env.open().await;

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicNackOptions, BasicPublishOptions,
+    BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation};
@@ -153,7 +153,7 @@ impl AmqpQueue {
     }
 
     pub(super) fn consumer(&self, prefetch: u16) -> AmqpConsumer {
-        AmqpConsumer { inner: Arc::clone(&self.inner), prefetch, current: None }
+        AmqpConsumer { inner: Arc::clone(&self.inner), prefetch, current: None, cancelled: false }
     }
 
     pub(super) async fn pop_dead_letter(&self) -> Result<Option<DeadLetter>, QueueError> {
@@ -348,6 +348,7 @@ pub struct AmqpConsumer {
     inner: Arc<Inner>,
     prefetch: u16,
     current: Option<(Channel, lapin::Consumer)>,
+    cancelled: bool,
 }
 
 impl AmqpConsumer {
@@ -373,7 +374,25 @@ impl AmqpConsumer {
         Ok((ch, consumer))
     }
 
+    /// `basic.cancel`, waiting for the broker's cancel-ok; the channel stays
+    /// open as long as deliveries hold it, so they can still be settled.
+    pub(super) async fn cancel(&mut self) -> Result<(), QueueError> {
+        self.cancelled = true;
+        if let Some((ch, consumer)) = self.current.take() {
+            let result = ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+            if let Err(e) = result
+                && ch.status().connected()
+            {
+                return Err(QueueError::Broker { op: "cancel", reason: e.to_string() });
+            }
+        }
+        Ok(())
+    }
+
     pub(super) async fn next(&mut self) -> Result<Delivery, QueueError> {
+        if self.cancelled {
+            return Err(QueueError::Closed);
+        }
         let mut outage: Option<(Instant, u32)> = None;
         loop {
             if self.current.is_none() {

@@ -394,6 +394,7 @@ impl AmqpConsumer {
             return Err(QueueError::Closed);
         }
         let mut outage: Option<(Instant, u32)> = None;
+        let mut lost = 0u32;
         loop {
             if self.current.is_none() {
                 match self.open().await {
@@ -420,6 +421,7 @@ impl AmqpConsumer {
             let Some((ch, consumer)) = self.current.as_mut() else { continue };
             match consumer.next().await {
                 Some(Ok(d)) => {
+                    lost = 0;
                     let ch = ch.clone();
                     match JobMessage::from_json(&d.data) {
                         Ok(message) => {
@@ -435,7 +437,10 @@ impl AmqpConsumer {
                                 }),
                             });
                         }
-                        Err(e) => self.dead_letter_malformed(d, &e.to_string()).await,
+                        Err(e) => {
+                            self.dead_letter_malformed(d, &e.to_string()).await;
+                            continue;
+                        }
                     }
                 }
                 Some(Err(e)) => {
@@ -443,10 +448,13 @@ impl AmqpConsumer {
                     self.current = None;
                 }
                 None => {
-                    tracing::warn!(broker = %self.inner.target, "consumer was cancelled; re-establishing");
+                    tracing::warn!(broker = %self.inner.target, "consumer was cancelled by the broker; re-establishing");
                     self.current = None;
                 }
             }
+            // Back off when streams keep ending without delivering anything.
+            tokio::time::sleep(self.inner.options.reconnect_delay(lost)).await;
+            lost = lost.saturating_add(1);
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{MessageError, check_version, is_token};
+use super::{MessageError, body, is_token, versioned_object};
 
 /// The job message schema version this build writes and reads.
 pub const JOB_SCHEMA_VERSION: u32 = 1;
@@ -83,9 +83,7 @@ struct Wire {
 impl JobMessage {
     /// Parses and checks a message; unknown versions and unknown fields are refused.
     pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
-        check_version(WHAT, bytes, JOB_SCHEMA_VERSION)?;
-        let w: Wire =
-            serde_json::from_slice(bytes).map_err(|e| MessageError::Json { what: WHAT, reason: e.to_string() })?;
+        let w: Wire = body(WHAT, versioned_object(WHAT, bytes, JOB_SCHEMA_VERSION)?)?;
         let msg = JobMessage {
             job_id: w.job_id,
             job_key: w.job_key,

@@ -17,20 +17,34 @@ pub use error::MessageError;
 pub use job::{JOB_SCHEMA_VERSION, JobMessage, ModelRef, Priority};
 pub use review::{REVIEW_SCHEMA_VERSION, ReviewEvent, ReviewReason};
 
-/// Reads the `schema` field of a JSON object without parsing the rest and
-/// checks it is the version this build reads.
-fn check_version(what: &'static str, bytes: &[u8], supported: u32) -> Result<(), MessageError> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        schema: Option<serde_json::Value>,
-    }
-    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| MessageError::Json { what, reason: e.to_string() })?;
-    let found = probe.schema.ok_or(MessageError::MissingVersion { what })?;
+/// Parses a JSON object (anything else is refused: a struct must not be
+/// accepted in array form) and checks its `schema` field is the version this
+/// build reads.
+fn versioned_object(
+    what: &'static str,
+    bytes: &[u8],
+    supported: u32,
+) -> Result<serde_json::Map<String, serde_json::Value>, MessageError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| MessageError::Json { what, reason: e.to_string() })?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(MessageError::Json { what, reason: "expected a json object".into() });
+    };
+    let found = map.get("schema").ok_or(MessageError::MissingVersion { what })?;
     if found.as_u64() == Some(u64::from(supported)) {
-        Ok(())
+        Ok(map)
     } else {
         Err(MessageError::UnsupportedVersion { what, found: found.to_string(), supported })
     }
+}
+
+/// The typed body of a checked object; unknown fields are refused by the type.
+fn body<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    map: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, MessageError> {
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map_err(|e| MessageError::Json { what, reason: e.to_string() })
 }
 
 /// True for a segment that can stand in an AMQP topic routing key and in an

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{MessageError, ModelRef, check_version, is_token};
+use super::{MessageError, ModelRef, body, is_token, versioned_object};
 
 /// The review event schema version this build writes and reads.
 pub const REVIEW_SCHEMA_VERSION: u32 = 1;
@@ -59,9 +59,7 @@ struct Wire {
 
 impl ReviewEvent {
     pub fn from_json(bytes: &[u8]) -> Result<Self, MessageError> {
-        check_version(WHAT, bytes, REVIEW_SCHEMA_VERSION)?;
-        let w: Wire =
-            serde_json::from_slice(bytes).map_err(|e| MessageError::Json { what: WHAT, reason: e.to_string() })?;
+        let w: Wire = body(WHAT, versioned_object(WHAT, bytes, REVIEW_SCHEMA_VERSION)?)?;
         let ev = ReviewEvent {
             job_id: w.job_id,
             study_id: w.study_id,

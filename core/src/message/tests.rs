@@ -99,6 +99,13 @@ fn job_with_unknown_fields_or_bad_values_is_refused() {
     }
     assert!(matches!(JobMessage::from_json(b"not json"), Err(MessageError::Json { .. })));
     assert!(matches!(JobMessage::from_json(b"[1]"), Err(MessageError::Json { .. })));
+    // The struct in array form (serde would accept it) is refused too.
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let as_array: Vec<&serde_json::Value> = v.as_object().unwrap().values().collect();
+    let array = serde_json::to_vec(&as_array).unwrap();
+    assert!(
+        matches!(JobMessage::from_json(&array), Err(MessageError::Json { reason, .. }) if reason == "expected a json object")
+    );
 }
 
 #[test]

@@ -145,7 +145,9 @@ impl Queue {
 
     /// Subscribes to review events whose routing key matches a topic pattern
     /// (`#`, `high_uncertainty.*`, `*.brain-tissue`). The AMQP subscription is
-    /// an exclusive, auto-deleted queue: it sees events published after this call.
+    /// an exclusive, auto-deleted queue: it sees events published after this
+    /// call, and it is not re-established after a lost connection (`next`
+    /// then fails; subscribe again).
     pub async fn subscribe_reviews(&self, pattern: &str) -> Result<ReviewSubscription, QueueError> {
         match self {
             Queue::Amqp(q) => Ok(ReviewSubscription::Amqp(Box::new(q.subscribe_reviews(pattern).await?))),

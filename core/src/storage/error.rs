@@ -1,0 +1,22 @@
+//! Why an object-store operation failed.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("object store url `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("object key `{key}`: {reason}")]
+    Key { key: String, reason: String },
+    #[error("object `{key}`: not found")]
+    NotFound { key: String },
+    #[error("object `{key}`: {op}: {source}")]
+    Io {
+        key: String,
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("s3 {op} `{key}`: {reason}")]
+    S3 { op: &'static str, key: String, reason: String },
+}

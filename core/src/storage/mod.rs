@@ -1,0 +1,97 @@
+//! Object storage for study inputs and job results: one [`ObjectStore`]
+//! type whose backend is chosen by URL — `s3://bucket[/prefix]` (aws-sdk-s3;
+//! AWS, MinIO, Ceph, moto) or `file:///absolute/path` (a local folder, atomic
+//! writes). Keys are relative `/`-separated paths checked by [`validate_key`];
+//! [`result_key`] gives the deterministic layout of a job's outputs.
+//!
+//! Semantics on both: `put` overwrites (idempotent for a redelivered job),
+//! `get` of a missing key is [`StorageError::NotFound`], `delete` of a
+//! missing key succeeds, `list` returns the keys starting with a prefix, sorted.
+
+mod error;
+pub(crate) mod file;
+mod key;
+mod s3;
+
+pub use error::StorageError;
+pub use file::FileStore;
+pub use key::{result_key, result_prefix, validate_key};
+pub use s3::{S3Settings, S3Store};
+
+#[derive(Clone, Debug)]
+pub enum ObjectStore {
+    S3(S3Store),
+    File(FileStore),
+}
+
+impl ObjectStore {
+    /// Opens the store a URL names; `s3` is used only for `s3://` URLs.
+    pub async fn from_url(url: &str, s3: &S3Settings) -> Result<ObjectStore, StorageError> {
+        let bad = |reason: &str| StorageError::Url { url: url.to_owned(), reason: reason.to_owned() };
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.len() < 3
+                || !bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            {
+                return Err(bad(
+                    "expected s3://bucket[/prefix] with a bucket name of lowercase letters, digits, `-` and `.`",
+                ));
+            }
+            let prefix = prefix.trim_end_matches('/');
+            if !prefix.is_empty() {
+                validate_key(prefix).map_err(|e| bad(&e.to_string()))?;
+            }
+            Ok(ObjectStore::S3(S3Store::new(bucket, prefix, s3).await?))
+        } else if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(bad("expected file:///absolute/path"));
+            }
+            Ok(ObjectStore::File(FileStore::new(path)))
+        } else {
+            Err(bad("expected s3://bucket[/prefix] or file:///absolute/path"))
+        }
+    }
+
+    /// Writes an object, replacing one with the same key.
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        validate_key(key)?;
+        match self {
+            ObjectStore::S3(s) => s.put(key, bytes).await,
+            ObjectStore::File(f) => f.put(key, bytes).await,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        validate_key(key)?;
+        match self {
+            ObjectStore::S3(s) => s.get(key).await,
+            ObjectStore::File(f) => f.get(key).await,
+        }
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        validate_key(key)?;
+        match self {
+            ObjectStore::S3(s) => s.exists(key).await,
+            ObjectStore::File(f) => f.exists(key).await,
+        }
+    }
+
+    /// Removes an object; a missing one is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key(key)?;
+        match self {
+            ObjectStore::S3(s) => s.delete(key).await,
+            ObjectStore::File(f) => f.delete(key).await,
+        }
+    }
+
+    /// Every key that starts with `prefix` (`""` for all), sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        key::validate_prefix(prefix)?;
+        match self {
+            ObjectStore::S3(s) => s.list(prefix).await,
+            ObjectStore::File(f) => f.list(prefix).await,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The S3 backend behind `s3://bucket/prefix` (aws-sdk-s3): AWS, MinIO, Ceph
+//! and moto, with endpoint, region, path-style addressing and credentials
+//! configurable. Secrets are never logged: [`S3Settings`]'s `Debug` hides them.
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+
+use super::StorageError;
+
+/// How to reach the S3 service. Unset fields fall back to the AWS defaults:
+/// region from `AWS_REGION` / `AWS_DEFAULT_REGION` (else `us-east-1`),
+/// credentials from the AWS provider chain (environment, profile, web
+/// identity, container or instance role).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// For example `http://minio:9000`; `None` for AWS itself.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// `http://host/bucket/key` instead of `http://bucket.host/key` (MinIO, Ceph, moto).
+    pub force_path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("force_path_style", &self.force_path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    /// Key prefix inside the bucket, without a trailing `/` (may be empty).
+    prefix: String,
+}
+
+fn s3_error<E>(op: &'static str, key: &str, e: &aws_sdk_s3::error::SdkError<E>) -> StorageError
+where
+    E: std::error::Error + 'static,
+{
+    StorageError::S3 { op, key: key.to_owned(), reason: DisplayErrorContext(e).to_string() }
+}
+
+impl S3Store {
+    pub async fn new(bucket: &str, prefix: &str, settings: &S3Settings) -> Result<S3Store, StorageError> {
+        let region = settings
+            .region
+            .clone()
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".into());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).region(Region::new(region));
+        if let Some(endpoint) = &settings.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        match (&settings.access_key_id, &settings.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                loader = loader.credentials_provider(Credentials::new(
+                    id,
+                    secret,
+                    settings.session_token.clone(),
+                    None,
+                    "neurobatch-config",
+                ));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StorageError::Url {
+                    url: format!("s3://{bucket}"),
+                    reason: "set both the access key id and the secret access key, or neither".into(),
+                });
+            }
+        }
+        let shared = loader.load().await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
+        if settings.endpoint.is_some() {
+            // S3-compatible servers differ in their support of the newer default checksums.
+            config = config
+                .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+                .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+        }
+        Ok(S3Store {
+            client: Client::from_conf(config.build()),
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn full(&self, key: &str) -> String {
+        if self.prefix.is_empty() { key.to_owned() } else { format!("{}/{key}", self.prefix) }
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| s3_error("put", key, &e))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+        let out = match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(StorageError::NotFound { key: key.to_owned() });
+            }
+            Err(e) => return Err(s3_error("get", key, &e)),
+        };
+        let body = out.body.collect().await.map_err(|e| StorageError::S3 {
+            op: "get",
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
+        match self.client.head_object().bucket(&self.bucket).key(self.full(key)).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+            Err(e) => Err(s3_error("head", key, &e)),
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full(key))
+            .send()
+            .await
+            .map_err(|e| s3_error("delete", key, &e))?;
+        Ok(())
+    }
+
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full_prefix = self.full(prefix);
+        let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };
+        let mut keys = Vec::new();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(&full_prefix).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s3_error("list", prefix, &e))?;
+            for obj in page.contents() {
+                if let Some(k) = obj.key()
+                    && k.len() >= strip
+                    && let Some(rel) = k.get(strip..)
+                {
+                    keys.push(rel.to_owned());
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}

@@ -143,7 +143,7 @@ def main():
     ap.add_argument("--run", required=True)
     ap.add_argument("--models", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
     ap.add_argument("--dice", default=None)
-    ap.add_argument("--seg-order", type=int, nargs="+", default=[4, 3, 2, 1, 0],
+    ap.add_argument("--seg-order", type=int, nargs="+", default=[6, 5, 4, 3, 2],
                     help="member_<i>.onnx is run seg_<order[i]>")
     args = ap.parse_args()
     dice = load(args.dice) if args.dice and os.path.exists(args.dice) else None

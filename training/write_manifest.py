@@ -1,0 +1,160 @@
+"""Write models/brain-tissue/manifest.toml and models/scan-quality/manifest.toml from the training
+records (run with either venv: stdlib only).
+
+    write_manifest.py --run training/.cache/run [--models models] [--dice run/dice.json]
+
+Reads run/base.json, run/seg_<k>.json, run/seg_<k>.export.json (member_<i>.onnx = seg_<order[i]>), run/quality_<k>.json, run/quality_<k>.export.json
+and optionally the Python-side Dice figures of training/check_members.py; hashes every member.
+Routing thresholds and the [ood] reference are left out: they are chosen later from the evaluation.
+The keys follow worker/src/manifest/schema.rs and the model contract (mc_dropout_input and
+[inference.profiles.*]).
+"""
+import argparse
+import datetime
+import glob
+import hashlib
+import json
+import os
+import tomllib
+
+
+def sha256(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def q(s):
+    return json.dumps(s)  # a TOML basic string is a JSON string for our ASCII content
+
+
+def fmt(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return q(v)
+    if isinstance(v, float):
+        return repr(round(v, 6))
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    return str(v)
+
+
+def figures_table(figs):
+    return "figures = { " + ", ".join(f"{k} = {fmt(float(v))}" for k, v in sorted(figs.items())) + " }"
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def seg_manifest(run, folder, dice, order):
+    """member_<i>.onnx is run seg_<order[i]> (the snapshot chain's last snapshot first)."""
+    recs = [load(os.path.join(run, f"seg_{k}.json")) for k in order]
+    base = load(os.path.join(run, "base.json"))
+    exports = [load(os.path.join(run, f"seg_{k}.export.json")) for k in order]
+    figs = {}
+    for k, e in enumerate(exports):  # onnxruntime vs torch eval, mc_dropout 0: whole 96x112x96 volume and a 64^3 window
+        figs[f"onnx_vs_torch_max_abs_diff_volume_member_{k}"] = e["max_abs_diff_ort_vs_torch_gate0"]
+        figs[f"onnx_vs_torch_max_abs_diff_patch64_member_{k}"] = e["max_abs_diff_ort_vs_torch_gate0_patch64"]
+    for case, row in (dice or {}).items():
+        for who, d in row.items():
+            figs[f"dice_gm_{case}_{who}"] = d["gm"]
+            figs[f"dice_wm_{case}_{who}"] = d["wm"]
+    notes = (f"snapshot chain: a base run (seed {base['seed']}, {base['steps']} steps, {base['seconds']:.0f} s), then runs "
+             f"each fine-tuned from the previous one with a restarted learning rate and its own seed; member i is run "
+             f"seg_<order[i]>, order {list(order)}: " + "; ".join(
+                 f"member {i}: run seg_{k}, seed {r['seed']}, init {r['init']}, {r['steps']} steps, {r['seconds']:.0f} s, "
+                 f"SynthSeg-style {r['p_synth']:.0%}" for i, (k, r) in enumerate(zip(order, recs)))
+             + f". Batch 1, {base['crop']}^3 crops, AdamW lr {base['lr']} (members {recs[0]['lr']}) wd {base['weight_decay']}, "
+             f"cosine decay, Dice + cross-entropy, gated channel dropout p 0.15, SynthSeg-style volumes {base['p_synth']:.0%} in the base run. "
+             f"{recs[0]['params']} parameters. 1 torch thread on a shared 2-core VM.")
+    lines = [
+        "# written by training/write_manifest.py; see training/README.md",
+        "schema = 1", 'name = "brain-tissue"', 'version = "0.1.0"', 'task = "segmentation"',
+        'description = "background / grey matter / white matter from a T1w brain scan (2 mm model grid); '
+        'CSF is background: no CSF map ships with the training data"',
+        "", "[input]", 'contrast = "T1w"', "spacing_mm = [2.0, 2.0, 2.0]", 'orientation = "RAS"', "channels = 1",
+        'tensor = "image"',
+        "", "[harmonization]", 'method = "percentile"', "lower = 0.5", "upper = 99.5",
+        "", "[output]", 'tensor = "probabilities"', 'activation = "softmax"',
+    ]
+    for v, name, col in ((0, "background", [0, 0, 0]), (1, "grey_matter", [205, 62, 78]), (2, "white_matter", [245, 245, 245])):
+        lines += ["", "[[labels]]", f"value = {v}", f"name = {q(name)}", f"colour = {fmt(col)}"]
+    lines += [
+        "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 2",
+        'mc_dropout_input = "mc_dropout"',
+        "", "[inference.profiles.full]", f"members = {len(recs)}", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 2",
+        "", "[inference.profiles.cpu]", "members = 3", "tta_axes = [0]", "mc_dropout_passes = 0",
+        "", "[provenance]", 'script = "training/train_segmentation.py"',
+        'data = "nilearn 0.14.1 MNI152 2009c sym T1 + GM/WM probability maps (1 mm), warped (affine + elastic) onto a 2 mm grid; '
+        'SynthSeg-style random contrast from the tissue maps or the augmented real T1"',
+        f"trained = {q(datetime.date.today().isoformat() + ', CPU (2-core VM, shared), total ' + str(round(base['seconds'] + sum(r['seconds'] for r in recs))) + ' s')}",
+        f"notes = {q(notes)}",
+        "", "[evaluation]", 'report = "training/EVALUATION.md"', figures_table(figs),
+    ]
+    for k, r in enumerate(recs):
+        f = os.path.join(folder, f"member_{k}.onnx")
+        lines += ["", "[[members]]", f'file = "member_{k}.onnx"', f"sha256 = {q(sha256(f))}", f"seed = {r['seed']}"]
+    return "\n".join(lines) + "\n"
+
+
+def quality_manifest(run, folder):
+    recs = [load(p) for p in sorted(glob.glob(os.path.join(run, "quality_[0-9].json")))]
+    exports = [load(os.path.join(run, f"quality_{k}.export.json")) for k in range(len(recs))]
+    figs = {}
+    for k, (r, e) in enumerate(zip(recs, exports)):
+        figs[f"temperature_member_{k}"] = r["temperature"]
+        for when in ("before", "after"):
+            for m in ("accuracy", "auroc", "ece15"):
+                figs[f"{m}_{when}_temperature_member_{k}"] = r[f"test_{when}"][m]
+        figs[f"onnx_vs_torch_max_abs_diff_member_{k}"] = e["max_abs_diff_ort_vs_torch_gate0"]
+    notes = ("; ".join(f"member {k}: seed {r['seed']}, {r['bank']} generated volumes, {r['steps']} steps of batch {r['batch']}, "
+                       f"{r['seconds']:.0f} s, T = {r['temperature']:.4f}" for k, r in enumerate(recs))
+             + f". Temperature fitted on a generated calibration split (seed {recs[0]['calibration_seed']}, {recs[0]['held_out']} volumes), "
+             f"figures on a test split (seed {recs[0]['test_seed']}, {recs[0]['held_out']} volumes), 15-bin ECE; T is folded into the graph.")
+    lines = [
+        "# written by training/write_manifest.py; see training/README.md",
+        "schema = 1", 'name = "scan-quality"', 'version = "0.1.0"', 'task = "classification"',
+        'description = "is this T1w scan of diagnostic quality, or degraded (motion ghosting, heavy noise, severe bias field)? '
+        'Whole harmonized volume on a 4 mm grid"',
+        "", "[input]", 'contrast = "T1w"', "spacing_mm = [4.0, 4.0, 4.0]", 'orientation = "RAS"', "channels = 1",
+        'tensor = "image"',
+        "", "[harmonization]", 'method = "percentile"', "lower = 0.5", "upper = 99.5",
+        "", "[output]", 'tensor = "probabilities"', 'activation = "softmax"',
+        "", "[[labels]]", "value = 0", 'name = "diagnostic"', "colour = [46, 160, 67]",
+        "", "[[labels]]", "value = 1", 'name = "degraded"', "colour = [214, 39, 40]",
+        "", "[inference]", "patch_size = [48, 56, 48]", "overlap = 0.0", "tta_axes = [0]", "mc_dropout_passes = 2",
+        'mc_dropout_input = "mc_dropout"',
+        "", "[provenance]", 'script = "training/train_quality.py"',
+        'data = "nilearn 0.14.1 MNI152 2009c sym T1 (1 mm), warped (affine + elastic) onto a 4 mm grid; degraded class: '
+        'k-space phase-error ghosting, heavy Rician noise, severe bias field"',
+        f"trained = {q(datetime.date.today().isoformat() + ', CPU (2-core VM, shared), total ' + str(round(sum(r['seconds'] for r in recs))) + ' s')}",
+        f"notes = {q(notes)}",
+        "", "[evaluation]", 'report = "training/EVALUATION.md"', figures_table(figs),
+    ]
+    for k, r in enumerate(recs):
+        f = os.path.join(folder, f"member_{k}.onnx")
+        lines += ["", "[[members]]", f'file = "member_{k}.onnx"', f"sha256 = {q(sha256(f))}", f"seed = {r['seed']}"]
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--models", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
+    ap.add_argument("--dice", default=None)
+    ap.add_argument("--seg-order", type=int, nargs="+", default=[6, 5, 4, 3, 2],
+                    help="member_<i>.onnx is run seg_<order[i]>")
+    args = ap.parse_args()
+    dice = load(args.dice) if args.dice and os.path.exists(args.dice) else None
+    for name, text in (("brain-tissue", seg_manifest(args.run, os.path.join(args.models, "brain-tissue"), dice, args.seg_order)),
+                       ("scan-quality", quality_manifest(args.run, os.path.join(args.models, "scan-quality")))):
+        path = os.path.join(args.models, name, "manifest.toml")
+        tomllib.loads(text)  # must parse
+        with open(path, "w") as f:
+            f.write(text)
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -3,10 +3,11 @@
     .venv/bin/python training/ood_reference.py --out /tmp/nb-ood --count 8
     target/release/neurobatch model fit-ood --model models/brain-tissue --out /tmp/ood.toml /tmp/nb-ood/*.nii.gz
 
-The reference describes what the models were trained on: the real MNI152 T1 under the *ordinary*
-augmentations of training (training/synth.py's real-T1 branch): a global gain, gamma 0.85-1.15,
-a mild smooth multiplicative field (+-15 %), Rician noise at a white-matter SNR of 25-60 and
-rotations up to 8 degrees. It is not fitted on the SynthSeg-style synthetic contrasts, which are
+The reference describes what the models were trained on: the real MNI152 T1 under the ranges of
+the *ordinary* augmentations of training (training/synth.py's real-T1 branch): a global gain
+0.5-2, gamma 0.75-1.35 (training: exp(N(0, 0.15))), a smooth multiplicative field with a log
+amplitude up to 0.25 (training: the same bound), Rician noise at a white-matter SNR of 10-60
+(training: sd up to 4 % of the maximum) and rotations up to 15 degrees (training: the same). It is not fitted on the SynthSeg-style synthetic contrasts, which are
 a training device, not scans the models are meant to receive. Seeds 9000+ (training uses 0-4,
 11-13, 1000, 7000, 8000; the evaluation 424242+).
 """
@@ -28,7 +29,7 @@ SEED = 9000
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=8)
+    ap.add_argument("--count", type=int, default=12)
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     maps, aff, _ = load_template()
@@ -39,14 +40,14 @@ def main():
     for i in range(args.count):
         rng = np.random.default_rng(SEED + i)
         img = t1 / 255.0
-        img = img ** rng.uniform(0.85, 1.15)
-        coef = rng.uniform(-0.15, 0.15, 3)
-        img = img * (1 + sum(c * g for c, g in zip(coef, grid)))
+        img = img ** rng.uniform(0.75, 1.35)
+        coef = rng.uniform(-0.25, 0.25, 3) / 1.5
+        img = img * np.exp(sum(c * g for c, g in zip(coef, grid)) + coef[0] * grid[1] * grid[2])
         img = img * rng.uniform(0.5, 2.0) * 255.0
-        deg = rng.uniform(-8, 8)
+        deg = rng.uniform(-15, 15)
         axes = [(0, 1), (1, 2), (0, 2)][i % 3]
         img = ndimage.rotate(img, deg, axes=axes, reshape=False, order=1, mode="constant", cval=0.0)
-        sd = wm_mean * img.mean() / t1.mean() / rng.uniform(25, 60)
+        sd = wm_mean * img.mean() / t1.mean() / rng.uniform(10, 60)
         img = np.sqrt((img + rng.normal(0, sd, shape)) ** 2 + rng.normal(0, sd, shape) ** 2)
         nib.save(nib.Nifti1Image(img.astype(np.float32), aff), os.path.join(args.out, f"in_domain_{i}.nii.gz"))
         print(f"in_domain_{i}: gamma/gain/field/rotation {deg:.1f} deg about {axes}", flush=True)

@@ -60,14 +60,16 @@ def seg_manifest(run, folder, dice, order):
         for who, d in row.items():
             figs[f"dice_gm_{case}_{who}"] = d["gm"]
             figs[f"dice_wm_{case}_{who}"] = d["wm"]
-    notes = (f"snapshot chain: a base run (seed {base['seed']}, {base['steps']} steps, {base['seconds']:.0f} s), then runs "
-             f"each fine-tuned from the previous one with a restarted learning rate and its own seed; member i is run "
-             f"seg_<order[i]>, order {list(order)}: " + "; ".join(
-                 f"member {i}: run seg_{k}, seed {r['seed']}, init {r['init']}, {r['steps']} steps, {r['seconds']:.0f} s, "
-                 f"SynthSeg-style {r['p_synth']:.0%}" for i, (k, r) in enumerate(zip(order, recs)))
-             + f". Batch 1, {base['crop']}^3 crops, AdamW lr {base['lr']} (members {recs[0]['lr']}) wd {base['weight_decay']}, "
-             f"cosine decay, Dice + cross-entropy, gated channel dropout p 0.15, SynthSeg-style volumes {base['p_synth']:.0%} in the base run. "
-             f"{recs[0]['params']} parameters. 1 torch thread on a shared 2-core VM.")
+    lineage = (f"base run: seed {base['seed']}, {base['steps']} steps, {base['seconds']:.0f} s, "
+               f"SynthSeg-style {base['p_synth']:.0%}, lr {base['lr']}. ")
+    notes = (lineage + "Each member continues from the checkpoint named by its init with its own seed (its own augmentation "
+             "draws) and a restarted cosine learning rate: " + "; ".join(
+                 f"member {i}: seed {r['seed']}, init {r['init']}, {r['steps']} steps, {r['seconds']:.0f} s, lr {r['lr']}, "
+                 f"SynthSeg-style {r['p_synth']:.0%}" for i, r in enumerate(recs))
+             + f". Batch 1, {base['crop']}^3 crops, AdamW wd {base['weight_decay']}, Dice + cross-entropy, gated channel "
+             f"dropout p 0.15. {recs[0]['params']} parameters. 1 torch thread per run on a shared 2-core VM. "
+             "The members share ancestors (a CPU-time compromise, see training/README.md), so they agree more than "
+             "independently trained members would.")
     lines = [
         "# written by training/write_manifest.py; see training/README.md",
         "schema = 1", 'name = "brain-tissue"', 'version = "0.1.0"', 'task = "segmentation"',
@@ -81,9 +83,9 @@ def seg_manifest(run, folder, dice, order):
     for v, name, col in ((0, "background", [0, 0, 0]), (1, "grey_matter", [205, 62, 78]), (2, "white_matter", [245, 245, 245])):
         lines += ["", "[[labels]]", f"value = {v}", f"name = {q(name)}", f"colour = {fmt(col)}"]
     lines += [
-        "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 2",
+        "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         'mc_dropout_input = "mc_dropout"',
-        "", "[inference.profiles.full]", f"members = {len(recs)}", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 2",
+        "", "[inference.profiles.full]", f"members = {len(recs)}", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         "", "[inference.profiles.cpu]", "members = 3", "tta_axes = [0]", "mc_dropout_passes = 0",
         "", "[provenance]", 'script = "training/train_segmentation.py"',
         'data = "nilearn 0.14.1 MNI152 2009c sym T1 + GM/WM probability maps (1 mm), warped (affine + elastic) onto a 2 mm grid; '
@@ -143,12 +145,29 @@ def main():
     ap.add_argument("--run", required=True)
     ap.add_argument("--models", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
     ap.add_argument("--dice", default=None)
-    ap.add_argument("--seg-order", type=int, nargs="+", default=[6, 5, 4, 3, 2],
+    ap.add_argument("--routing", default=None, help="training/thresholds.json from report_evaluation.py")
+    ap.add_argument("--ood", default=None, help="the [ood] table printed by `neurobatch model fit-ood`")
+    ap.add_argument("--seg-order", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                     help="member_<i>.onnx is run seg_<order[i]>")
     args = ap.parse_args()
     dice = load(args.dice) if args.dice and os.path.exists(args.dice) else None
-    for name, text in (("brain-tissue", seg_manifest(args.run, os.path.join(args.models, "brain-tissue"), dice, args.seg_order)),
-                       ("scan-quality", quality_manifest(args.run, os.path.join(args.models, "scan-quality")))):
+    seg = seg_manifest(args.run, os.path.join(args.models, "brain-tissue"), dice, args.seg_order)
+    quality = quality_manifest(args.run, os.path.join(args.models, "scan-quality"))
+    if args.routing:
+        th = load(args.routing)["thresholds"]
+        seg += "\n[routing]\n"
+        if "study_uncertainty_max" in th:
+            seg += f"study_uncertainty_max = {fmt(th['study_uncertainty_max'])}\n"
+        if args.ood and "ood_score_max" in th:
+            seg += f"ood_score_max = {fmt(th['ood_score_max'])}\n"
+        seg += "source = " + q("training/EVALUATION.md, Thresholds: " + th["rule"]) + "\n"
+        quality += ("\n[routing]\nflag_probability_max = 0.5\nsource = "
+                    + q("the calibrated decision boundary: temperature-scaled probabilities (ECE in [evaluation.figures]); "
+                        "training/EVALUATION.md, scan-quality classifier") + "\n")
+    if args.ood:
+        with open(args.ood) as f:
+            seg += "\n" + f.read()
+    for name, text in (("brain-tissue", seg), ("scan-quality", quality)):
         path = os.path.join(args.models, name, "manifest.toml")
         tomllib.loads(text)  # must parse
         with open(path, "w") as f:

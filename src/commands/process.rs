@@ -100,9 +100,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
 
     // Models first: a broken model folder fails before the scan is read.
     let seg = load(&seg_dir, &runtime, &choice, args.batch_size)?;
-    // The classifier runs whole volumes: the profile's flips apply, windows do not.
-    let quality =
-        quality_dir.map(|dir| load(&dir, &runtime, &ProfileChoice { name: None, ..choice.clone() }, 1)).transpose()?;
+    // The classifier runs whole volumes with its own manifest's plan (profile by provider); the
+    // segmentation overrides (--members, --tta-axes, --mc-passes) are not meant for it.
+    let quality = quality_dir.map(|dir| load(&dir, &runtime, &ProfileChoice::default(), 1)).transpose()?;
 
     let t0 = Instant::now();
     let native = args.select.open(&args.input)?;

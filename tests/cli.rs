@@ -7,53 +7,23 @@
 //! - every bad input ends in exit code 1 and one `error:` line naming it;
 //! - patient-identifying DICOM fields never reach stdout or stderr.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::{neurobatch, ok, root, s, testdata};
 
 use imaging::Affine;
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata(rel: &str) -> PathBuf {
-    let dir = std::env::var_os("NEUROBATCH_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".testdata"));
-    let p = dir.join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh`", p.display());
-    p
-}
 
 fn fixture(rel: &str) -> Value {
     let p = root().join("imaging/tests/fixtures").join(rel);
     serde_json::from_str(&std::fs::read_to_string(&p).expect("fixture")).expect("fixture json")
 }
 
-fn neurobatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neurobatch")).args(args).output().expect("the binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
-}
-
 /// A fresh directory for one test's outputs.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nb-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+    common::scratch("cli", name)
 }
 
 fn affine_of(v: &Value) -> Affine {

@@ -11,47 +11,23 @@
 //!
 //! Inputs: `.testdata/process/` (scripts/testdata/process.py).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::{neurobatch, root, s, testdata};
 
 use imaging::Volume;
 use imaging::nifti::{ReadOptions, read};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn testdata(rel: &str) -> PathBuf {
-    let dir = std::env::var_os("NEUROBATCH_TESTDATA").map(PathBuf::from).unwrap_or_else(|| root().join(".testdata"));
-    let p = dir.join(rel);
-    assert!(p.exists(), "{} is missing: run `bash scripts/setup.sh`", p.display());
-    p
-}
-
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nb-process-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
-fn neurobatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_neurobatch")).current_dir(root()).args(args).output().expect("the binary runs")
+    common::scratch("process", name)
 }
 
 fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::ok(out);
 }
 
 fn one_error_line(out: &Output) -> String {

@@ -216,6 +216,7 @@ def evaluate_case(args, case, manifest, extra, tag):
         "ood_signals": (report.get("ood") or {}).get("signals"),
         "decision": report["routing"]["decision"],
         "reasons": [r["code"] for r in report["routing"]["reasons"]],
+        "quality_error": report.get("quality_error"),
         "quality": None if q is None else {"label": q["label"], "mean_probs": q["uncertainty"]["mean_probs"],
                                           "mutual_information": q["uncertainty"]["mutual_information"],
                                           "disagreement": q["uncertainty"]["disagreement"]},
@@ -233,6 +234,7 @@ def main():
     ap.add_argument("--tta8", default="clean,noise_snr10,tilt_20deg_pitch")
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     ap.add_argument("--json", type=Path, default=Path("training/evaluation.json"))
+    ap.add_argument("--resume", action="store_true", help="keep the cases already in --json")
     args = ap.parse_args()
     manifest = tomllib.loads((args.model / "manifest.toml").read_text())
     index = json.loads((args.cases / "cases.json").read_text())
@@ -241,8 +243,12 @@ def main():
         keep = set(args.only.split(","))
         cases = [c for c in cases if c["name"] in keep]
     common = ["--model", str(args.model), "--members", str(len(manifest["members"])), "--mc-passes", "0"]
-    results = []
+    # Written after every case, so an interrupted evaluation resumes where it stopped.
+    results = json.loads(args.json.read_text())["cases"] if args.resume and args.json.exists() else []
+    done = {r["name"] for r in results}
     for case in cases:
+        if case["name"] in done:
+            continue
         r = evaluate_case(args, case, manifest, common + ["--tta-axes", "0"], "lr")
         if case["name"] in set(args.tta8.split(",")):
             r8 = evaluate_case(args, case, manifest, common + ["--tta-axes", "0,1,2", "--no-quality"], "tta8")
@@ -252,7 +258,7 @@ def main():
         results.append(r)
         brief = {k: v.get("dice") for k, v in r["configs"].items()}
         print(f"{case['name']:>22}: {r['seconds']:.0f}s ood={r['ood_score']} {r['decision']} {brief}", flush=True)
-    args.json.write_text(json.dumps({"model": str(args.model), "cases": results}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"model": str(args.model), "cases": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

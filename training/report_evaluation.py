@@ -83,28 +83,92 @@ def summarize(cases):
 
 def thresholds(cases, cfg="ensemble_tta"):
     t = {}
-    ood_in = [c["ood_score"] for c in cases if c["category"] in IN_DOMAIN or c["name"].startswith("contrast_gamma")]
-    ood_out = [c["ood_score"] for c in cases if c["category"].startswith("ood")]
-    if ood_in and ood_out and None not in ood_in + ood_out:
+
+    def handled(c):
+        r = c["configs"].get(cfg)
+        return r is not None and dice_of(r) is not None and min(dice_of(r)) >= FAIL
+
+    ood_in = [(c["ood_score"], c["name"]) for c in cases
+              if (c["category"] in IN_DOMAIN or c["name"].startswith("contrast_gamma")) and handled(c)]
+    ood_out = [(c["ood_score"], c["name"]) for c in cases if c["category"] in ("ood_non_brain", "ood_diffusion")]
+    rules = []
+    if ood_in and ood_out:
         lo, hi = max(ood_in), min(ood_out)
-        t["ood_in_domain_max"], t["ood_untrusted_min"] = lo, hi
-        t["ood_separates"] = hi > lo
-        t["ood_score_max"] = round(float(np.sqrt(lo * hi)) if hi > lo else float(lo * 1.05), 3)
+        t["ood_in_domain_max"], t["ood_wrong_input_min"] = {"score": lo[0], "case": lo[1]}, {"score": hi[0], "case": hi[1]}
+        t["ood_separates"] = hi[0] > lo[0]
+        t["ood_score_max"] = round(float(np.sqrt(lo[0] * hi[0])) if hi[0] > lo[0] else float(lo[0] * 1.05), 3)
+        rules.append("ood_score_max = the geometric midpoint between the largest OOD score of an in-domain case the "
+                     f"ensemble segments with min tissue Dice >= {FAIL} ({lo[1]}) and the smallest of a non-brain or "
+                     f"diffusion input ({hi[1]})")
     scored = [(c["configs"][cfg]["study_score"], min(dice_of(c["configs"][cfg])), c["name"])
               for c in cases if cfg in c["configs"] and dice_of(c["configs"][cfg]) and c["configs"][cfg]["study_score"] is not None]
     bad = [s for s, d, _ in scored if d < FAIL]
     good = [s for s, d, _ in scored if d >= FAIL]
     if bad:
         bound = min(bad) * 0.999
-        t["rule"] = "just below the lowest study score of a case with min tissue Dice < 0.8"
+        rules.append(f"study_uncertainty_max just below the lowest study score ({cfg}) of a case with min tissue Dice < {FAIL}")
     else:
         bound = max(good) * 1.5
-        t["rule"] = "no failing case: 1.5 x the largest study score seen"
+        rules.append("study_uncertainty_max = 1.5 x the largest study score seen (no case failed)")
     t["study_uncertainty_max"] = round(float(bound), 4)
     t["review_rate_passing"] = float(np.mean([s > bound for s in good])) if good else None
     t["caught_failing"] = float(np.mean([s > bound for s in bad])) if bad else None
     t["scored_cases"] = [{"name": n, "score": s, "min_dice": d} for s, d, n in sorted(scored)]
+    t["rule"] = "; ".join(rules)
     return t
+
+
+DEGRADED = {"noise_snr5", "bias_polynomial", "ood_corrupted"}  # heavy noise, a 12x bias field, damaged slices
+DIAGNOSTIC_CATEGORIES = {"clean", "bias", "noise", "thick_slices", "tilt"}
+
+
+def quality_figures(cases):
+    """The classifier on the evaluation cases: degraded = heavy noise (SNR 5), the 12x polynomial bias
+    field, the corrupted scan; diagnostic = every other in-domain case (clean, the +-40 % sinusoidal
+    bias, SNR 20 and 10, thick slices, tilts)."""
+    rows = [(c["quality"]["mean_probs"][1], c["name"] in DEGRADED, c["name"]) for c in cases
+            if c.get("quality") and (c["name"] in DEGRADED or c["category"] in DIAGNOSTIC_CATEGORIES)]
+    if not rows:
+        return {}
+    p = [r[0] for r in rows]
+    y = [r[1] for r in rows]
+    out = {"cases": [{"name": n, "p_degraded": round(pp, 4), "degraded": d} for pp, d, n in rows],
+           "auroc": metrics.auroc(p, y),
+           "accuracy_at_0.5": float(np.mean([(pp > 0.5) == d for pp, d, _ in rows])),
+           "ece15": metrics.ece([max(pp, 1 - pp) for pp in p], [(pp > 0.5) == d for pp, d, _ in rows])}
+    neg = [pp for pp, d, _ in rows if not d]
+    pos = [pp for pp, d, _ in rows if d]
+    if pos and neg and min(pos) > max(neg):
+        out["flag_probability_max"] = round((min(pos) + max(neg)) / 2, 3)
+        out["rule"] = "the midpoint between the largest p(degraded) of a diagnostic case and the smallest of a degraded one"
+    else:
+        out["flag_probability_max"] = None
+        out["rule"] = ("the degraded and diagnostic cases overlap in p(degraded): no threshold separates them, so the "
+                       "classifier reports but does not route")
+    return out
+
+
+def decisions(cases, th, cfg):
+    """The routing each case gets under the chosen thresholds (the same rules as worker::routing)."""
+    out = []
+    for c in cases:
+        r = c["configs"].get(cfg, {})
+        reasons = []
+        if c["ood_score"] is not None and "ood_score_max" in th and c["ood_score"] > th["ood_score_max"]:
+            reasons.append("out_of_distribution")
+        score = r.get("study_score")
+        if score is None:
+            reasons.append("uncertainty_unknown")
+        elif score > th["study_uncertainty_max"]:
+            reasons.append("high_uncertainty")
+        q = c.get("quality") or {}
+        flag = th.get("flag_probability_max")
+        if flag is not None and q.get("mean_probs") and q["mean_probs"][1] > flag:
+            reasons.append("flagged_class")
+        d = dice_of(r) if r else None
+        out.append({"name": c["name"], "category": c["category"], "min_dice": None if d is None else min(d),
+                    "decision": "review" if reasons else "accept", "reasons": reasons})
+    return out
 
 
 def fmt(x, nd=3):
@@ -143,14 +207,20 @@ def markdown(ev, summary, th, quality_manifest, timings):
     lines += ["", "Structure disagreement = 1 − pooled pairwise Dice between passes; study score = the same over both",
               "tissues (worker/src/uncertainty/mod.rs). Risk–coverage (ensemble_tta; coverage → mean 1−Dice of the",
               "accepted cases, most certain first): " + ", ".join(f"{a:.2f}→{b:.3f}" for a, b in summary["uncertainty"].get("ensemble_tta", {}).get("risk_coverage", [])), ""]
-    lines += ["## Out-of-distribution inputs and routing", "",
-              "| case | category | OOD score | decision | reasons | quality label (p degraded) |", "|---|---|---|---|---|---|"]
+    lines += ["## Out-of-distribution inputs and routing under the shipped thresholds", "",
+              "| case | category | OOD score | study score (ensemble_tta / cpu) | min Dice | quality: label (p degraded) | decision (ensemble_tta) | reasons | decision (cpu) |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    dec = {d["name"]: d for d in decisions(cases, th, "ensemble_tta")}
+    dec_cpu = {d["name"]: d for d in decisions(cases, th, "cpu")}
     for c in cases:
         q = c.get("quality") or {}
         p = q.get("mean_probs")
-        lines.append(f"| {c['name']} | {c['category']} | {fmt(c['ood_score'], 2)} | {c['decision']} | {', '.join(sorted(set(c['reasons']))) or '—'} | "
-                     f"{q.get('label', '—')} ({fmt(p[1] if p else None, 2)}) |")
-    lines += ["", "## Thresholds", "", "```json", json.dumps({k: v for k, v in th.items() if k != "scored_cases"}, indent=1), "```", ""]
+        d, dc = dec[c["name"]], dec_cpu[c["name"]]
+        s1 = c["configs"].get("ensemble_tta", {}).get("study_score")
+        s2 = c["configs"].get("cpu", {}).get("study_score")
+        lines.append(f"| {c['name']} | {c['category']} | {fmt(c['ood_score'], 2)} | {fmt(s1, 4)} / {fmt(s2, 4)} | {fmt(d['min_dice'])} | "
+                     f"{q.get('label', '—')} ({fmt(p[1] if p else None, 2)}) | {d['decision']} | {', '.join(d['reasons']) or '—'} | {dc['decision']} |")
+    lines += ["", "## Thresholds", "", "```json", json.dumps({k: v for k, v in th.items() if k not in ("scored_cases", "decisions_ensemble_tta", "decisions_cpu")}, indent=1), "```", ""]
     lines += ["Study scores (ensemble_tta) by case: " + ", ".join(f"{x['name']} {x['score']:.4f} (min Dice {x['min_dice']:.3f})" for x in th["scored_cases"]), ""]
     if quality_manifest:
         figs = quality_manifest.get("evaluation", {}).get("figures", {})
@@ -178,11 +248,15 @@ def main():
     ev = json.loads(args.json.read_text())
     summary = summarize(ev["cases"])
     th = thresholds(ev["cases"])
+    th["quality"] = quality_figures(ev["cases"])
+    th["flag_probability_max"] = th["quality"].get("flag_probability_max")
+    th["decisions_ensemble_tta"] = decisions(ev["cases"], th, "ensemble_tta")
+    th["decisions_cpu"] = decisions(ev["cases"], th, "cpu")
     qm = tomllib.loads((args.quality_model / "manifest.toml").read_text()) if (args.quality_model / "manifest.toml").exists() else None
     timings = json.loads(args.timings.read_text()) if args.timings else None
     args.out.write_text(markdown(ev, summary, th, qm, timings))
     args.thresholds.write_text(json.dumps({"summary": summary, "thresholds": th}, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in th.items() if k != "scored_cases"}, indent=1))
+    print(json.dumps({k: v for k, v in th.items() if k not in ("decisions_ensemble_tta", "decisions_cpu")}, indent=1))
 
 
 if __name__ == "__main__":

@@ -161,9 +161,10 @@ def main():
         if args.ood and "ood_score_max" in th:
             seg += f"ood_score_max = {fmt(th['ood_score_max'])}\n"
         seg += "source = " + q("training/EVALUATION.md, Thresholds: " + th["rule"]) + "\n"
-        quality += ("\n[routing]\nflag_probability_max = 0.5\nsource = "
-                    + q("the calibrated decision boundary: temperature-scaled probabilities (ECE in [evaluation.figures]); "
-                        "training/EVALUATION.md, scan-quality classifier") + "\n")
+        flag = th.get("flag_probability_max")
+        if flag is not None:
+            quality += (f"\n[routing]\nflag_probability_max = {fmt(flag)}\nsource = "
+                        + q("training/EVALUATION.md, scan-quality classifier: " + th["quality"]["rule"]) + "\n")
     if args.ood:
         with open(args.ood) as f:
             seg += "\n" + f.read()

@@ -13,8 +13,8 @@ Two checks in one run (`.venv-train/bin/python`, which has MONAI, torch, onnxrun
    Rust = the `neurobatch process` command (load, reorient + resample to the model grid, mask,
    harmonize, inference, uncertainty, back to the native grid, write mask/entropy/MI + report);
    Python = the MONAI equivalent a researcher would write: LoadImage, Orientation("RAS"),
-   Spacing(2 mm, bilinear), the percentile harmonization within an Otsu foreground, the same
-   sliding windows, mean/entropy/mutual information, SpatialResample back to the native grid,
+   Spacing(2 mm, bilinear), the percentile harmonization within an Otsu foreground, the crop to
+   the foreground's bounding box + 4 voxels, the same sliding windows, mean/entropy/mutual information, SpatialResample back to the native grid,
    argmax, and nibabel writes. Wall-clock, best of `--repeats` each, interleaved.
 
 Usage:
@@ -136,13 +136,23 @@ def python_pipeline(inp: Path, out: Path, m, sess_list, axes, batch: int):
     h = m["harmonization"]
     lo, hi = np.percentile(vol[fg], [h.get("lower", 0.5), h.get("upper", 99.5)])
     x = np.clip((vol - lo) / (hi - lo), 0, 1).astype(np.float32)
+    # Crop to the foreground's bounding box + 4 voxels, as the engine (and nnU-Net) does.
+    idx = np.argwhere(fg)
+    start = np.maximum(idx.min(0) - 4, 0)
+    stop = np.minimum(idx.max(0) + 5, np.array(x.shape))
+    x = x[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    crop_affine = grid.affine.numpy().copy()
+    crop_affine[:3, 3] = crop_affine[:3, :3] @ start + crop_affine[:3, 3]
     mean, exp_h = ensemble_mean(x, m, sess_list, axes, batch)
     pred_h = -(mean * np.log(np.clip(mean, 1e-30, None))).sum(0)
     mi = np.maximum(pred_h - exp_h, 0)
     maps = torch.from_numpy(np.concatenate([mean, pred_h[None], mi[None]]).astype(np.float32))
-    back = SpatialResample(mode="bilinear")(
-        maps, src_affine=grid.affine, dst_affine=native_affine, spatial_size=native_shape
+    # Outside the crop: background 1, everything else 0 (padding_mode zeros, then background added back).
+    maps[0] -= 1.0
+    back = SpatialResample(mode="bilinear", padding_mode="zeros")(
+        maps, src_affine=torch.from_numpy(crop_affine), dst_affine=native_affine, spatial_size=native_shape
     ).numpy()
+    back[0] += 1.0
     labels = back[: mean.shape[0]].argmax(0).astype(np.uint8)
     aff = native_affine.numpy()
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ pub use report::{
 use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress};
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
 use crate::ood::{self, OodAssessment};
-use crate::routing::{RoutingDecision, RoutingOverrides, RoutingPolicy};
+use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
 use crate::uncertainty::Accumulator;
 
 /// How much of a model's ensemble to run: a named profile, then per-field overrides.
@@ -286,12 +286,34 @@ pub fn process_study(
     )?;
     clock.lap("native_grid");
 
+    // A scan the classifier cannot take (e.g. intensities it cannot harmonize on its coarser grid)
+    // does not lose the segmentation: the failure is reported, and routed as unknown when the
+    // classifier's flag is a routing rule. A classifier of the wrong kind is a configuration error.
+    let mut quality_error = None;
+    let mut quality_unknown = Vec::new();
     let quality_report = match quality {
         Some(q) => {
             progress(Event::Stage("quality"));
-            let r = run_quality(native, q, options, progress)?;
+            let r = match run_quality(native, q, options, progress) {
+                Ok(r) => Some(r),
+                Err(e @ PipelineError::Model { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(source = %source, error = %e, "scan-quality check failed");
+                    if let Some(threshold) = q.policy.flag_probability_max() {
+                        quality_unknown.push(Reason {
+                            code: ReasonCode::UncertaintyUnknown,
+                            metric: "flagged_probability",
+                            label: None,
+                            value: None,
+                            threshold,
+                        });
+                    }
+                    quality_error = Some(e.to_string());
+                    None
+                }
+            };
             clock.lap("quality");
-            Some(r)
+            r
         }
         None => None,
     };
@@ -319,7 +341,9 @@ pub fn process_study(
         })
         .collect();
     let routing = RoutingDecision::combine(
-        std::iter::once(seg_routing).chain(quality_report.as_ref().map(|q| q.routing.clone())),
+        std::iter::once(seg_routing)
+            .chain(quality_report.as_ref().map(|q| q.routing.clone()))
+            .chain(std::iter::once(RoutingDecision::from_reasons(quality_unknown))),
     );
     let model_grid = options.keep_model_grid.then(|| ModelGridOutputs {
         image: input.image.clone(),
@@ -341,6 +365,7 @@ pub fn process_study(
         study: maps.report.study.clone(),
         ood,
         quality: quality_report,
+        quality_error,
         routing,
         timings_ms: clock.timings,
     };

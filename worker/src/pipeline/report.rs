@@ -30,6 +30,8 @@ pub struct StudyReport {
     pub ood: Option<OodAssessment>,
     /// The scan-quality classifier's verdict, when one ran.
     pub quality: Option<QualityReport>,
+    /// Why the classifier could not run on this scan, when it failed (the segmentation stands).
+    pub quality_error: Option<String>,
     /// accept | review with every reason, of the segmentation and the quality model together.
     pub routing: RoutingDecision,
     /// Wall-clock milliseconds per stage, in pipeline order.

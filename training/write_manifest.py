@@ -86,7 +86,7 @@ def seg_manifest(run, folder, dice, order):
         "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         'mc_dropout_input = "mc_dropout"',
         "", "[inference.profiles.full]", f"members = {len(recs)}", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
-        "", "[inference.profiles.cpu]", "members = 3", "tta_axes = [0]", "mc_dropout_passes = 0",
+        "", "[inference.profiles.cpu]", f"members = {len(recs)}", "tta_axes = []", "mc_dropout_passes = 0",
         "", "[provenance]", 'script = "training/train_segmentation.py"',
         'data = "nilearn 0.14.1 MNI152 2009c sym T1 + GM/WM probability maps (1 mm), warped (affine + elastic) onto a 2 mm grid; '
         'SynthSeg-style random contrast from the tissue maps or the augmented real T1"',

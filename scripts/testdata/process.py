@@ -7,8 +7,8 @@ data: under .testdata/process/:
                       exp(0.25 * (x + 0.5 y^2 - 0.3 z)) on coordinates scaled to [-1, 1]
                       (a low-order polynomial: not the training generator's random field), plus
                       Rician noise with sigma = 4 % of the white-matter mean; seed 20261127
-  phantom.nii.gz      a non-brain volume: a 3-D Shepp-Logan-style phantom (10 ellipsoids, the
-                      published intensities scaled to 0..100) on a 1 mm 160^3 grid
+  phantom.nii.gz      a non-brain volume: the 3-D Shepp-Logan-style phantom of training/perturb.py
+                      (the evaluation's non-brain case) on the 1 mm template grid
   b0.nii.gz           a real diffusion b0 (the first volume of dipy's S0_10slices.nii.gz)
 refs: nothing (the tests compute Dice against labels.nii.gz themselves).
 """
@@ -24,21 +24,6 @@ import _common  # noqa: E402
 
 AREA = "process"
 SEED = 20261127
-
-# (centre x, y, z; semi-axes a, b, c; rotation about z in degrees; intensity), Shepp-Logan-style.
-ELLIPSOIDS = [
-    ((0.0, 0.0, 0.0), (0.69, 0.92, 0.81), 0.0, 100.0),
-    ((0.0, -0.0184, 0.0), (0.6624, 0.874, 0.78), 0.0, -80.0),
-    ((0.22, 0.0, 0.0), (0.11, 0.31, 0.22), -18.0, -20.0),
-    ((-0.22, 0.0, 0.0), (0.16, 0.41, 0.28), 18.0, -20.0),
-    ((0.0, 0.35, -0.15), (0.21, 0.25, 0.41), 0.0, 10.0),
-    ((0.0, 0.1, 0.25), (0.046, 0.046, 0.05), 0.0, 10.0),
-    ((0.0, -0.1, 0.25), (0.046, 0.046, 0.05), 0.0, 10.0),
-    ((-0.08, -0.605, 0.0), (0.046, 0.023, 0.05), 0.0, 10.0),
-    ((0.0, -0.605, 0.0), (0.023, 0.023, 0.02), 0.0, 10.0),
-    ((0.06, -0.605, 0.0), (0.023, 0.046, 0.02), 0.0, 10.0),
-]
-
 
 def tissue_labels():
     gm_img = nib.load(_common.mni_gm())
@@ -61,18 +46,12 @@ def bias_noise(labels):
     return noisy.astype(np.float32), t1_img.affine
 
 
-def phantom(n=160):
-    c = (np.arange(n) - (n - 1) / 2) / (n / 2)
-    x, y, z = np.meshgrid(c, c, c, indexing="ij")
-    out = np.zeros((n, n, n))
-    for (cx, cy, cz), (a, b, cc), phi, value in ELLIPSOIDS:
-        t = np.deg2rad(phi)
-        xr = (x - cx) * np.cos(t) + (y - cy) * np.sin(t)
-        yr = -(x - cx) * np.sin(t) + (y - cy) * np.cos(t)
-        out[(xr / a) ** 2 + (yr / b) ** 2 + ((z - cz) / cc) ** 2 <= 1.0] += value
-    affine = np.diag([1.0, 1.0, 1.0, 1.0])
-    affine[:3, 3] = -(n - 1) / 2
-    return out.astype(np.float32), affine
+def phantom(shape, affine):
+    """The evaluation's non-brain case (training/perturb.py), so CI routes the same input."""
+    sys.path.insert(0, str(_common.REPO / "training"))
+    import perturb  # noqa: E402
+
+    return (255.0 * perturb.shepp_logan_3d(shape)).astype(np.float32), affine
 
 
 def data(out: Path):
@@ -82,7 +61,7 @@ def data(out: Path):
     nib.save(nib.Nifti1Image(labels, affine), d / "labels.nii.gz")
     img, aff = bias_noise(labels)
     nib.save(nib.Nifti1Image(img, aff), d / "bias_noise.nii.gz")
-    ph, aff = phantom()
+    ph, aff = phantom(labels.shape, affine)
     nib.save(nib.Nifti1Image(ph, aff), d / "phantom.nii.gz")
     b0 = nib.load(_common.site_file("dipy", "data", "files", "S0_10slices.nii.gz"))
     vol = np.asarray(b0.dataobj)[..., 0].astype(np.float32)

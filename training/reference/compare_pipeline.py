@@ -38,6 +38,7 @@ import nibabel as nib
 import numpy as np
 import onnxruntime as ort
 import torch
+from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
 from monai.transforms import LoadImage, Orientation, Spacing, SpatialResample
 
@@ -149,8 +150,9 @@ def python_pipeline(inp: Path, out: Path, m, sess_list, axes, batch: int):
     maps = torch.from_numpy(np.concatenate([mean, pred_h[None], mi[None]]).astype(np.float32))
     # Outside the crop: background 1, everything else 0 (padding_mode zeros, then background added back).
     maps[0] -= 1.0
+    maps = MetaTensor(maps, affine=torch.from_numpy(crop_affine))
     back = SpatialResample(mode="bilinear", padding_mode="zeros")(
-        maps, src_affine=torch.from_numpy(crop_affine), dst_affine=native_affine, spatial_size=native_shape
+        maps, dst_affine=native_affine, spatial_size=native_shape
     ).numpy()
     back[0] += 1.0
     labels = back[: mean.shape[0]].argmax(0).astype(np.uint8)
@@ -202,6 +204,7 @@ def main():
         monai_p, _ = ensemble_mean(image, m, sess_list, axes, args.batch)
         diff = float(np.abs(rust_p - monai_p).max())
         same = float((rust_p.argmax(0) == monai_p.argmax(0)).mean())
+        print(json.dumps({"max_abs_prob_diff": diff, "argmax_agreement": same, "grid": list(image.shape)}), flush=True)
         # 2. speed, interleaved
         rust_t, py_t = [], []
         for r in range(args.repeats):

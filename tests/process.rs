@@ -16,7 +16,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use common::{neurobatch, root, s, testdata};
+use common::{neurobatch, ok, root, s, testdata};
 
 use imaging::Volume;
 use imaging::nifti::{ReadOptions, read};
@@ -24,10 +24,6 @@ use serde_json::Value;
 
 fn scratch(name: &str) -> PathBuf {
     common::scratch("process", name)
-}
-
-fn ok(out: &Output) {
-    common::ok(out);
 }
 
 fn one_error_line(out: &Output) -> String {

@@ -118,9 +118,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     display.clear();
     let mut result = result?;
     let t1 = Instant::now();
-    pipeline::write_outputs(&args.out, &result)?;
+    pipeline::write_maps(&args.out, &result)?;
     result.report.timings_ms.push(worker::pipeline::Timing { stage: "write", ms: t1.elapsed().as_secs_f64() * 1e3 });
-    // Rewrite the report with the write timing included (small, and still atomic).
     pipeline::write_report(&args.out, &result.report)?;
 
     let r = &result.report;

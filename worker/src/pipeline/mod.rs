@@ -9,7 +9,7 @@
 //! information back on the scan's grid → label mask = argmax.
 //!
 //! Owns the order of those stages, their timings, the [`StudyReport`] and
-//! writing the outputs ([`write_outputs`]). It does not read scans (the caller
+//! writing the outputs ([`write_maps`], [`write_report`]). It does not read scans (the caller
 //! passes a volume, from `imaging::source`), run sessions itself, or decide
 //! where outputs go in the daemon (a folder here; object storage there).
 //!
@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 pub use error::PipelineError;
 pub use grid::{ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
-pub use outputs::{PassDump, write_outputs, write_report};
+pub use outputs::{PassDump, write_maps, write_report};
 pub use report::{
     InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
 };
@@ -260,7 +260,7 @@ pub fn process_study(
     }
     .map_err(|e| PipelineError::inference(&source, e))?;
     let passes = acc.passes();
-    let maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
+    let mut maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
     clock.lap("inference");
 
     let ood = seg.assess_ood(&input, &source)?;
@@ -272,7 +272,7 @@ pub fn process_study(
         maps.classes,
         input.grid.dims(),
         *input.grid.affine(),
-        maps.mean_probs.clone(),
+        std::mem::take(&mut maps.mean_probs),
         source.clone(),
     )
     .map_err(|e| PipelineError::geometry(&source, e))?;

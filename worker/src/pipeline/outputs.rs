@@ -2,15 +2,16 @@
 //! `entropy.nii.gz` and `mutual_information.nii.gz` (f32, nats), all on the
 //! input scan's grid, `report.json`, and on request `model_grid/` (the
 //! harmonized model-grid input and the ensemble-mean probability per class).
-//! The report is written last, through a temporary name, so a folder with a
-//! `report.json` is always complete.
+//! The report is written last ([`write_report`], through a temporary name), so
+//! a folder with a `report.json` is always complete.
 
 use std::path::{Path, PathBuf};
 
 use super::{PipelineError, StudyReport, StudyResult};
 
-/// Writes `result` into `dir` (created if needed); returns the files written.
-pub fn write_outputs(dir: &Path, result: &StudyResult) -> Result<Vec<PathBuf>, PipelineError> {
+/// Writes `result`'s maps into `dir` (created if needed); returns the files written.
+/// The report goes last, with [`write_report`], once the caller has its final timings.
+pub fn write_maps(dir: &Path, result: &StudyResult) -> Result<Vec<PathBuf>, PipelineError> {
     let io = |path: &Path, e: &dyn std::fmt::Display| PipelineError::Output {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -39,7 +40,6 @@ pub fn write_outputs(dir: &Path, result: &StudyResult) -> Result<Vec<PathBuf>, P
             written.push(path);
         }
     }
-    written.push(write_report(dir, &result.report)?);
     Ok(written)
 }
 

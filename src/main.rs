@@ -44,6 +44,14 @@ enum Command {
     Model(commands::model::Command),
     /// Apply the job store's database migrations (PostgreSQL or SQLite, from the configuration).
     Migrate(commands::migrate::Args),
+    /// The whole daemon in one process (scheduler, workers, API); embedded backends by default.
+    Serve(commands::serve::Args),
+    /// The scheduler: ingest (inbox, S3 prefix, HTTP), dispatch, reaper, status API.
+    Scheduler(commands::scheduler::Args),
+    /// A worker: consume jobs, run the models, store results.
+    Worker(commands::worker::Args),
+    /// Submit every study under a folder or S3 prefix.
+    Backfill(commands::backfill::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +64,10 @@ fn main() -> ExitCode {
         Command::Process(args) => commands::process::run(&args),
         Command::Model(cmd) => commands::model::run(&cmd),
         Command::Migrate(args) => commands::migrate::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
+        Command::Scheduler(args) => commands::scheduler::run(&args),
+        Command::Worker(args) => commands::worker::run(&args),
+        Command::Backfill(args) => commands::backfill::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -382,6 +382,22 @@ on_both!(two_workers_claiming_one_job_one_wins, |db| {
     }
 });
 
+on_both!(a_released_job_is_queued_again_without_spending_an_attempt, |db| {
+    let store = db.open().await;
+    let id = ok(store.enqueue(&new_job("5.6", &["5.6.1"], "1"), at(0)).await).id();
+    ok(store.mark_published(id, at(0)).await);
+    assert!(ok(store.claim(id, "w1", LEASE, at(1)).await).is_some());
+    assert!(!ok(store.release(id, "w2", at(2)).await), "only the holder releases");
+    assert!(ok(store.release(id, "w1", at(2)).await));
+    assert!(!ok(store.release(id, "w1", at(3)).await), "released once");
+    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!((job.state, job.attempts, job.lease_owner.clone()), (JobState::Queued, 0, None));
+    assert_eq!(job.published_at, Some(at(2).trunc_subsecs_micros()), "its message went back to the queue");
+    assert!(ok(store.unpublished(10).await).is_empty());
+    let again = ok(store.claim(id, "w2", LEASE, at(4)).await).unwrap_or_else(|| panic!("claim after release"));
+    assert_eq!(again.job.attempts, 1);
+});
+
 on_both!(expired_leases_are_reaped_and_reclaimed, |db| {
     let store = db.open().await;
     let id = ok(store.enqueue(&new_job("5.5", &["5.5.1"], "1"), at(0)).await).id();

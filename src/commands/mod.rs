@@ -1,11 +1,16 @@
 //! One module per subcommand. Each has an `Args` (clap) and a `run`.
 
+pub mod backfill;
 pub mod convert;
+pub mod daemon;
 pub mod harmonize;
 pub mod inspect;
 pub mod migrate;
 pub mod model;
 pub mod process;
+pub mod scheduler;
+pub mod serve;
+pub mod worker;
 
 use std::path::Path;
 

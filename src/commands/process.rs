@@ -15,8 +15,8 @@ use worker::runtime::{Provider, RuntimeConfig};
 use super::SelectArgs;
 
 /// Model folders looked for, in this order, when `--model` is not given.
-const DEFAULT_SEGMENTATION: &str = "brain-tissue";
-const DEFAULT_QUALITY: &str = "scan-quality";
+pub(crate) const DEFAULT_SEGMENTATION: &str = "brain-tissue";
+pub(crate) const DEFAULT_QUALITY: &str = "scan-quality";
 /// Overrides where the shipped model folders are.
 const MODELS_ENV: &str = "NEUROBATCH_MODELS";
 
@@ -144,7 +144,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load(dir: &Path, runtime: &RuntimeConfig, choice: &ProfileChoice, batch: usize) -> anyhow::Result<ModelRunner> {
+pub(crate) fn load(
+    dir: &Path,
+    runtime: &RuntimeConfig,
+    choice: &ProfileChoice,
+    batch: usize,
+) -> anyhow::Result<ModelRunner> {
     let model = load_model_folder(dir, runtime)?;
     Ok(ModelRunner::new(model, choice, None, batch)?)
 }
@@ -152,7 +157,7 @@ fn load(dir: &Path, runtime: &RuntimeConfig, choice: &ProfileChoice, batch: usiz
 /// `$NEUROBATCH_MODELS/<name>`, else `models/<name>` under the working
 /// directory or any folder above the executable (a cargo `target/` build or
 /// an installed `bin/` next to `models/`).
-fn default_model(name: &str) -> anyhow::Result<PathBuf> {
+pub(crate) fn default_model(name: &str) -> anyhow::Result<PathBuf> {
     let mut candidates = Vec::new();
     if let Some(dir) = std::env::var_os(MODELS_ENV) {
         candidates.push(PathBuf::from(dir).join(name));

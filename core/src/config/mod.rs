@@ -44,6 +44,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
+    pub pipeline: PipelineConfig,
 }
 
 /// `[database]`: the job store, the source of truth for job state.
@@ -62,6 +63,14 @@ pub struct DatabaseConfig {
 pub struct QueueConfig {
     /// `memory://` (in-process, embedded) or `amqp://user:pass@host:5672/vhost`.
     pub url: SecretUrl,
+    /// Prefix of every exchange and queue name (`<prefix>.jobs`, `<prefix>.dead`, …).
+    pub prefix: String,
+    /// Wait before the second attempt of a job that failed transiently; it doubles per attempt…
+    pub retry_initial_secs: u64,
+    /// …up to this.
+    pub retry_max_secs: u64,
+    /// Bound on the jobs queue (0: none); beyond it jobs wait in the database's outbox.
+    pub max_queued: u32,
 }
 
 /// `[storage]`: where studies are read from and results written to.
@@ -92,6 +101,37 @@ pub struct SchedulerConfig {
     pub poll_interval_secs: u64,
     /// Address of the HTTP API (`POST /v1/studies`, `GET /v1/studies`).
     pub listen: String,
+    /// Key prefix polled in the configured S3 bucket for new studies (one
+    /// study per first-level folder); empty: no S3 polling.
+    pub s3_prefix: String,
+}
+
+/// `[pipeline]`: what every study is run through, and which series qualify.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// The pipeline's name (in job keys, object keys and the database).
+    pub name: String,
+    /// Folder holding the model folders; empty: `$NEUROBATCH_MODELS`, `./models`, or beside the executable.
+    pub models_dir: PathBuf,
+    /// The segmentation model folder (under `models_dir`).
+    pub model: String,
+    /// The scan-quality classifier folder; empty: none.
+    pub quality_model: String,
+    /// Inference profile from the manifest (`cpu`, `full`); empty: by execution provider.
+    pub profile: String,
+    /// Run only the first N ensemble members (0: the profile's).
+    pub members: u32,
+    /// Threads ONNX Runtime uses per operator (0: one per core).
+    pub threads: u32,
+    /// Eligible DICOM modalities.
+    pub modalities: Vec<String>,
+    /// Regular expression a DICOM series description must match (empty: any).
+    pub series_description: String,
+    /// Fewest slices an eligible series may have.
+    pub min_slices: u32,
+    /// Eligible slice orientations (`axial`, `coronal`, `sagittal`); empty: any.
+    pub orientations: Vec<String>,
 }
 
 /// `[worker]`: consuming and processing jobs.
@@ -118,7 +158,31 @@ impl Default for DatabaseConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { url: SecretUrl::new("memory://") }
+        Self {
+            url: SecretUrl::new("memory://"),
+            prefix: "neurobatch".into(),
+            retry_initial_secs: 30,
+            retry_max_secs: 3600,
+            max_queued: 0,
+        }
+    }
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            name: "brain-tissue".into(),
+            models_dir: PathBuf::new(),
+            model: "brain-tissue".into(),
+            quality_model: "scan-quality".into(),
+            profile: String::new(),
+            members: 0,
+            threads: 0,
+            modalities: vec!["MR".into()],
+            series_description: String::new(),
+            min_slices: 16,
+            orientations: Vec::new(),
+        }
     }
 }
 
@@ -141,6 +205,7 @@ impl Default for SchedulerConfig {
             nightly_window: "19:00-07:00".into(),
             poll_interval_secs: 5,
             listen: "127.0.0.1:8080".into(),
+            s3_prefix: String::new(),
         }
     }
 }
@@ -220,6 +285,26 @@ impl Config {
         if w.max_attempts == 0 {
             return Err(invalid("worker.max_attempts", "must be at least 1".into()));
         }
+        let q = &self.queue;
+        if q.prefix.is_empty() || !q.prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(invalid("queue.prefix", "expected letters, digits, `.`, `_` or `-`".into()));
+        }
+        if q.retry_initial_secs == 0 || q.retry_max_secs < q.retry_initial_secs {
+            return Err(invalid(
+                "queue.retry_initial_secs",
+                "must be at least 1 and at most queue.retry_max_secs".into(),
+            ));
+        }
+        let p = &self.pipeline;
+        if p.name.is_empty() || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+            return Err(invalid("pipeline.name", "expected letters, digits, `_` or `-`".into()));
+        }
+        if p.model.is_empty() {
+            return Err(invalid("pipeline.model", "must name a model folder".into()));
+        }
+        if let Some(o) = p.orientations.iter().find(|o| !matches!(o.as_str(), "axial" | "coronal" | "sagittal")) {
+            return Err(invalid("pipeline.orientations", format!("\"{o}\" is not axial, coronal or sagittal")));
+        }
         Ok(())
     }
 }
@@ -237,6 +322,21 @@ impl SchedulerConfig {
 
     pub fn poll_interval(&self) -> Duration {
         Duration::from_secs(self.poll_interval_secs)
+    }
+}
+
+impl QueueConfig {
+    /// The queue options these settings and the worker's attempts give.
+    pub fn options(&self, worker: &WorkerConfig, connection_name: &str) -> crate::queue::QueueOptions {
+        crate::queue::QueueOptions {
+            prefix: self.prefix.clone(),
+            max_attempts: worker.max_attempts,
+            retry_initial: Duration::from_secs(self.retry_initial_secs),
+            retry_max: Duration::from_secs(self.retry_max_secs),
+            max_queued: (self.max_queued > 0).then_some(self.max_queued),
+            connection_name: connection_name.to_string(),
+            ..crate::queue::QueueOptions::default()
+        }
     }
 }
 

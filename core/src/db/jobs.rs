@@ -219,6 +219,41 @@ impl JobStore {
         })
     }
 
+    /// Hands a job `worker` holds back without counting the attempt (a
+    /// worker shutting down before it could finish): `queued` again, marked
+    /// published because the caller returns its message to the queue. `false`
+    /// when the worker no longer holds it.
+    pub async fn release(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+        let now = stored(now);
+        dispatch!(self, |pool| {
+            let mut tx = pool.begin_write().await?;
+            let study: Option<i64> = sqlx::query_scalar(
+                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, \
+                 lease_expires_at = NULL, published_at = $3, updated_at = $3 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING study_id",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(study_id) = study else { return Ok(false) };
+            sqlx::query(
+                "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(now)
+            .bind(worker)
+            .bind("job.released")
+            .bind(study_id)
+            .bind(id)
+            .bind(r#"{"reason":"worker shutting down"}"#)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+
     /// Records a failed attempt by `worker`. A transient error with attempts
     /// left puts the job back to `queued` (the queue's retry delivers it
     /// again); a permanent error makes it `failed`; a transient error on the

@@ -2,14 +2,13 @@
 //! pipeline and one model version (schema version 1).
 //!
 //! ```json
-//! {"schema": 1, "job_id": "…uuid…", "job_key": "…", "study_uri": "s3://bucket/studies/abc",
+//! {"schema": 1, "job_id": 42, "job_key": "…", "study_uri": "s3://bucket/studies/abc",
 //!  "series": ["1.2.840…"], "pipeline": "brain-tissue", "model": {"name": "brain-tissue", "version": "1.0.0"},
 //!  "priority": "stat", "attempt": 1, "enqueued_at": "2026-11-27T02:00:00Z"}
 //! ```
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{MessageError, body, is_token, versioned_object};
 
@@ -49,7 +48,8 @@ pub struct ModelRef {
 /// travels. `attempt` starts at 1 and grows by one per retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobMessage {
-    pub job_id: Uuid,
+    /// The job's row id in the job store (the database is the truth; this names the row).
+    pub job_id: i64,
     /// The idempotency key (study content or StudyInstanceUID + selected
     /// series, pipeline, model version, harmonizer version).
     pub job_key: String,
@@ -68,7 +68,7 @@ pub struct JobMessage {
 #[serde(deny_unknown_fields)]
 struct Wire {
     schema: u32,
-    job_id: Uuid,
+    job_id: i64,
     job_key: String,
     study_uri: String,
     series: Vec<String>,
@@ -124,6 +124,9 @@ impl JobMessage {
 
     /// The rules beyond the types.
     pub fn validate(&self) -> Result<(), MessageError> {
+        if self.job_id < 1 {
+            return Err(MessageError::invalid(WHAT, "job_id", "job ids count from 1"));
+        }
         text(&self.job_key, "job_key")?;
         text(&self.study_uri, "study_uri")?;
         if !self.study_uri.contains("://") {

@@ -3,7 +3,7 @@
 //! and model (schema version 1).
 //!
 //! ```json
-//! {"schema": 1, "job_id": "…", "study_id": "…", "model": {"name": "brain-tissue", "version": "1.0.0"},
+//! {"schema": 1, "job_id": 42, "study_id": 7, "model": {"name": "brain-tissue", "version": "1.0.0"},
 //!  "reasons": [{"code": "high_uncertainty", "metric": "study_uncertainty", "value": 0.4, "threshold": 0.2}],
 //!  "published_at": "2026-11-27T02:00:00Z"}
 //! ```
@@ -14,7 +14,6 @@
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{MessageError, ModelRef, body, is_token, versioned_object};
 
@@ -38,8 +37,9 @@ pub struct ReviewReason {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewEvent {
-    pub job_id: Uuid,
-    pub study_id: Uuid,
+    /// The job's and the study's row ids in the job store.
+    pub job_id: i64,
+    pub study_id: i64,
     pub model: ModelRef,
     pub reasons: Vec<ReviewReason>,
     pub published_at: OffsetDateTime,
@@ -49,8 +49,8 @@ pub struct ReviewEvent {
 #[serde(deny_unknown_fields)]
 struct Wire {
     schema: u32,
-    job_id: Uuid,
-    study_id: Uuid,
+    job_id: i64,
+    study_id: i64,
     model: ModelRef,
     reasons: Vec<ReviewReason>,
     #[serde(with = "time::serde::rfc3339")]

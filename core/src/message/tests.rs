@@ -1,11 +1,10 @@
 use time::macros::datetime;
-use uuid::Uuid;
 
 use super::*;
 
 fn job() -> JobMessage {
     JobMessage {
-        job_id: Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+        job_id: 42,
         job_key: "9f2c4e".into(),
         study_uri: "s3://studies/2026/abc".into(),
         series: vec!["1.2.840.1".into(), "1.2.840.2".into()],
@@ -26,8 +25,8 @@ fn review() -> ReviewEvent {
         threshold: 0.8,
     };
     ReviewEvent {
-        job_id: Uuid::from_u128(1),
-        study_id: Uuid::from_u128(2),
+        job_id: 1,
+        study_id: 2,
         model: ModelRef { name: "brain.tissue".into(), version: "1.0.0".into() },
         reasons: vec![
             reason("low_structure_agreement", Some(1)),
@@ -51,7 +50,7 @@ fn job_round_trips_with_its_schema_version() {
     assert_eq!(v["schema"], 1);
     assert_eq!(v["priority"], "stat");
     assert_eq!(v["enqueued_at"], "2026-11-27T02:00:00.5Z");
-    assert_eq!(v["job_id"], "01234567-89ab-cdef-0123-456789abcdef");
+    assert_eq!(v["job_id"], 42);
     assert_eq!(JobMessage::from_json(&bytes).unwrap(), job());
 }
 

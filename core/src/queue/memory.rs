@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use super::topology::{clip_error, topic_matches};
 use super::{DeadLetter, DeadReason, Delivery, DeliveryHandle, QueueError, QueueOptions, ReviewEvent, broker_priority};
@@ -326,7 +325,7 @@ impl MemoryConsumer {
                         Err(e) => {
                             tracing::error!(error = %e, "memory queue: malformed job message dead-lettered");
                             let d = MemoryDelivery { channel: Arc::clone(&self.channel), tag };
-                            d.settle(Uuid::nil())?;
+                            d.settle(0)?;
                             queue.dead_letter_payload(entry.payload, DeadReason::Malformed, &e.to_string(), 0);
                             continue;
                         }
@@ -366,7 +365,7 @@ impl std::fmt::Debug for MemoryQueue {
 
 impl MemoryDelivery {
     /// Removes the delivery from the unacked set; its entry, for re-use.
-    fn settle_entry(&self, job_id: Uuid) -> Result<Entry, QueueError> {
+    fn settle_entry(&self, job_id: i64) -> Result<Entry, QueueError> {
         let mut st = self.channel.queue.state();
         let (_, entry) =
             st.unacked.remove(&self.tag).ok_or_else(|| QueueError::StaleDelivery { job_id: job_id.to_string() })?;
@@ -378,15 +377,15 @@ impl MemoryDelivery {
         Ok(entry)
     }
 
-    fn settle(&self, job_id: Uuid) -> Result<(), QueueError> {
+    fn settle(&self, job_id: i64) -> Result<(), QueueError> {
         self.settle_entry(job_id).map(|_| ())
     }
 
-    pub(super) fn ack(self, job_id: Uuid) -> Result<(), QueueError> {
+    pub(super) fn ack(self, job_id: i64) -> Result<(), QueueError> {
         self.settle(job_id)
     }
 
-    pub(super) fn requeue(self, job_id: Uuid) -> Result<(), QueueError> {
+    pub(super) fn requeue(self, job_id: i64) -> Result<(), QueueError> {
         let mut entry = self.settle_entry(job_id)?;
         entry.redelivered = true;
         self.channel.queue.state().push_ready(entry);
@@ -396,7 +395,7 @@ impl MemoryDelivery {
 
     pub(super) fn retry(
         self,
-        job_id: Uuid,
+        job_id: i64,
         next: &JobMessage,
         payload: Vec<u8>,
         delay: Duration,
@@ -411,7 +410,7 @@ impl MemoryDelivery {
 
     pub(super) fn dead_letter(
         self,
-        job_id: Uuid,
+        job_id: i64,
         reason: DeadReason,
         error: &str,
         attempts: u32,

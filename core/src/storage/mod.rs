@@ -52,6 +52,43 @@ impl ObjectStore {
         }
     }
 
+    /// The store the configuration names. A relative `file://` path (`file://./data/objects`)
+    /// is taken from the working directory; S3 credentials come from the AWS provider chain.
+    pub async fn from_config(config: &crate::config::StorageConfig) -> Result<ObjectStore, StorageError> {
+        let url = config.url.expose();
+        let url = match url.strip_prefix("file://") {
+            Some(path) if !path.starts_with('/') => {
+                let cwd = std::env::current_dir().map_err(|e| StorageError::Url {
+                    url: url.to_owned(),
+                    reason: format!("relative path and no working directory: {e}"),
+                })?;
+                let rel = path.trim_start_matches("./");
+                format!("file://{}", cwd.join(rel).display())
+            }
+            _ => url.to_owned(),
+        };
+        ObjectStore::from_url(&url, &S3Settings::from_config(config)).await
+    }
+
+    /// The URL of the "folder" `key_prefix` in this store, such that
+    /// [`ObjectStore::from_url`] of it opens a store whose keys are the
+    /// objects under it (how a job message names its study).
+    pub fn url_of(&self, key_prefix: &str) -> String {
+        let key_prefix = key_prefix.trim_matches('/');
+        let join = |base: &str| match (base.is_empty(), key_prefix.is_empty()) {
+            (true, _) => key_prefix.to_owned(),
+            (false, true) => base.to_owned(),
+            (false, false) => format!("{base}/{key_prefix}"),
+        };
+        match self {
+            ObjectStore::S3(s) => format!("s3://{}/{}", s.bucket(), join(s.prefix())).trim_end_matches('/').to_owned(),
+            ObjectStore::File(f) => {
+                let root = f.root().display().to_string();
+                format!("file://{}", join(root.trim_end_matches('/')))
+            }
+        }
+    }
+
     /// Writes an object, replacing one with the same key.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         validate_key(key)?;

@@ -25,6 +25,19 @@ pub struct S3Settings {
     pub session_token: Option<String>,
 }
 
+impl S3Settings {
+    /// The settings of `[storage]`: endpoint, region and addressing; credentials from the AWS chain.
+    pub fn from_config(config: &crate::config::StorageConfig) -> S3Settings {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        S3Settings {
+            endpoint: some(&config.endpoint),
+            region: some(&config.region),
+            force_path_style: config.path_style,
+            ..S3Settings::default()
+        }
+    }
+}
+
 impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
@@ -101,6 +114,11 @@ impl S3Store {
 
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The key prefix inside the bucket (no trailing `/`; may be empty).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn bucket(&self) -> &str {

@@ -83,9 +83,15 @@ impl Drop for Env {
     }
 }
 
+/// A distinct job / study id per call (the queue tests have no database rows).
+pub fn next_id() -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 pub fn job(n: u32, priority: Priority) -> JobMessage {
     JobMessage {
-        job_id: Uuid::new_v4(),
+        job_id: next_id(),
         job_key: format!("key-{n}"),
         study_uri: format!("file:///studies/{n}"),
         series: vec![format!("1.2.840.{n}")],

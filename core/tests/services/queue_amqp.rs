@@ -12,7 +12,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use neurobatch_core::message::Priority;
 use neurobatch_core::queue::{DeadReason, Queue, QueueError, QueueOptions};
 
-use super::common::{Env, amqp_url, job, next, next_within};
+use super::common::{self, Env, amqp_url, job, next, next_within};
 use super::scenarios;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,8 +261,8 @@ async fn other_systems_can_subscribe_to_review_events() {
         .await
         .unwrap();
     let ev = neurobatch_core::message::ReviewEvent {
-        job_id: uuid::Uuid::new_v4(),
-        study_id: uuid::Uuid::new_v4(),
+        job_id: common::next_id(),
+        study_id: common::next_id(),
         model: neurobatch_core::message::ModelRef { name: "qc".into(), version: "2".into() },
         reasons: vec![neurobatch_core::message::ReviewReason {
             code: "out_of_distribution".into(),

@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 use neurobatch_core::message::{ModelRef, Priority, ReviewEvent, ReviewReason};
 use neurobatch_core::queue::{DeadReason, QueueError, RetryOutcome, ReviewSubscription};
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use super::common::{Env, job, next, next_within};
+use super::common::{Env, job, next, next_id, next_within};
 
 pub async fn publish_consume_ack(env: &Env) {
     let q = env.open().await;
@@ -117,7 +116,7 @@ pub async fn stat_before_routine(env: &Env) {
         got.push(d.message().job_id);
         d.ack().await.unwrap();
     }
-    let want: Vec<Uuid> = stat.iter().chain(&routine).map(|j| j.job_id).collect();
+    let want: Vec<i64> = stat.iter().chain(&routine).map(|j| j.job_id).collect();
     assert_eq!(got, want, "stat first, then routine, each in publish order");
     drop(c);
     q.close().await.unwrap();
@@ -232,8 +231,8 @@ pub async fn review_events_route_by_reason_and_model(env: &Env) {
         threshold: 0.2,
     };
     let ev = ReviewEvent {
-        job_id: Uuid::new_v4(),
-        study_id: Uuid::new_v4(),
+        job_id: next_id(),
+        study_id: next_id(),
         model: ModelRef { name: "brain-tissue".into(), version: "1.0.0".into() },
         reasons: vec![reason("out_of_distribution"), reason("high_uncertainty")],
         published_at: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or(OffsetDateTime::UNIX_EPOCH),

@@ -47,6 +47,27 @@ pub struct SeriesSummary {
     pub(crate) meta: SourceMeta,
 }
 
+impl SeriesSummary {
+    /// The acquisition and equipment fields of the stack (read from its first
+    /// instance; never patient-identifying attributes).
+    pub fn meta(&self) -> &SourceMeta {
+        &self.meta
+    }
+
+    /// ImageOrientationPatient (row cosine, column cosine) of the stack's
+    /// first slice that has one; `None` when no slice carries geometry.
+    pub fn orientation(&self) -> Option<[f64; 6]> {
+        self.parts.iter().find_map(|p| p.instance.frames.get(p.frame)?.geometry.map(|g| g.orientation))
+    }
+
+    /// The slice normal (row cosine × column cosine), from [`orientation`](Self::orientation).
+    pub fn slice_normal(&self) -> Option<[f64; 3]> {
+        let o = self.orientation()?;
+        let (r, c) = ([o[0], o[1], o[2]], [o[3], o[4], o[5]]);
+        Some([r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]])
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct StackKey {
     series: String,

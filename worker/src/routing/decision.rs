@@ -27,6 +27,21 @@ pub enum ReasonCode {
     UncertaintyUnknown,
 }
 
+impl ReasonCode {
+    /// The code as `report.json` writes it (and the review exchange routes on).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::OutOfDistribution => "out_of_distribution",
+            ReasonCode::HighUncertainty => "high_uncertainty",
+            ReasonCode::LowStructureAgreement => "low_structure_agreement",
+            ReasonCode::UnstableVolume => "unstable_volume",
+            ReasonCode::LowConfidence => "low_confidence",
+            ReasonCode::FlaggedClass => "flagged_class",
+            ReasonCode::UncertaintyUnknown => "uncertainty_unknown",
+        }
+    }
+}
+
 /// One crossed threshold (or one figure a threshold needed but did not get).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {

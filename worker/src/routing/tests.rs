@@ -334,3 +334,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn reason_codes_read_as_their_serialized_form() {
+    use super::ReasonCode::*;
+    for code in [
+        OutOfDistribution,
+        HighUncertainty,
+        LowStructureAgreement,
+        UnstableVolume,
+        LowConfidence,
+        FlaggedClass,
+        UncertaintyUnknown,
+    ] {
+        assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::String(code.as_str().into()));
+    }
+}

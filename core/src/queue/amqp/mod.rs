@@ -17,7 +17,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Confirmation};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
-use uuid::Uuid;
 
 use self::link::{Link, is_transient, short};
 use super::topology::{HEADER_ATTEMPTS, HEADER_DEAD_REASON, HEADER_LAST_ERROR, JOB_ROUTING_KEY, Names};
@@ -511,11 +510,11 @@ impl std::fmt::Debug for AmqpDelivery {
 }
 
 impl AmqpDelivery {
-    fn ack_error(job_id: Uuid, e: impl std::fmt::Display) -> QueueError {
+    fn ack_error(job_id: i64, e: impl std::fmt::Display) -> QueueError {
         QueueError::Ack { job_id: job_id.to_string(), reason: e.to_string() }
     }
 
-    pub(super) async fn ack(self, job_id: Uuid) -> Result<(), QueueError> {
+    pub(super) async fn ack(self, job_id: i64) -> Result<(), QueueError> {
         match self.acker.ack(BasicAckOptions::default()).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(QueueError::StaleDelivery { job_id: job_id.to_string() }),
@@ -523,7 +522,7 @@ impl AmqpDelivery {
         }
     }
 
-    pub(super) async fn requeue(self, job_id: Uuid) -> Result<(), QueueError> {
+    pub(super) async fn requeue(self, job_id: i64) -> Result<(), QueueError> {
         match self.acker.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(QueueError::StaleDelivery { job_id: job_id.to_string() }),
@@ -535,7 +534,7 @@ impl AmqpDelivery {
     /// this one: a crash in between repeats the job, never loses it.
     pub(super) async fn retry(
         self,
-        job_id: Uuid,
+        job_id: i64,
         next: &JobMessage,
         payload: Vec<u8>,
         delay: Duration,
@@ -556,7 +555,7 @@ impl AmqpDelivery {
 
     pub(super) async fn dead_letter(
         self,
-        job_id: Uuid,
+        job_id: i64,
         reason: DeadReason,
         error: &str,
         attempts: u32,

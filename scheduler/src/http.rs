@@ -1,0 +1,136 @@
+//! The HTTP API (axum): `POST /v1/studies` submits a study, `GET
+//! /v1/studies` lists studies, `GET /v1/studies/{id}` shows one with its
+//! series, jobs, results and object keys, `GET /healthz` says the process is
+//! up. Errors are JSON `{"error": "…"}`: 400 for bad input, 404 for an
+//! unknown study, 503 when the database, store or queue fails.
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use neurobatch_core::domain::Priority;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Scheduler, SchedulerError, Submission};
+
+/// Studies per page when `limit` is absent, and the most one page may hold.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitRequest {
+    uri: String,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    limit: Option<u32>,
+    offset: Option<u64>,
+}
+
+impl Scheduler {
+    /// The API's routes, with this scheduler as their state.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/studies", get(list).post(submit))
+            .route("/v1/studies/{id}", get(study))
+            .with_state(self.clone())
+    }
+
+    /// Serves the API on `listener` until `shutdown` is cancelled (requests in flight finish).
+    pub async fn serve_http(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), SchedulerError> {
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(|e| SchedulerError::Http { addr, reason: e.to_string() })
+    }
+}
+
+fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
+}
+
+fn failure(e: &SchedulerError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "http request failed");
+    }
+    error(status, e)
+}
+
+/// `POST /v1/studies`: 202 with the new job, 200 for an existing job or an
+/// ineligible study, 409 for a source that is not a complete study yet.
+async fn submit(State(s): State<Scheduler>, body: Bytes) -> Response {
+    let req: SubmitRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "request body: expected {{\"uri\": \"…\", \"priority\": \"stat\"|\"routine\", \"force\": false}}: {e}"
+                ),
+            );
+        }
+    };
+    let priority = match req.priority.as_deref().unwrap_or("routine") {
+        "stat" => Priority::Stat,
+        "routine" => Priority::Routine,
+        other => return error(StatusCode::BAD_REQUEST, format!("priority `{other}`: expected stat or routine")),
+    };
+    match s.submit(&req.uri, priority, req.force).await {
+        Ok(sub) => {
+            let status = match sub {
+                Submission::Enqueued { .. } => StatusCode::ACCEPTED,
+                Submission::Existing { .. } | Submission::Ineligible { .. } => StatusCode::OK,
+                Submission::NotReady { .. } => StatusCode::CONFLICT,
+            };
+            (status, Json(sub)).into_response()
+        }
+        Err(e) => failure(&e),
+    }
+}
+
+/// `GET /v1/studies?limit=&offset=`: most recent first.
+async fn list(State(s): State<Scheduler>, params: Result<Query<ListParams>, QueryRejection>) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("query: {}", e.body_text())),
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return error(StatusCode::BAD_REQUEST, format!("limit {limit}: expected 1 to {MAX_LIMIT}"));
+    }
+    match s.inner.store.list_studies(limit, params.offset.unwrap_or(0)).await {
+        Ok(studies) => Json(studies).into_response(),
+        Err(e) => failure(&e.into()),
+    }
+}
+
+/// `GET /v1/studies/{id}`: 404 when there is no such study.
+async fn study(State(s): State<Scheduler>, id: Result<Path<i64>, PathRejection>) -> Response {
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("study id: {}", e.body_text())),
+    };
+    match s.inner.store.study(id).await {
+        Ok(Some(detail)) => Json(detail).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("study {id} does not exist")),
+        Err(e) => failure(&e.into()),
+    }
+}

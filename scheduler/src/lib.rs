@@ -1,0 +1,206 @@
+//! The scheduler (issue 4): finds studies (inbox folder, S3 prefix, HTTP),
+//! selects their series, records idempotent jobs in the job store, publishes
+//! them to the queue (stat at once, routine inside the nightly window), and
+//! returns jobs whose worker died to the queue. docs/scheduler.md describes
+//! the rules; docs/daemon.md the job store underneath.
+//!
+//! One stage per module: `source` (where a study is), `stage` (what it is,
+//! its series and snapshot), `select` (the series rules), `submit` (key,
+//! versions, snapshot copy, enqueue), `inbox` and `s3poll` (finding studies),
+//! `dispatch` (outbox and reaper), `http` (the API). This file holds the
+//! [`Scheduler`] handle and its loops.
+
+mod dispatch;
+mod error;
+mod http;
+mod inbox;
+mod s3poll;
+pub mod select;
+mod source;
+mod stage;
+mod submit;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use neurobatch_core::config::{Config, NightlyWindow};
+use neurobatch_core::db::JobStore;
+use neurobatch_core::domain::Priority;
+use neurobatch_core::queue::Queue;
+use neurobatch_core::storage::{ObjectStore, S3Settings};
+use tokio_util::sync::CancellationToken;
+
+pub use error::SchedulerError;
+pub use neurobatch_core::db::Reaped;
+pub use submit::Submission;
+
+/// What every job of this scheduler runs: the pipeline and the versions in its job key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSpec {
+    pub name: String,
+    /// The model's name (the job message's `model.name`).
+    pub model_name: String,
+    pub model_version: String,
+    pub harmonizer_version: String,
+}
+
+/// The scheduler; cheap to clone (clones share everything).
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: JobStore,
+    queue: Queue,
+    objects: ObjectStore,
+    s3: S3Settings,
+    pipeline: PipelineSpec,
+    rules: select::Rules,
+    window: Option<NightlyWindow>,
+    inbox_seen: Mutex<HashMap<PathBuf, inbox::Cheap>>,
+    s3_seen: Mutex<HashMap<String, s3poll::Tracked>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("pipeline", &self.inner.pipeline).field("queue", &self.inner.queue).finish()
+    }
+}
+
+impl Scheduler {
+    /// Checks the selection rules and the nightly window. With a `memory://`
+    /// queue (embedded mode) every queued job is marked unpublished, because a
+    /// restart lost the queue's messages and the outbox must send them again.
+    pub async fn new(
+        config: &Config,
+        store: JobStore,
+        queue: Queue,
+        objects: ObjectStore,
+        pipeline: PipelineSpec,
+    ) -> Result<Scheduler, SchedulerError> {
+        let rules = select::Rules::new(&config.pipeline)?;
+        let window = config
+            .scheduler
+            .window()
+            .map_err(|reason| SchedulerError::Config { key: "scheduler.nightly_window", reason })?;
+        if config.scheduler.poll_interval_secs == 0 {
+            return Err(SchedulerError::Config {
+                key: "scheduler.poll_interval_secs",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if matches!(queue, Queue::Memory(_)) {
+            let n = store.republish_queued().await?;
+            if n > 0 {
+                tracing::info!(jobs = n, "memory queue: queued jobs marked for publishing again");
+            }
+        }
+        Ok(Scheduler {
+            inner: Arc::new(Inner {
+                s3: S3Settings::from_config(&config.storage),
+                config: config.clone(),
+                store,
+                queue,
+                objects,
+                pipeline,
+                rules,
+                window,
+                inbox_seen: Mutex::new(HashMap::new()),
+                s3_seen: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Ingests one source now: a local path (a NIfTI file or a DICOM folder),
+    /// `file:///abs/path`, or `s3://bucket/prefix` (a study folder). `force`
+    /// records a new version even when the study's job exists.
+    pub async fn submit(&self, source: &str, priority: Priority, force: bool) -> Result<Submission, SchedulerError> {
+        self.stage(source, priority, force, submit::Versioning::BySnapshot).await
+    }
+
+    /// Runs every loop until `shutdown` is cancelled: inbox scan, S3 prefix
+    /// poll (when configured), dispatch and reaper, each every
+    /// `poll_interval`, and the HTTP API on `scheduler.listen`. A pass that
+    /// fails is logged and the loop goes on. Ok after a clean shutdown; an
+    /// error when the API cannot listen or a loop task dies.
+    pub async fn run(&self, shutdown: CancellationToken) -> Result<(), SchedulerError> {
+        let addr = self.inner.config.scheduler.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| SchedulerError::Http { addr: addr.clone(), reason: e.to_string() })?;
+        let shown = listener.local_addr().map(|a| a.to_string()).unwrap_or(addr);
+        tracing::info!(addr = %shown, "scheduler http api listening");
+        let token = shutdown.child_token();
+        let interval = self.inner.config.scheduler.poll_interval();
+        let mut tasks = tokio::task::JoinSet::new();
+        let s = self.clone();
+        tasks.spawn(every("inbox", token.clone(), interval, move || {
+            let s = s.clone();
+            async move { s.scan_inbox_once().await.map(drop) }
+        }));
+        if !self.inner.config.scheduler.s3_prefix.trim_matches('/').is_empty() {
+            let s = self.clone();
+            tasks.spawn(every("s3 poll", token.clone(), interval, move || {
+                let s = s.clone();
+                async move { s.poll_s3_once().await.map(drop) }
+            }));
+        }
+        let s = self.clone();
+        tasks.spawn(every("dispatch", token.clone(), interval, move || {
+            let s = s.clone();
+            async move { s.dispatch_once(chrono::Local::now()).await.map(drop) }
+        }));
+        let s = self.clone();
+        tasks.spawn(every("reaper", token.clone(), interval, move || {
+            let s = s.clone();
+            async move { s.reap_once().await.map(drop) }
+        }));
+        let s = self.clone();
+        let http_token = token.clone();
+        tasks.spawn(async move { s.serve_http(listener, http_token).await });
+        let mut outcome = Ok(());
+        while let Some(done) = tasks.join_next().await {
+            let result = done.map_err(|e| SchedulerError::Task { what: "loop", reason: e.to_string() }).and_then(|r| r);
+            if let Err(e) = result {
+                tracing::error!(error = %e, "scheduler stopping");
+                token.cancel();
+                if outcome.is_ok() {
+                    outcome = Err(e);
+                }
+            } else if !token.is_cancelled() {
+                // A task only ends on its own when it failed or shutdown began.
+                token.cancel();
+            }
+        }
+        outcome
+    }
+}
+
+/// Runs `pass` every `interval` until `token` is cancelled; a failed pass is logged.
+async fn every<F, Fut>(
+    what: &'static str,
+    token: CancellationToken,
+    interval: Duration,
+    mut pass: F,
+) -> Result<(), SchedulerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SchedulerError>>,
+{
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            r = pass() => if let Err(e) = r {
+                tracing::warn!(loop_name = what, error = %e, "scheduler pass failed");
+            },
+        }
+        tokio::select! {
+            _ = token.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Spawning a scheduler on real backends, test data, mtimes and a minimal HTTP client.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use neurobatch_core::config::{Config, SecretUrl};
+use neurobatch_core::db::JobStore;
+use neurobatch_core::queue::Queue;
+use neurobatch_core::storage::ObjectStore;
+use scheduler::{PipelineSpec, Scheduler};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The test data folder (`scripts/env.sh` sets `NEUROBATCH_TESTDATA`).
+pub fn testdata(rel: &str) -> PathBuf {
+    let root = std::env::var_os("NEUROBATCH_TESTDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"));
+    let p = root.join(rel);
+    assert!(p.exists(), "test data {} is missing: run `source scripts/env.sh` and scripts/testdata", p.display());
+    p
+}
+
+pub fn pipeline() -> PipelineSpec {
+    PipelineSpec {
+        name: "brain-tissue".into(),
+        model_name: "brain-tissue".into(),
+        model_version: "1.0.0".into(),
+        harmonizer_version: "zscore-1".into(),
+    }
+}
+
+/// Which database a test app uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A scheduler on its own database, queue, object store and inbox.
+pub struct App {
+    pub sched: Scheduler,
+    pub store: JobStore,
+    pub queue: Queue,
+    pub objects: ObjectStore,
+    pub config: Config,
+    pub inbox: PathBuf,
+    pub dir: tempfile::TempDir,
+    pg_db: Option<String>,
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+fn unique(name: &str) -> String {
+    let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{name}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn postgres_server() -> String {
+    std::env::var("NEUROBATCH_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
+}
+
+/// Runs SQL on the server's maintenance database with psql (the scheduler has no SQL client of its own).
+fn psql(sql: &str) {
+    let server = postgres_server();
+    let out = std::process::Command::new("psql")
+        .arg(format!("{server}/postgres"))
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("psql (PostgreSQL at {server}, set NEUROBATCH_TEST_POSTGRES): {e}"));
+    assert!(out.status.success(), "psql -c {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl App {
+    /// A fresh app; `edit` adjusts the configuration first (quiet period 0, any-time window by default).
+    pub async fn start(db: Db, name: &str, edit: impl FnOnce(&mut Config)) -> App {
+        let dir = ok(tempfile::tempdir());
+        let mut config = Config::default();
+        let (url, pg_db) = match db {
+            Db::Sqlite => (format!("sqlite://{}/nb.db", dir.path().display()), None),
+            Db::Postgres => {
+                let db = unique(&format!("nb_sched_{name}")).to_ascii_lowercase();
+                psql(&format!("CREATE DATABASE \"{db}\""));
+                (format!("{}/{db}", postgres_server()), Some(db))
+            }
+        };
+        config.database.url = SecretUrl::new(&url);
+        config.queue.url = SecretUrl::new(format!("memory://{}", unique(name)));
+        config.storage.url = SecretUrl::new(format!("file://{}/objects", dir.path().display()));
+        config.scheduler.inbox = dir.path().join("inbox");
+        config.scheduler.quiet_period_secs = 0;
+        config.scheduler.nightly_window = String::new();
+        config.scheduler.poll_interval_secs = 1;
+        edit(&mut config);
+        ok(config.validate());
+        let store = ok(JobStore::connect(&url).await);
+        ok(store.migrate().await);
+        let queue = ok(Queue::connect(config.queue.url.expose(), config.queue.options(&config.worker, "test")).await);
+        let objects = ok(ObjectStore::from_config(&config.storage).await);
+        let sched = ok(Scheduler::new(&config, store.clone(), queue.clone(), objects.clone(), pipeline()).await);
+        let inbox = config.scheduler.inbox.clone();
+        App { sched, store, queue, objects, config, inbox, dir, pg_db }
+    }
+
+    /// A second scheduler on the same backends: a restarted process (empty in-memory caches).
+    pub async fn restarted(&self) -> Scheduler {
+        ok(Scheduler::new(&self.config, self.store.clone(), self.queue.clone(), self.objects.clone(), pipeline()).await)
+    }
+
+    /// Closes the store and drops a PostgreSQL database.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some(db) = &self.pg_db {
+            psql(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
+        }
+    }
+}
+
+/// Copies the files of `src` (not recursive) into `dst`, those `keep` accepts.
+pub fn copy_files(src: &Path, dst: &Path, keep: impl Fn(usize, &str) -> bool) -> usize {
+    ok(std::fs::create_dir_all(dst));
+    let mut names: Vec<String> = ok(std::fs::read_dir(src))
+        .map(|e| ok(e).file_name().to_string_lossy().into_owned())
+        .filter(|n| src.join(n).is_file())
+        .collect();
+    names.sort();
+    let mut n = 0;
+    for (i, name) in names.iter().enumerate() {
+        if keep(i, name) {
+            ok(std::fs::copy(src.join(name), dst.join(name)));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Sets the mtime of `path` and everything below it to `secs` seconds ago.
+pub fn age(path: &Path, secs: u64) {
+    let t = SystemTime::now() - Duration::from_secs(secs);
+    let mut paths: Vec<PathBuf> = walk(path);
+    // Children first: setting a file's time does not touch its folder, but be explicit about order anyway.
+    paths.reverse();
+    for p in paths {
+        let f = ok(std::fs::File::open(&p));
+        ok(f.set_modified(t));
+    }
+}
+
+fn walk(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    if path.is_dir() {
+        let mut entries: Vec<PathBuf> = ok(std::fs::read_dir(path)).map(|e| ok(e).path()).collect();
+        entries.sort();
+        for e in entries {
+            out.extend(walk(&e));
+        }
+    }
+    out
+}
+
+/// A minimal HTTP/1.1 exchange: status and body.
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    let mut stream = ok(tokio::net::TcpStream::connect(addr).await);
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    ok(stream.write_all(request.as_bytes()).await);
+    let mut raw = Vec::new();
+    ok(ok(tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
+        .await
+        .map_err(|_| "http timeout")));
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
+    let status: u16 =
+        head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("status line {head:?}"));
+    let chunked = head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding: chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(after.get(..n).unwrap_or(after));
+        rest = after.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}

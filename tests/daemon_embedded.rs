@@ -1,0 +1,151 @@
+//! The embedded mode end to end, as a newcomer runs it: `neurobatch serve`
+//! with the in-process queue, SQLite and local files, on NIfTI and DICOM
+//! studies (some degraded or not brains at all, one corrupted) dropped into
+//! its inbox — killed with SIGKILL in the middle of the run and started
+//! again. Every good study must be processed exactly once, the corrupted one
+//! must fail with its reason, the out-of-distribution ones must wait for a
+//! reviewer, and nothing may stay queued or running.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::daemon::{JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_get, job_row, sha256_hex, wait_for};
+use sqlx::Connection as _;
+
+const STUDIES: [&str; 11] = [
+    "t1_00.nii.gz",
+    "t1_01.nii.gz",
+    "t1_02.nii.gz",
+    "t1_03.nii.gz",
+    "t1_04.nii.gz",
+    "t1_noisy.nii.gz",
+    "phantom.nii.gz",
+    "b0.nii.gz",
+    "dicom_0",
+    "dicom_1",
+    "corrupt.nii.gz",
+];
+const PLANTED: [&str; 4] = ["ZZLEAKNAME", "SECRETGIVEN", "PIDLEAK314159", "ACCLEAK271828"];
+
+fn jobs(db: &Path) -> Vec<JobRow> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let Ok(mut c) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await else {
+            return Vec::new();
+        };
+        let rows = sqlx::query(JOBS_SQL).fetch_all(&mut c).await.unwrap_or_default();
+        let _ = c.close().await;
+        rows.iter().map(job_row).collect()
+    })
+}
+
+#[test]
+fn serve_processes_an_inbox_exactly_once_across_a_kill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let inbox = root.join("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    for name in STUDIES {
+        common::daemon::copy_entry(&common::testdata(&format!("daemon/studies/{name}")), &inbox.join(name));
+    }
+    let db = root.join("data").join("nb.db");
+    let port = free_port();
+    let mut settings = fast_settings();
+    settings.extend([
+        ("database.url", format!("sqlite://{}", db.display())),
+        ("storage.url", format!("file://{}", root.join("objects").display())),
+        ("queue.url", "memory://".into()),
+        ("scheduler.inbox", inbox.display().to_string()),
+        ("scheduler.listen", format!("127.0.0.1:{port}")),
+    ]);
+    let vars = env(&settings);
+
+    let mut first = Proc::start("serve-1", root, &["serve"], &vars);
+    let succeeded = |rows: &[JobRow]| rows.iter().filter(|r| r.state == "succeeded").count();
+    wait_for(
+        "three studies processed before the kill",
+        Duration::from_secs(240),
+        || {
+            first.assert_running();
+            (succeeded(&jobs(&db)) >= 3).then_some(())
+        },
+        || first.log_text(),
+    );
+    first.kill9();
+    let log1 = first.log_text();
+
+    let mut second = Proc::start("serve-2", root, &["serve"], &vars);
+    let rows = wait_for(
+        "every job final after the restart",
+        Duration::from_secs(300),
+        || {
+            second.assert_running();
+            let rows = jobs(&db);
+            let done =
+                rows.len() == STUDIES.len() && rows.iter().all(|r| !matches!(r.state.as_str(), "queued" | "running"));
+            done.then_some(rows)
+        },
+        || format!("{:#?}\n{}", jobs(&db), second.log_text()),
+    );
+
+    // The status API answers while it runs.
+    let (status, list) = http_get(port, "/v1/studies").expect("GET /v1/studies");
+    assert_eq!(status, 200, "{list}");
+    let (status, detail) = http_get(port, &format!("/v1/studies/{}", 1)).expect("GET /v1/studies/1");
+    assert_eq!(status, 200, "{detail}");
+    assert!(detail.contains("succeeded") || detail.contains("failed"), "{detail}");
+    let (status, _) = http_get(port, "/v1/studies/999999").expect("GET missing");
+    assert_eq!(status, 404);
+
+    // SIGTERM: a clean exit.
+    let exit = second.terminate(Duration::from_secs(60));
+    assert!(exit.success(), "serve exited with {exit}:\n{}", second.log_text());
+    let log2 = second.log_text();
+
+    // One job per study, none repeated by the kill.
+    let mut keys: Vec<&str> = rows.iter().map(|r| r.study_key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), STUDIES.len(), "{rows:#?}");
+    assert!(rows.iter().all(|r| r.version == 1), "{rows:#?}");
+
+    let key_of = |name: &str| sha256_hex(&inbox.join(name));
+    let row =
+        |name: &str| rows.iter().find(|r| r.study_key == key_of(name)).unwrap_or_else(|| panic!("{name}: {rows:#?}"));
+    let corrupt = row("corrupt.nii.gz");
+    assert_eq!(corrupt.state, "failed", "{corrupt:?}");
+    assert_eq!(corrupt.attempts, 1, "a broken input is not retried: {corrupt:?}");
+    let reason = corrupt.last_error.as_deref().unwrap_or("");
+    assert!(reason.contains("corrupt.nii.gz") || reason.contains("nii"), "names the input: {reason}");
+    for name in ["phantom.nii.gz", "b0.nii.gz"] {
+        let r = row(name);
+        assert_eq!(
+            (r.decision.as_deref(), r.review_items),
+            (Some("review"), 1),
+            "{name} is out of distribution: {r:?}"
+        );
+    }
+    let good: Vec<&JobRow> = rows.iter().filter(|r| r.study_key != key_of("corrupt.nii.gz")).collect();
+    for r in &good {
+        assert_eq!(r.state, "succeeded", "{r:?}");
+        for output in ["mask", "entropy", "mutual_information", "report"] {
+            let key = r.object_keys.get(output).unwrap_or_else(|| panic!("{output} of {r:?}"));
+            assert!(root.join("objects").join(key).is_file(), "{key} stored");
+        }
+        assert_eq!(r.review_items, i64::from(r.decision.as_deref() == Some("review")), "{r:?}");
+    }
+    // Exactly one set of result objects per study: a rerun overwrites, never adds.
+    let stored = walk(&root.join("objects").join("study"));
+    assert_eq!(stored, good.len() * 4, "result objects");
+
+    for secret in PLANTED {
+        assert!(!log1.contains(secret) && !log2.contains(secret), "{secret} reached a log line");
+    }
+}
+
+fn walk(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map_or(0, |entries| entries.flatten().map(|e| if e.path().is_dir() { walk(&e.path()) } else { 1 }).sum())
+}

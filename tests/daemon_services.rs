@@ -1,0 +1,374 @@
+//! The distributed daemon against the real services: a scheduler and worker
+//! processes on RabbitMQ, PostgreSQL and an S3 server (moto, started by
+//! `scripts/test.sh`). Each test has its own database, queue prefix and
+//! bucket, removed afterwards, and the three tests run one at a time (they
+//! share the machine's two cores).
+//!
+//! - 20 studies (NIfTI and DICOM, degraded, out of distribution, one
+//!   corrupted) through a scheduler and 2 workers: each good study processed
+//!   exactly once with its objects in S3 and rows in PostgreSQL, the
+//!   uncertain ones on the review exchange and in review items, the corrupted
+//!   one failed and dead-lettered with its reason, nothing left on the queue;
+//! - `kill -9` of a worker in the middle of a job: redelivered, completed once;
+//! - the broker closes every connection mid-run: both roles reconnect and the
+//!   run completes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::daemon::{JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_post, job_row, sha256_hex, wait_for};
+use neurobatch_core::queue::{DeadReason, Queue, QueueOptions};
+use neurobatch_core::storage::{ObjectStore, S3Settings};
+use sqlx::Connection as _;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const ALL: [&str; 20] = [
+    "t1_00.nii.gz",
+    "t1_01.nii.gz",
+    "t1_02.nii.gz",
+    "t1_03.nii.gz",
+    "t1_04.nii.gz",
+    "t1_05.nii.gz",
+    "t1_06.nii.gz",
+    "t1_07.nii.gz",
+    "t1_08.nii.gz",
+    "t1_09.nii.gz",
+    "t1_10.nii.gz",
+    "t1_11.nii.gz",
+    "t1_noisy.nii.gz",
+    "phantom.nii.gz",
+    "b0.nii.gz",
+    "dicom_0",
+    "dicom_1",
+    "dicom_2",
+    "dicom_3",
+    "corrupt.nii.gz",
+];
+
+fn postgres_server() -> String {
+    std::env::var("NEUROBATCH_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn amqp_url() -> String {
+    std::env::var("NEUROBATCH_TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+fn s3_settings() -> S3Settings {
+    S3Settings {
+        endpoint: Some(s3_endpoint()),
+        region: Some("us-east-1".into()),
+        force_path_style: true,
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+        session_token: None,
+    }
+}
+
+fn s3_endpoint() -> String {
+    std::env::var("NEUROBATCH_TEST_S3_ENDPOINT")
+        .expect("NEUROBATCH_TEST_S3_ENDPOINT: run the tests through scripts/test.sh, which starts the S3 server")
+}
+
+/// One test's database, queue prefix and bucket; removed on drop.
+struct Stack {
+    rt: tokio::runtime::Runtime,
+    name: String,
+    db_url: String,
+    bucket: ObjectStore,
+    dir: tempfile::TempDir,
+}
+
+impl Stack {
+    fn new(test: &str) -> Stack {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let name = format!("nbd-{test}-{}-{nanos}", std::process::id());
+        let db = name.replace('-', "_");
+        let bucket = rt.block_on(async {
+            let mut admin =
+                sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await.expect("postgres");
+            sqlx::query(&format!("CREATE DATABASE \"{db}\"")).execute(&mut admin).await.expect("create database");
+            let _ = admin.close().await;
+            let store = ObjectStore::from_url(&format!("s3://{name}"), &s3_settings()).await.expect("s3 store");
+            let ObjectStore::S3(s3) = &store else { panic!("s3") };
+            s3.client().create_bucket().bucket(&name).send().await.expect("create the test bucket");
+            store
+        });
+        Stack {
+            db_url: format!("{}/{db}", postgres_server()),
+            rt,
+            name,
+            bucket,
+            dir: tempfile::tempdir().expect("tmp"),
+        }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn inbox(&self) -> std::path::PathBuf {
+        self.root().join("inbox")
+    }
+
+    fn vars(&self, api_port: u16) -> Vec<(String, String)> {
+        let mut settings = fast_settings();
+        settings.extend([
+            ("database.url", self.db_url.clone()),
+            ("queue.url", amqp_url()),
+            ("queue.prefix", self.name.clone()),
+            ("storage.url", format!("s3://{}", self.name)),
+            ("storage.endpoint", s3_endpoint()),
+            ("storage.path_style", "true".into()),
+            ("scheduler.inbox", self.inbox().display().to_string()),
+            ("scheduler.listen", format!("127.0.0.1:{api_port}")),
+        ]);
+        let mut vars = env(&settings);
+        vars.extend([
+            ("AWS_ACCESS_KEY_ID".to_string(), "test".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "test".to_string()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+        ]);
+        vars
+    }
+
+    fn drop_studies(&self, names: &[&str]) {
+        std::fs::create_dir_all(self.inbox()).expect("inbox");
+        for name in names {
+            common::daemon::copy_entry(&common::testdata(&format!("daemon/studies/{name}")), &self.inbox().join(name));
+        }
+    }
+
+    fn jobs(&self) -> Vec<JobRow> {
+        self.rt.block_on(async {
+            let Ok(mut c) = sqlx::PgConnection::connect(&self.db_url).await else { return Vec::new() };
+            let rows = sqlx::query(JOBS_SQL).fetch_all(&mut c).await.unwrap_or_default();
+            let _ = c.close().await;
+            rows.iter().map(job_row).collect()
+        })
+    }
+
+    fn count(&self, table: &str) -> i64 {
+        self.rt.block_on(async {
+            let mut c = sqlx::PgConnection::connect(&self.db_url).await.expect("postgres");
+            let n: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&mut c).await.expect("count");
+            let _ = c.close().await;
+            n
+        })
+    }
+
+    fn queue(&self) -> Queue {
+        let options = QueueOptions { prefix: self.name.clone(), max_attempts: 3, ..QueueOptions::default() };
+        self.rt.block_on(Queue::connect(&amqp_url(), options)).expect("queue")
+    }
+
+    fn objects(&self) -> Vec<String> {
+        self.rt.block_on(self.bucket.list("study/")).expect("list")
+    }
+
+    /// Waits until `n` jobs exist and none is queued or running.
+    fn wait_all_final(&self, n: usize, procs: &[&Proc], timeout: Duration) -> Vec<JobRow> {
+        wait_for(
+            &format!("{n} final jobs"),
+            timeout,
+            || {
+                for p in procs {
+                    p.assert_running();
+                }
+                let rows = self.jobs();
+                let done = rows.len() == n && rows.iter().all(|r| !matches!(r.state.as_str(), "queued" | "running"));
+                done.then_some(rows)
+            },
+            || {
+                let logs: Vec<String> = procs.iter().map(|p| format!("--- {}\n{}", p.name, p.log_text())).collect();
+                format!("{:#?}\n{}", self.jobs(), logs.join("\n"))
+            },
+        )
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let db = self.name.replace('-', "_");
+        let name = self.name.clone();
+        let bucket = self.bucket.clone();
+        self.rt.block_on(async {
+            if let Ok(q) =
+                Queue::connect(&amqp_url(), QueueOptions { prefix: name.clone(), ..QueueOptions::default() }).await
+            {
+                let _ = q.delete_topology().await;
+                let _ = q.close().await;
+            }
+            if let Ok(keys) = bucket.list("").await {
+                for k in keys {
+                    let _ = bucket.delete(&k).await;
+                }
+            }
+            if let ObjectStore::S3(s3) = &bucket {
+                let _ = s3.client().delete_bucket().bucket(&name).send().await;
+            }
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{}/postgres", postgres_server())).await {
+                let _ =
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut admin).await;
+                let _ = admin.close().await;
+            }
+        });
+    }
+}
+
+fn succeeded_once(rows: &[JobRow]) {
+    for r in rows {
+        assert_eq!(r.state, "succeeded", "{r:?}");
+        assert_eq!(r.object_keys.len(), 4, "{r:?}");
+    }
+    let keys: BTreeSet<&str> = rows.iter().map(|r| r.study_key.as_str()).collect();
+    assert_eq!(keys.len(), rows.len(), "one job per study: {rows:#?}");
+}
+
+#[test]
+fn twenty_studies_through_a_scheduler_and_two_workers() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("e2e");
+    let port = free_port();
+    let vars = stack.vars(port);
+    let queue = stack.queue();
+    let mut reviews = stack.rt.block_on(queue.subscribe_reviews("#")).expect("review subscription");
+
+    let mut scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let mut w1 = Proc::start("worker-1", stack.root(), &["worker"], &vars);
+    let mut w2 = Proc::start("worker-2", stack.root(), &["worker"], &vars);
+    stack.drop_studies(&ALL);
+    let rows = stack.wait_all_final(ALL.len(), &[&scheduler, &w1, &w2], Duration::from_secs(600));
+
+    // Submitting a known study again through the API changes nothing.
+    let again = format!(r#"{{"uri": "{}", "priority": "stat"}}"#, stack.inbox().join("t1_00.nii.gz").display());
+    let (status, body) = http_post(port, "/v1/studies", &again).expect("POST /v1/studies");
+    assert!((200..300).contains(&status), "{status} {body}");
+
+    for w in [&mut w1, &mut w2] {
+        let exit = w.terminate(Duration::from_secs(60));
+        assert!(exit.success(), "{} exited with {exit}:\n{}", w.name, w.log_text());
+    }
+    assert!(scheduler.terminate(Duration::from_secs(30)).success(), "{}", scheduler.log_text());
+
+    let corrupt_key = sha256_hex(&stack.inbox().join("corrupt.nii.gz"));
+    let (bad, good): (Vec<JobRow>, Vec<JobRow>) = rows.into_iter().partition(|r| r.study_key == corrupt_key);
+    assert_eq!(good.len(), 19);
+    succeeded_once(&good);
+    assert_eq!(stack.count("results"), 19, "one result row per good study");
+    assert_eq!(stack.objects().len(), 19 * 4, "one set of objects per good study");
+    let bad = &bad[0];
+    assert_eq!((bad.state.as_str(), bad.attempts), ("failed", 1), "{bad:?}");
+
+    // The dead-letter queue holds the corrupted study's job with its reason; nothing else is left.
+    let dead = stack.rt.block_on(queue.pop_dead_letter()).expect("dead letters").expect("one dead letter");
+    assert_eq!(dead.message.as_ref().map(|m| m.job_id), Some(bad.job_id));
+    assert_eq!(dead.reason, Some(DeadReason::Permanent));
+    assert_eq!(Some(dead.last_error.as_str()), bad.last_error.as_deref());
+    assert!(stack.rt.block_on(queue.pop_dead_letter()).expect("dead letters").is_none());
+    assert_eq!(stack.rt.block_on(queue.queued()).expect("depth"), 0, "nothing left on the jobs queue");
+
+    // Every case routed to review is a review item and was announced on the review exchange.
+    let routed: BTreeSet<i64> =
+        good.iter().filter(|r| r.decision.as_deref() == Some("review")).map(|r| r.job_id).collect();
+    for r in &good {
+        assert_eq!(r.review_items, i64::from(routed.contains(&r.job_id)), "{r:?}");
+    }
+    for ood in ["phantom.nii.gz", "b0.nii.gz"] {
+        let key = sha256_hex(&stack.inbox().join(ood));
+        let r = good.iter().find(|r| r.study_key == key).unwrap_or_else(|| panic!("{ood}"));
+        assert!(routed.contains(&r.job_id), "{ood} goes to review: {r:?}");
+    }
+    let mut announced = BTreeSet::new();
+    while announced.len() < routed.len() {
+        let next = stack.rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), reviews.next()).await });
+        let (_key, event) = next.expect("a review event for every routed case").expect("review event");
+        announced.insert(event.job_id);
+    }
+    assert_eq!(announced, routed);
+    stack.rt.block_on(queue.close()).expect("close");
+}
+
+#[test]
+fn a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("kill");
+    let mut vars = stack.vars(free_port());
+    // The whole cpu ensemble: jobs long enough to be caught running.
+    vars.retain(|(k, _)| k != "NEUROBATCH__PIPELINE__MEMBERS");
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let mut victim = Proc::start("worker-victim", stack.root(), &["worker"], &vars);
+    stack.drop_studies(&["t1_05.nii.gz", "t1_06.nii.gz", "dicom_2"]);
+    let running = wait_for(
+        "a job running on the victim",
+        Duration::from_secs(240),
+        || {
+            victim.assert_running();
+            stack.jobs().into_iter().find(|r| r.state == "running")
+        },
+        || victim.log_text(),
+    );
+    victim.kill9();
+    let mut rescuer = Proc::start("worker-rescuer", stack.root(), &["worker"], &vars);
+    let rows = stack.wait_all_final(3, &[&scheduler, &rescuer], Duration::from_secs(400));
+    succeeded_once(&rows);
+    let redone = rows.iter().find(|r| r.job_id == running.job_id).expect("the killed job");
+    assert_eq!(redone.attempts, 2, "the killed attempt counts: {redone:?}");
+    assert_eq!(stack.count("results"), 3);
+    assert_eq!(stack.objects().len(), 3 * 4, "no duplicate objects");
+    assert!(rescuer.terminate(Duration::from_secs(60)).success(), "{}", rescuer.log_text());
+    let queue = stack.queue();
+    assert_eq!(stack.rt.block_on(queue.queued()).expect("depth"), 0);
+    stack.rt.block_on(queue.close()).expect("close");
+}
+
+/// Closes every connection of this test's processes from the broker's side.
+fn close_connections(prefix: &str) -> usize {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["list_connections", "pid", "client_properties", "--no-table-headers", "-q"])
+        .output()
+        .expect("rabbitmqctl must be installed to close connections from the broker's side");
+    assert!(out.status.success(), "rabbitmqctl list_connections: {}", String::from_utf8_lossy(&out.stderr));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let pids: Vec<&str> =
+        listing.lines().filter(|l| l.contains(prefix)).filter_map(|l| l.split_whitespace().next()).collect();
+    for pid in &pids {
+        let st = std::process::Command::new("rabbitmqctl")
+            .args(["close_connection", pid, "test: broker-side close"])
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "rabbitmqctl close_connection {pid}");
+    }
+    pids.len()
+}
+
+#[test]
+fn scheduler_and_workers_ride_out_the_broker_closing_their_connections() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("cut");
+    let vars = stack.vars(free_port());
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let mut worker = Proc::start("worker", stack.root(), &["worker"], &vars);
+    let studies = ["t1_07.nii.gz", "t1_08.nii.gz", "t1_09.nii.gz", "t1_10.nii.gz", "t1_11.nii.gz", "dicom_3"];
+    stack.drop_studies(&studies);
+    wait_for(
+        "the first study processed",
+        Duration::from_secs(240),
+        || {
+            worker.assert_running();
+            stack.jobs().iter().any(|r| r.state == "succeeded").then_some(())
+        },
+        || worker.log_text(),
+    );
+    let closed = close_connections(&stack.name);
+    assert!(closed >= 2, "the scheduler's and the worker's connections were closed ({closed})");
+    let rows = stack.wait_all_final(studies.len(), &[&scheduler, &worker], Duration::from_secs(400));
+    succeeded_once(&rows);
+    assert_eq!(stack.objects().len(), studies.len() * 4);
+    assert!(worker.terminate(Duration::from_secs(60)).success(), "{}", worker.log_text());
+}

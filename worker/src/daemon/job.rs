@@ -1,0 +1,240 @@
+//! One delivery, from claim to settlement: claim the job in the store (the
+//! store decides who runs it), keep its lease alive while it runs, bound it
+//! by the job timeout, then commit the results in one transaction and ack —
+//! or record the failure and retry / dead-letter the message, or hand the
+//! job back on shutdown. The message is settled only after the store knows
+//! the outcome, so a crash at any point repeats work, never loses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use neurobatch_core::db::{Completion, FailOutcome, Job};
+use neurobatch_core::domain::JobState;
+use neurobatch_core::queue::Delivery;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::study::{StudyOutput, run_study};
+use super::{Context, JobError, results};
+
+/// How a delivery ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Succeeded {
+        job_id: i64,
+        review: bool,
+    },
+    /// The job was already final, or another live worker holds it: acked, nothing run.
+    Duplicate {
+        job_id: i64,
+        state: JobState,
+    },
+    Retrying {
+        job_id: i64,
+        error: String,
+    },
+    Failed {
+        job_id: i64,
+        error: String,
+    },
+    Dead {
+        job_id: i64,
+        error: String,
+    },
+    /// Shutdown before it finished: released in the store and requeued.
+    HandedBack {
+        job_id: i64,
+    },
+    /// The lease was lost while running (another worker took over): acked.
+    LeaseLost {
+        job_id: i64,
+    },
+    /// The store or the queue could not be reached to settle it; the message
+    /// returns to the queue and the lease (if any) expires.
+    Unsettled {
+        job_id: i64,
+        error: String,
+    },
+}
+
+/// Runs one delivery to its end. `hand_back` is cancelled when the grace
+/// period after SIGTERM is over.
+pub async fn handle(ctx: Arc<Context>, delivery: Delivery, hand_back: CancellationToken) -> Settled {
+    let id = delivery.message().job_id;
+    let claim = ctx.store.claim(id, &ctx.settings.id, ctx.settings.lease, Utc::now()).await;
+    let claimed = match claim {
+        Ok(Some(c)) => c,
+        Ok(None) => return unclaimable(&ctx, delivery, id).await,
+        Err(e) => {
+            // The store is unreachable: give the message back after a pause, so a
+            // store outage does not spin the queue.
+            tracing::warn!(job_id = id, error = %e, "cannot claim the job; returning it to the queue");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = delivery.requeue().await;
+            return Settled::Unsettled { job_id: id, error: e.to_string() };
+        }
+    };
+    let job = claimed.job;
+    let span = tracing::info_span!("job", job_id = job.id, study_id = job.study_id, attempt = job.attempts);
+    run_claimed(ctx, delivery, job, hand_back).instrument(span).await
+}
+
+async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back: CancellationToken) -> Settled {
+    tracing::info!(source = %job.source_uri, "job claimed");
+
+    let lease_lost = CancellationToken::new();
+    let renewer = tokio::spawn(renew_lease(ctx.clone(), job.id, lease_lost.clone()));
+    let work = async {
+        let study_key = match ctx.store.study(job.study_id).await {
+            Ok(Some(detail)) => detail.study.study_key,
+            Ok(None) => return Err(JobError::permanent(format!("job {}: its study row is missing", job.id))),
+            Err(e) => return Err(JobError::db("reading the study", &e)),
+        };
+        run_study(&job, &study_key, ctx.models.clone(), &ctx.objects, &ctx.s3).await
+    };
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(ctx.settings.job_timeout, work) => match r {
+            Ok(r) => Outcome::Done(r.map(Box::new)),
+            Err(_) => Outcome::Done(Err(JobError::transient(format!(
+                "{}: timed out after {} s", job.source_uri, ctx.settings.job_timeout.as_secs()
+            )))),
+        },
+        _ = lease_lost.cancelled() => Outcome::LeaseLost,
+        _ = hand_back.cancelled() => Outcome::HandBack,
+    };
+    renewer.abort();
+    match outcome {
+        Outcome::Done(Ok(output)) => commit(&ctx, delivery, &job, *output).await,
+        Outcome::Done(Err(error)) => fail(&ctx, delivery, job.id, error).await,
+        Outcome::LeaseLost => {
+            tracing::warn!("lease lost while running; another worker has the job");
+            let _ = delivery.ack().await;
+            Settled::LeaseLost { job_id: job.id }
+        }
+        Outcome::HandBack => {
+            match ctx.store.release(job.id, &ctx.settings.id, Utc::now()).await {
+                Ok(_) => tracing::info!("shutting down: job handed back"),
+                Err(e) => tracing::warn!(error = %e, "shutting down: could not release the job; its lease will expire"),
+            }
+            let _ = delivery.requeue().await;
+            Settled::HandedBack { job_id: job.id }
+        }
+    }
+}
+
+enum Outcome {
+    Done(Result<Box<StudyOutput>, JobError>),
+    LeaseLost,
+    HandBack,
+}
+
+/// Renews the lease every third of its length until aborted; cancels
+/// `lost` when the store says this worker no longer holds the job.
+async fn renew_lease(ctx: Arc<Context>, id: i64, lost: CancellationToken) {
+    let every = ctx.settings.lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match ctx.store.renew_lease(id, &ctx.settings.id, ctx.settings.lease, Utc::now()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                lost.cancel();
+                return;
+            }
+            // A store outage: keep trying; if it outlasts the lease the reaper takes the job.
+            Err(e) => tracing::warn!(job_id = id, error = %e, "lease renewal failed"),
+        }
+    }
+}
+
+async fn commit(ctx: &Context, delivery: Delivery, job: &Job, output: StudyOutput) -> Settled {
+    let rows = results::job_results(&output);
+    let review = rows.review.is_some();
+    match ctx.store.complete(job.id, &ctx.settings.id, &rows, Utc::now()).await {
+        Ok(Completion::Completed) => {
+            if let Some(event) = results::review_event(job, &output.report) {
+                // The review item is committed; the event is for other subscribers.
+                if let Err(e) = ctx.queue.publish_review(&event).await {
+                    tracing::warn!(error = %e, "review event not published (the review item is stored)");
+                }
+            }
+            tracing::info!(decision = if review { "review" } else { "accept" }, "job succeeded");
+            ack(delivery, Settled::Succeeded { job_id: job.id, review }).await
+        }
+        Ok(Completion::AlreadyCompleted) => {
+            ack(delivery, Settled::Duplicate { job_id: job.id, state: JobState::Succeeded }).await
+        }
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "results not committed (store unreachable); the job will run again");
+            let _ = delivery.requeue().await;
+            Settled::Unsettled { job_id: job.id, error: e.to_string() }
+        }
+        Err(e) => fail(ctx, delivery, job.id, JobError::permanent(format!("committing the results: {e}"))).await,
+    }
+}
+
+async fn fail(ctx: &Context, delivery: Delivery, id: i64, error: JobError) -> Settled {
+    let text = error.message.clone();
+    match ctx.store.fail(id, &ctx.settings.id, &text, error.transient, Utc::now()).await {
+        Ok(FailOutcome::Retry { attempts, max_attempts }) => {
+            tracing::warn!(error = %text, attempts, max_attempts, "job failed; retrying later");
+            match delivery.retry(&text).await {
+                Ok(_) => Settled::Retrying { job_id: id, error: text },
+                Err(e) => Settled::Unsettled { job_id: id, error: e.to_string() },
+            }
+        }
+        Ok(FailOutcome::Failed) => {
+            tracing::warn!(error = %text, "job failed");
+            dead_letter(delivery, &text, Settled::Failed { job_id: id, error: text.clone() }).await
+        }
+        Ok(FailOutcome::Dead) => {
+            tracing::warn!(error = %text, "job dead: no attempts left");
+            dead_letter(delivery, &text, Settled::Dead { job_id: id, error: text.clone() }).await
+        }
+        Ok(FailOutcome::NotHeld { state }) => ack(delivery, Settled::Duplicate { job_id: id, state }).await,
+        Err(e) => {
+            tracing::warn!(error = %e, job_error = %text, "failure not recorded (store unreachable); the job will run again");
+            let _ = delivery.requeue().await;
+            Settled::Unsettled { job_id: id, error: e.to_string() }
+        }
+    }
+}
+
+/// A message whose job this worker may not run.
+async fn unclaimable(ctx: &Context, delivery: Delivery, id: i64) -> Settled {
+    match ctx.store.job(id).await {
+        Ok(None) => {
+            let text = format!("job {id} is not in the job store");
+            dead_letter(delivery, &text, Settled::Failed { job_id: id, error: text.clone() }).await
+        }
+        // Final, held by a live worker, or out of attempts (the reaper settles
+        // those): this message is a duplicate of the job's real delivery.
+        Ok(Some(job)) => {
+            tracing::info!(job_id = id, state = %job.state.as_str(), "duplicate delivery acked");
+            ack(delivery, Settled::Duplicate { job_id: id, state: job.state }).await
+        }
+        Err(e) => {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let _ = delivery.requeue().await;
+            Settled::Unsettled { job_id: id, error: e.to_string() }
+        }
+    }
+}
+
+async fn ack(delivery: Delivery, settled: Settled) -> Settled {
+    match delivery.ack().await {
+        Ok(()) => settled,
+        // The channel closed under us: the broker redelivers; the store already knows.
+        Err(e) => {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered and found settled");
+            settled
+        }
+    }
+}
+
+async fn dead_letter(delivery: Delivery, error: &str, settled: Settled) -> Settled {
+    if let Err(e) = delivery.dead_letter(error).await {
+        tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered and found settled");
+    }
+    settled
+}

@@ -1,0 +1,175 @@
+//! One job's work, from its study to its stored outputs: fetch the study the
+//! scheduler staged (`job.source_uri`), open the selected series, run the
+//! pipeline, write the mask, maps and report, and upload them under the
+//! deterministic result keys. Owns the mapping of every failure to a
+//! [`JobError`] that says whether a retry can help. No database or queue
+//! writes happen here (`job` commits and settles).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use imaging::Volume;
+use imaging::source::OpenOptions;
+use neurobatch_core::db::{Job, Scanner};
+use neurobatch_core::storage::{ObjectStore, S3Settings, result_key};
+
+use super::JobError;
+use crate::pipeline::{self, ModelRunner, PipelineError, StudyOptions, StudyReport};
+
+/// The models a worker loaded once at start-up.
+#[derive(Debug)]
+pub struct Models {
+    pub segmentation: ModelRunner,
+    pub quality: Option<ModelRunner>,
+}
+
+/// What one study produced, stored.
+#[derive(Debug)]
+pub struct StudyOutput {
+    pub report: StudyReport,
+    /// The report as stored (with the study's URI as its source).
+    pub report_json: serde_json::Value,
+    /// Output name (`mask`, `entropy`, `mutual_information`, `report`) → object key.
+    pub object_keys: std::collections::BTreeMap<String, String>,
+    /// The processed series and its scanner, from the image headers.
+    pub series_uid: Option<String>,
+    pub scanner: Scanner,
+}
+
+/// Runs `job` end to end. `study_key` names the study in the result keys.
+pub async fn run_study(
+    job: &Job,
+    study_key: &str,
+    models: Arc<Models>,
+    objects: &ObjectStore,
+    s3: &S3Settings,
+) -> Result<StudyOutput, JobError> {
+    let work = tempfile::Builder::new()
+        .prefix("neurobatch-job-")
+        .tempdir()
+        .map_err(|e| JobError::transient(format!("job {}: no temporary folder: {e}", job.id)))?;
+    let input = fetch(&job.source_uri, work.path(), s3).await?;
+    let series = job.series_uids.first().cloned().unwrap_or_default();
+    let uri = job.source_uri.clone();
+    let out_dir = work.path().join("out");
+    let (report, files, series_uid, scanner) = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
+        let started = Instant::now();
+        let volume = open_series(&input, &series, &uri)?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let meta = &volume.meta;
+        let scanner = Scanner {
+            manufacturer: meta.manufacturer.clone(),
+            model: meta.manufacturer_model.clone(),
+            field_strength_t: meta.field_strength_t,
+        };
+        let series_uid = meta.series_uid.clone();
+        let result = pipeline::process_study(
+            &volume,
+            load_ms,
+            &models.segmentation,
+            models.quality.as_ref(),
+            &StudyOptions::default(),
+            &mut |_| {},
+        )
+        .map_err(|e| pipeline_error(&uri, &input, &e))?;
+        let mut report = result.report.clone();
+        report.input.source = uri.clone();
+        std::fs::create_dir_all(&out_dir).map_err(|e| JobError::transient(format!("{}: {e}", out_dir.display())))?;
+        let mut files =
+            pipeline::write_maps(&out_dir, &result).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
+        files.push(pipeline::write_report(&out_dir, &report).map_err(|e| JobError::transient(format!("{uri}: {e}")))?);
+        Ok((report, files, series_uid, scanner))
+    })
+    .await
+    .map_err(|e| JobError::transient(format!("{}: the processing task ended abnormally: {e}", job.source_uri)))??;
+
+    let model = &report.model;
+    let mut object_keys = std::collections::BTreeMap::new();
+    for file in files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key =
+            result_key(study_key, &job.pipeline, &model.name, &model.version, &format!("v{}/{name}", job.version))
+                .map_err(|e| JobError::permanent(format!("{}: result key: {e}", job.source_uri)))?;
+        let bytes =
+            tokio::fs::read(&file).await.map_err(|e| JobError::transient(format!("{}: {e}", file.display())))?;
+        objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
+        object_keys.insert(output_name(&name), key);
+    }
+    let report_json =
+        serde_json::to_value(&report).map_err(|e| JobError::transient(format!("{}: report: {e}", job.source_uri)))?;
+    Ok(StudyOutput { report, report_json, object_keys, series_uid, scanner })
+}
+
+/// `mask.nii.gz` → `mask`, `report.json` → `report`.
+fn output_name(file: &str) -> String {
+    file.split('.').next().unwrap_or(file).to_string()
+}
+
+/// The study's files in a local folder: a `file://` study is read where it
+/// is; an `s3://` one is downloaded into `work`.
+async fn fetch(uri: &str, work: &Path, s3: &S3Settings) -> Result<PathBuf, JobError> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        let path = PathBuf::from(path);
+        return match tokio::fs::metadata(&path).await {
+            Ok(_) => Ok(path),
+            Err(e) => Err(JobError::permanent(format!("{uri}: the study is not there: {e}"))),
+        };
+    }
+    let store = ObjectStore::from_url(uri, s3).await.map_err(|e| JobError::storage(uri, &e))?;
+    let keys = store.list("").await.map_err(|e| JobError::storage(uri, &e))?;
+    if keys.is_empty() {
+        return Err(JobError::permanent(format!("{uri}: the study has no objects")));
+    }
+    let dir = work.join("study");
+    for key in keys {
+        let bytes = store.get(&key).await.map_err(|e| JobError::storage(&format!("{uri}/{key}"), &e))?;
+        let path = key.split('/').fold(dir.clone(), |p, seg| p.join(seg));
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| JobError::transient(format!("{}: {e}", parent.display())))?;
+        }
+        tokio::fs::write(&path, bytes).await.map_err(|e| JobError::transient(format!("{}: {e}", path.display())))?;
+    }
+    Ok(dir)
+}
+
+/// The volume of the selected series: the NIfTI file of that name, or the
+/// DICOM series of that UID (its largest stack when it has several).
+fn open_series(input: &Path, series: &str, uri: &str) -> Result<Volume<f32>, JobError> {
+    let opts = OpenOptions::default();
+    let named = input.join(series);
+    let as_nifti = if input.is_file() {
+        Some(input.to_path_buf())
+    } else if !series.is_empty() && imaging::nifti::is_nifti_path(&named) && named.is_file() {
+        Some(named)
+    } else {
+        None
+    };
+    let in_study = |e: &dyn std::fmt::Display| {
+        // Errors name the local copy; name the study instead.
+        let text = e.to_string().replace(&input.display().to_string(), uri);
+        JobError::permanent(text)
+    };
+    if let Some(file) = as_nifti {
+        let mut volumes = imaging::source::open(&file, &opts).map_err(|e| in_study(&e))?;
+        return volumes.pop().ok_or_else(|| JobError::permanent(format!("{uri}: no volume in {series}")));
+    }
+    let stacks = imaging::dicom::read_series_by_uid(input, series, &opts.dicom()).map_err(|e| in_study(&e))?;
+    stacks
+        .into_iter()
+        .max_by_key(|v| v.dims().iter().product::<usize>())
+        .ok_or_else(|| JobError::permanent(format!("{uri}: series {series} has no images")))
+}
+
+/// Input problems are permanent; a model, output or internal failure may pass on a retry.
+fn pipeline_error(uri: &str, input: &Path, e: &PipelineError) -> JobError {
+    let text = e.to_string().replace(&input.display().to_string(), uri);
+    match e {
+        PipelineError::Model { .. } | PipelineError::Output { .. } | PipelineError::Internal(_) => {
+            JobError::transient(text)
+        }
+        _ => JobError::permanent(text),
+    }
+}

@@ -372,3 +372,117 @@ fn scheduler_and_workers_ride_out_the_broker_closing_their_connections() {
     assert_eq!(stack.objects().len(), studies.len() * 4);
     assert!(worker.terminate(Duration::from_secs(60)).success(), "{}", worker.log_text());
 }
+
+#[test]
+fn sigterm_finishes_the_job_in_flight_or_hands_it_back_after_the_grace_period() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("term");
+    let mut vars = stack.vars(free_port());
+    // The whole cpu ensemble, so a job is still running when the signal comes.
+    vars.retain(|(k, _)| k != "NEUROBATCH__PIPELINE__MEMBERS");
+    let with_grace = |secs: &str| {
+        let mut v = vars.clone();
+        v.retain(|(k, _)| k != "NEUROBATCH__WORKER__GRACE_PERIOD_SECS");
+        v.push(("NEUROBATCH__WORKER__GRACE_PERIOD_SECS".into(), secs.into()));
+        v
+    };
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    stack.drop_studies(&["t1_01.nii.gz", "t1_02.nii.gz"]);
+    let running_on = |w: &Proc| {
+        wait_for(
+            &format!("a job running on {}", w.name),
+            Duration::from_secs(240),
+            || {
+                w.assert_running();
+                stack.jobs().into_iter().find(|r| r.state == "running")
+            },
+            || w.log_text(),
+        )
+    };
+
+    // A long grace period: the job in flight finishes, then the worker exits 0.
+    let mut patient = Proc::start("worker-patient", stack.root(), &["worker"], &with_grace("120"));
+    let first = running_on(&patient);
+    let exit = patient.terminate(Duration::from_secs(120));
+    assert!(exit.success(), "{exit}:\n{}", patient.log_text());
+    let finished = stack.jobs().into_iter().find(|r| r.job_id == first.job_id).expect("job");
+    assert_eq!((finished.state.as_str(), finished.attempts), ("succeeded", 1), "{finished:?}");
+
+    // No grace: the job in flight is handed back at once (its attempt not counted) and another worker runs it.
+    let mut hasty = Proc::start("worker-hasty", stack.root(), &["worker"], &with_grace("0"));
+    let second = running_on(&hasty);
+    let exit = hasty.terminate(Duration::from_secs(30));
+    assert!(exit.success(), "{exit}:\n{}", hasty.log_text());
+    let handed = stack.jobs().into_iter().find(|r| r.job_id == second.job_id).expect("job");
+    assert_eq!((handed.state.as_str(), handed.attempts), ("queued", 0), "handed back: {handed:?}");
+    assert!(hasty.log_text().contains("handed back"), "{}", hasty.log_text());
+    let rescuer = Proc::start("worker-rescuer", stack.root(), &["worker"], &vars);
+    let rows = stack.wait_all_final(2, &[&scheduler, &rescuer], Duration::from_secs(300));
+    succeeded_once(&rows);
+    let redone = rows.iter().find(|r| r.job_id == second.job_id).expect("job");
+    assert_eq!(redone.attempts, 1, "{redone:?}");
+    assert_eq!(stack.objects().len(), 2 * 4);
+}
+
+#[test]
+fn studies_arrive_by_s3_prefix_and_by_backfill() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("s3in");
+    let mut vars = stack.vars(free_port());
+    vars.push(("NEUROBATCH__SCHEDULER__S3_PREFIX".into(), "incoming/".into()));
+    // Two studies uploaded by a PACS-side process under incoming/: a NIfTI and a DICOM folder.
+    stack.rt.block_on(async {
+        let nifti = std::fs::read(common::testdata("daemon/studies/t1_03.nii.gz")).expect("read");
+        stack.bucket.put("incoming/study-a/t1.nii.gz", nifti).await.expect("put");
+        let dicom = common::testdata("daemon/studies/dicom_1");
+        for e in std::fs::read_dir(&dicom).expect("read_dir").flatten() {
+            let key = format!("incoming/study-b/{}", e.file_name().to_string_lossy());
+            stack.bucket.put(&key, std::fs::read(e.path()).expect("read")).await.expect("put");
+        }
+    });
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let worker = Proc::start("worker", stack.root(), &["worker"], &vars);
+    // And an archive folder backfilled at stat priority, twice (the second run finds it known).
+    let archive = stack.root().join("archive");
+    std::fs::create_dir_all(&archive).expect("archive");
+    common::daemon::copy_entry(&common::testdata("daemon/studies/t1_04.nii.gz"), &archive.join("t1_04.nii.gz"));
+    for (run, expect) in [(1, "1 new jobs"), (2, "1 already known")] {
+        let mut backfill = Proc::start(
+            &format!("backfill-{run}"),
+            stack.root(),
+            &["backfill", archive.to_str().expect("utf-8"), "--priority", "stat"],
+            &vars,
+        );
+        let status = backfill.wait_exit(Duration::from_secs(120));
+        assert!(status.success(), "{}", backfill.log_text());
+        assert!(backfill.log_text().contains(expect), "{}", backfill.log_text());
+    }
+    let rows = stack.wait_all_final(3, &[&scheduler, &worker], Duration::from_secs(300));
+    succeeded_once(&rows);
+    assert_eq!(stack.objects().len(), 3 * 4);
+}
+
+#[test]
+fn a_job_that_keeps_timing_out_is_retried_then_dead_lettered() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("tmo");
+    let mut vars = stack.vars(free_port());
+    vars.retain(|(k, _)| !k.ends_with("__MAX_ATTEMPTS") && k != "NEUROBATCH__PIPELINE__MEMBERS");
+    vars.extend([
+        ("NEUROBATCH__WORKER__MAX_ATTEMPTS".to_string(), "2".to_string()),
+        ("NEUROBATCH__WORKER__JOB_TIMEOUT_SECS".to_string(), "1".to_string()),
+    ]);
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let worker = Proc::start("worker", stack.root(), &["worker"], &vars);
+    stack.drop_studies(&["t1_05.nii.gz"]);
+    let rows = stack.wait_all_final(1, &[&scheduler, &worker], Duration::from_secs(300));
+    let job = &rows[0];
+    assert_eq!((job.state.as_str(), job.attempts), ("dead", 2), "{job:?}");
+    assert!(job.last_error.as_deref().unwrap_or("").contains("timed out after 1 s"), "{job:?}");
+    let queue = stack.queue();
+    let dead = stack.rt.block_on(queue.pop_dead_letter()).expect("dead letters").expect("the dead job");
+    assert_eq!((dead.reason, dead.attempts), (Some(DeadReason::Exhausted), 2));
+    assert!(dead.last_error.contains("timed out"), "{}", dead.last_error);
+    stack.rt.block_on(queue.close()).expect("close");
+    worker.assert_running();
+}

@@ -68,7 +68,12 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             bar.inc(1);
         }
         bar.finish_and_clear();
-        let published = scheduler.dispatch_once(chrono::Local::now()).await?;
+        // An in-process queue is this process's own: the running `serve` publishes from the outbox.
+        let published = if config.queue.url.scheme() == "memory" {
+            0
+        } else {
+            scheduler.dispatch_once(chrono::Local::now()).await?
+        };
         backends.close().await;
         println!(
             "backfill {}: {} studies: {new} new jobs, {existing} already known, {ineligible} not eligible, \

@@ -29,7 +29,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let config = args.config.load()?;
     let spec = daemon::pipeline_spec(&config)?;
     let models = Arc::new(daemon::load_models(&config)?);
-    daemon::runtime()?.block_on(async {
+    let runtime = daemon::runtime()?;
+    let result = runtime.block_on(async {
         let shutdown = daemon::shutdown_on_signals()?;
         daemon::ensure_dir(&config.scheduler.inbox)?;
         let backends = Backends::connect(&config, "serve").await?;
@@ -70,7 +71,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         sched??;
         work??;
         Ok(())
-    })
+    });
+    // Inference still running on a blocking thread (a job handed back) must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Waits for the inbox's entries to become ready and be ingested, then for

@@ -17,7 +17,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let config = args.config.load()?;
     // Models before connecting: a broken model folder fails the pod at once.
     let models = Arc::new(daemon::load_models(&config)?);
-    daemon::runtime()?.block_on(async {
+    let runtime = daemon::runtime()?;
+    let result = runtime.block_on(async {
         let shutdown = daemon::shutdown_on_signals()?;
         let backends = Backends::connect(&config, "worker").await?;
         let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None));
@@ -28,5 +29,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         result?;
         eprintln!("worker: stopped");
         Ok(())
-    })
+    });
+    // Inference still running on a blocking thread (a job handed back) must not delay the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }

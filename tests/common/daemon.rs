@@ -61,6 +61,22 @@ impl Proc {
         }
     }
 
+    /// Waits for the process to exit on its own (at most `within`, then kills it and panics).
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.get_mut().take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = c.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("{} did not finish within {within:?}:\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Panics with the log when the process has exited.
     pub fn assert_running(&self) {
         if let Some(c) = self.child.borrow_mut().as_mut()

@@ -357,6 +357,13 @@ impl Delivery {
         Ok(RetryOutcome::Scheduled { attempt: next.attempt, delay })
     }
 
+    /// A transient failure on the job's last attempt as the job store counts
+    /// them (it may count attempts this message did not carry, e.g. a worker
+    /// that died): to the dead-letter queue with reason `exhausted`.
+    pub async fn exhausted(self, error: &str) -> Result<(), QueueError> {
+        self.settle_dead(DeadReason::Exhausted, error).await
+    }
+
     /// A permanent failure: straight to the dead-letter queue with `error`.
     pub async fn dead_letter(self, error: &str) -> Result<(), QueueError> {
         self.settle_dead(DeadReason::Permanent, error).await

@@ -189,7 +189,10 @@ async fn fail(ctx: &Context, delivery: Delivery, id: i64, error: JobError) -> Se
         }
         Ok(FailOutcome::Dead) => {
             tracing::warn!(error = %text, "job dead: no attempts left");
-            dead_letter(delivery, &text, Settled::Dead { job_id: id, error: text.clone() }).await
+            if let Err(e) = delivery.exhausted(&text).await {
+                tracing::warn!(error = %e, "dead-lettering failed; the message will be redelivered and found settled");
+            }
+            Settled::Dead { job_id: id, error: text }
         }
         Ok(FailOutcome::NotHeld { state }) => ack(delivery, Settled::Duplicate { job_id: id, state }).await,
         Err(e) => {

@@ -36,14 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let priority = if args.priority == "stat" { Priority::Stat } else { Priority::Routine };
     daemon::runtime()?.block_on(async {
         let backends = Backends::connect(&config, "backfill").await?;
-        let scheduler = scheduler::Scheduler::new(
-            &config,
-            backends.store.clone(),
-            backends.queue.clone(),
-            backends.objects.clone(),
-            spec,
-        )
-        .await?;
+        let scheduler = daemon::scheduler(&config, &backends, spec).await?;
         let sources = list_sources(&args.source, &S3Settings::from_config(&config.storage)).await?;
         let bar = ProgressBar::new(sources.len() as u64);
         bar.set_style(

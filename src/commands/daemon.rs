@@ -53,6 +53,16 @@ impl Backends {
     }
 }
 
+/// The scheduler over `backends`, keying jobs with `spec`.
+pub async fn scheduler(
+    config: &Config,
+    backends: &Backends,
+    spec: PipelineSpec,
+) -> anyhow::Result<scheduler::Scheduler> {
+    let objects = backends.objects.clone();
+    Ok(scheduler::Scheduler::new(config, backends.store.clone(), backends.queue.clone(), objects, spec).await?)
+}
+
 /// A model folder of the pipeline: `[pipeline] models_dir/<name>`, or the
 /// shipped models found as `neurobatch process` finds them.
 pub fn model_dir(config: &Config, name: &str) -> anyhow::Result<PathBuf> {

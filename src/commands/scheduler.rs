@@ -17,14 +17,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let shutdown = daemon::shutdown_on_signals()?;
         daemon::ensure_dir(&config.scheduler.inbox)?;
         let backends = Backends::connect(&config, "scheduler").await?;
-        let scheduler = scheduler::Scheduler::new(
-            &config,
-            backends.store.clone(),
-            backends.queue.clone(),
-            backends.objects.clone(),
-            spec,
-        )
-        .await?;
+        let scheduler = daemon::scheduler(&config, &backends, spec).await?;
         eprintln!(
             "scheduler: watching {}, API on http://{}/v1/studies",
             config.scheduler.inbox.display(),

@@ -34,14 +34,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let shutdown = daemon::shutdown_on_signals()?;
         daemon::ensure_dir(&config.scheduler.inbox)?;
         let backends = Backends::connect(&config, "serve").await?;
-        let scheduler = scheduler::Scheduler::new(
-            &config,
-            backends.store.clone(),
-            backends.queue.clone(),
-            backends.objects.clone(),
-            spec,
-        )
-        .await?;
+        let scheduler = daemon::scheduler(&config, &backends, spec).await?;
         let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None));
         eprintln!(
             "serve: watching {} (ready after {} s quiet); database {}; results in {}; status on http://{}/v1/studies",

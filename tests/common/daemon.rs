@@ -46,19 +46,8 @@ impl Proc {
 
     /// SIGTERM, then waits for the exit status (at most `within`).
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let mut c = self.child.get_mut().take().expect("running");
-        let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = c.try_wait().expect("wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                panic!("{} did not exit within {within:?} of SIGTERM:\n{}", self.name, self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        self.wait_exit(within)
     }
 
     /// Waits for the process to exit on its own (at most `within`, then kills it and panics).

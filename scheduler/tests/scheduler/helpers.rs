@@ -64,15 +64,15 @@ fn postgres_server() -> String {
     std::env::var("NEUROBATCH_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
 }
 
-/// Runs SQL on the server's maintenance database with psql (the scheduler has no SQL client of its own).
-fn psql(sql: &str) {
+/// Runs SQL on the server's maintenance database.
+async fn admin(sql: &str) {
+    use sqlx::Connection as _;
     let server = postgres_server();
-    let out = std::process::Command::new("psql")
-        .arg(format!("{server}/postgres"))
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .unwrap_or_else(|e| panic!("psql (PostgreSQL at {server}, set NEUROBATCH_TEST_POSTGRES): {e}"));
-    assert!(out.status.success(), "psql -c {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut c = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {server} (set NEUROBATCH_TEST_POSTGRES): {e}"));
+    sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let _ = c.close().await;
 }
 
 impl App {
@@ -84,7 +84,7 @@ impl App {
             Db::Sqlite => (format!("sqlite://{}/nb.db", dir.path().display()), None),
             Db::Postgres => {
                 let db = unique(&format!("nb_sched_{name}")).to_ascii_lowercase();
-                psql(&format!("CREATE DATABASE \"{db}\""));
+                admin(&format!("CREATE DATABASE \"{db}\"")).await;
                 (format!("{}/{db}", postgres_server()), Some(db))
             }
         };
@@ -115,7 +115,7 @@ impl App {
     pub async fn finish(self) {
         self.store.close().await;
         if let Some(db) = &self.pg_db {
-            psql(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
+            admin(&format!("DROP DATABASE \"{db}\" WITH (FORCE)")).await;
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Ingest: inbox entries, quiet period, idempotency, versions, selection,
 //! ineligible studies, corrupt NIfTI, the S3 prefix poll.
 
+use neurobatch_core::config::Config;
 use neurobatch_core::domain::{JobKey, JobKeyInput, Priority, StudyIdentity};
 use scheduler::Submission;
 use sha2::{Digest, Sha256};
@@ -183,29 +184,27 @@ async fn the_same_study_twice_is_one_job_and_new_instances_make_a_new_version() 
     app.finish().await;
 }
 
+/// The description of the series a two-series study's job got under the rule `configure` sets.
+async fn selected_description(name: &str, configure: impl FnOnce(&mut Config)) -> Option<String> {
+    let app = App::start(Db::Sqlite, name, configure).await;
+    let study = app.dir.path().join("two");
+    copy_files(&testdata("dicom/derived/two_series"), &study, |_, _| true);
+    let sub = ok(app.sched.submit(&study.display().to_string(), Priority::Routine, false).await);
+    let (job_id, ..) = enqueued(&sub);
+    let job = ok(app.store.job(job_id).await).unwrap_or_else(|| panic!("job"));
+    let detail = ok(app.store.study(job.study_id).await).unwrap_or_else(|| panic!("study"));
+    app.finish().await;
+    detail.series[0].series.description.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_selection_rules_pick_one_series_or_record_why_none() {
     // Only coronal stacks: of the two series, the coronal one.
-    let app = App::start(Db::Sqlite, "select", |c| c.pipeline.orientations = vec!["coronal".into()]).await;
-    let study = app.dir.path().join("two");
-    copy_files(&testdata("dicom/derived/two_series"), &study, |_, _| true);
-    let sub = ok(app.sched.submit(&study.display().to_string(), Priority::Routine, false).await);
-    let (job_id, ..) = enqueued(&sub);
-    let job = ok(app.store.job(job_id).await).unwrap_or_else(|| panic!("job"));
-    let detail = ok(app.store.study(job.study_id).await).unwrap_or_else(|| panic!("study"));
-    assert_eq!(detail.series[0].series.description.as_deref(), Some("PAIR CORONAL"));
-    app.finish().await;
-
+    let picked = selected_description("select", |c| c.pipeline.orientations = vec!["coronal".into()]).await;
+    assert_eq!(picked.as_deref(), Some("PAIR CORONAL"));
     // Description regex as written: case-sensitive unless (?i).
-    let app = App::start(Db::Sqlite, "select2", |c| c.pipeline.series_description = "(?i)pair axial".into()).await;
-    let study = app.dir.path().join("two");
-    copy_files(&testdata("dicom/derived/two_series"), &study, |_, _| true);
-    let sub = ok(app.sched.submit(&study.display().to_string(), Priority::Routine, false).await);
-    let (job_id, ..) = enqueued(&sub);
-    let job = ok(app.store.job(job_id).await).unwrap_or_else(|| panic!("job"));
-    let detail = ok(app.store.study(job.study_id).await).unwrap_or_else(|| panic!("study"));
-    assert_eq!(detail.series[0].series.description.as_deref(), Some("PAIR AXIAL"));
-    app.finish().await;
+    let picked = selected_description("select2", |c| c.pipeline.series_description = "(?i)pair axial".into()).await;
+    assert_eq!(picked.as_deref(), Some("PAIR AXIAL"));
 
     // Nothing eligible: recorded with every series' reason, no job, no patient field.
     let app = App::start(Db::Sqlite, "inelig", |c| {

@@ -130,7 +130,7 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
     let good: Vec<&JobRow> = rows.iter().filter(|r| r.study_key != key_of("corrupt.nii.gz")).collect();
     for r in &good {
         assert_eq!(r.state, "succeeded", "{r:?}");
-        for output in ["mask", "entropy", "mutual_information", "report"] {
+        for output in ["image", "mask", "entropy", "mutual_information", "report"] {
             let key = r.object_keys.get(output).unwrap_or_else(|| panic!("{output} of {r:?}"));
             assert!(root.join("objects").join(key).is_file(), "{key} stored");
         }
@@ -138,7 +138,7 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
     }
     // Exactly one set of result objects per study: a rerun overwrites, never adds.
     let stored = walk(&root.join("objects").join("study"));
-    assert_eq!(stored, good.len() * 4, "result objects");
+    assert_eq!(stored, good.len() * 5, "result objects");
 
     for secret in PLANTED {
         assert!(!log1.contains(secret) && !log2.contains(secret), "{secret} reached a log line");

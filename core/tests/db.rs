@@ -10,9 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use neurobatch_core::db::{
     Backend, ClassificationOutput, Completion, DbError, Enqueued, FailOutcome, JobResults, JobStore, NewJob,
-    NewReviewItem, NewSeries, Routing, Scanner, StructureMetric,
+    NewReviewItem, NewSeries, ReviewFilter, ReviewOutcome, Routing, Scanner, StructureMetric,
 };
-use neurobatch_core::domain::{JobKey, JobKeyInput, JobState, Priority, ReviewState, StudyIdentity};
+use neurobatch_core::domain::{
+    JobKey, JobKeyInput, JobState, Priority, ReviewAction, ReviewState, Role, StudyIdentity,
+};
 use sqlx::Connection as _;
 use tokio::sync::Barrier;
 
@@ -233,7 +235,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -258,7 +260,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -631,3 +633,159 @@ impl Micros for DateTime<Utc> {
         chrono::SubsecRound::trunc_subsecs(self, 6)
     }
 }
+
+// ---- The review queue and API tokens (issue 5) ----
+
+/// `n` cases in the review queue, uncertainty 0.1 · (i + 1), the last one stat; their review item ids.
+async fn review_cases(store: &JobStore, n: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let study = format!("9.{i}");
+        let mut job = new_job(&study, &[&format!("9.{i}.1")], "1");
+        if i + 1 == n {
+            job.priority = Priority::Stat;
+        }
+        let id = ok(store.enqueue(&job, at(0)).await).id();
+        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        let mut rows = results(true);
+        rows.review = Some(NewReviewItem {
+            reasons: serde_json::json!([{"code": if i % 2 == 0 { "high_uncertainty" } else { "out_of_distribution" },
+                "metric": "m", "value": 1.0, "threshold": 0.5}]),
+            uncertainty: 0.1 * (i as f64 + 1.0),
+        });
+        assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
+    }
+    let all = ok(store.review_items(&ReviewFilter::default(), at(3)).await);
+    for item in &all {
+        ids.push(item.id);
+    }
+    ids
+}
+
+on_both!(twenty_reviewers_claiming_ten_cases_get_each_case_exactly_once, |db| {
+    let store = Arc::new(db.open().await);
+    let ids = review_cases(&store, 10).await;
+    assert_eq!(ids.len(), 10);
+    let barrier = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|r| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.claim_next_review(&format!("reviewer-{r}"), Duration::from_secs(900), at(10)).await
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        if let Some(item) = ok(t.await.unwrap_or_else(|e| panic!("{e}"))) {
+            assert_eq!(item.state, ReviewState::Claimed);
+            got.push(item.id);
+        }
+    }
+    got.sort_unstable();
+    let mut want = ids.clone();
+    want.sort_unstable();
+    assert_eq!(got, want, "every case claimed exactly once, ten reviewers left empty-handed");
+});
+
+on_both!(the_review_queue_orders_filters_leases_and_decides, |db| {
+    let store = db.open().await;
+    let ids = review_cases(&store, 4).await;
+    let all = ok(store.review_items(&ReviewFilter::default(), at(3)).await);
+    let order: Vec<(Priority, f64)> = all.iter().map(|i| (i.priority, (i.uncertainty * 10.0).round())).collect();
+    assert_eq!(
+        order,
+        vec![(Priority::Stat, 4.0), (Priority::Routine, 3.0), (Priority::Routine, 2.0), (Priority::Routine, 1.0)]
+    );
+    assert_eq!(all[0].model, "brain-tissue@1");
+    assert_eq!(all[0].scanner.as_deref(), Some("SIEMENS Prisma"));
+    let ood = ReviewFilter { reason: Some("out_of_distribution".into()), ..ReviewFilter::default() };
+    assert_eq!(ok(store.review_items(&ood, at(3)).await).len(), 2);
+    let stat = ReviewFilter { priority: Some(Priority::Stat), ..ReviewFilter::default() };
+    assert_eq!(ok(store.review_items(&stat, at(3)).await).len(), 1);
+    let other_model = ReviewFilter { model: Some("other".into()), ..ReviewFilter::default() };
+    assert!(ok(store.review_items(&other_model, at(3)).await).is_empty());
+    assert_eq!(ids.len(), 4);
+
+    // Claim the first; only its holder may decide or release it.
+    let lease = Duration::from_secs(60);
+    let first = ok(store.claim_next_review("ann", lease, at(10)).await).unwrap_or_else(|| panic!("claim"));
+    assert_eq!(first.id, all[0].id);
+    let not_held = ok(store.decide_review(first.id, "bob", ReviewAction::Approve, None, None, at(11)).await);
+    assert!(
+        matches!(not_held, ReviewOutcome::NotHeld { state: ReviewState::Claimed, claimed_by: Some(ref who) } if who == "ann")
+    );
+    // The lease expires: the case is back in the queue, and ann's late decision is refused.
+    let pending = ok(store
+        .review_items(&ReviewFilter { state: Some(ReviewState::Pending), ..ReviewFilter::default() }, at(71))
+        .await);
+    assert_eq!(pending.len(), 4, "the expired claim returned to the queue");
+    let late = ok(store.decide_review(first.id, "ann", ReviewAction::Approve, None, None, at(72)).await);
+    assert!(matches!(late, ReviewOutcome::NotHeld { state: ReviewState::Pending, .. }), "{late:?}");
+
+    // Escalate: back in the queue, stat, marked.
+    let again = ok(store.claim_next_review("bob", lease, at(80)).await).unwrap_or_else(|| panic!("claim"));
+    let ReviewOutcome::Done(esc) =
+        ok(store.decide_review(again.id, "bob", ReviewAction::Escalate, None, Some("for a senior"), at(81)).await)
+    else {
+        panic!("escalate")
+    };
+    assert_eq!(
+        (esc.state, esc.escalated, esc.priority, esc.decision),
+        (ReviewState::Pending, true, Priority::Stat, None)
+    );
+    // Release, approve, correct.
+    let c = ok(store.claim_next_review("cat", lease, at(90)).await).unwrap_or_else(|| panic!("claim"));
+    assert!(
+        matches!(ok(store.release_review(c.id, "cat", at(91)).await), ReviewOutcome::Done(ref i) if i.state == ReviewState::Pending)
+    );
+    let c = ok(store.claim_next_review("cat", lease, at(92)).await).unwrap_or_else(|| panic!("claim"));
+    let ReviewOutcome::Done(approved) =
+        ok(store.decide_review(c.id, "cat", ReviewAction::Approve, None, None, at(93)).await)
+    else {
+        panic!("approve")
+    };
+    assert_eq!(
+        (approved.state, approved.decision, approved.decided_by.as_deref()),
+        (ReviewState::Decided, Some(ReviewAction::Approve), Some("cat"))
+    );
+    let d = ok(store.claim_next_review("dan", lease, at(94)).await).unwrap_or_else(|| panic!("claim"));
+    let key = "review/1/correction-1.nii.gz";
+    assert!(matches!(
+        ok(store.decide_review(d.id, "dan", ReviewAction::Correct, Some(key), Some("fixed the cortex"), at(95)).await),
+        ReviewOutcome::Done(_)
+    ));
+    assert!(ok(store.comment_review(d.id, "eve", "agreed", at(96)).await));
+    assert!(!ok(store.comment_review(999_999, "eve", "no such case", at(96)).await));
+    let case = ok(store.review_case(d.id).await).unwrap_or_else(|| panic!("case"));
+    assert_eq!(case.correction_key.as_deref(), Some(key));
+    assert_eq!(case.comments.iter().map(|c| c.author.as_str()).collect::<Vec<_>>(), vec!["dan", "eve"]);
+    assert_eq!(case.structures.len(), 2);
+    assert_eq!(case.object_keys.get("mask").map(String::as_str), Some("s/1.2.3/brain-tissue/1.0.0/mask.nii.gz"));
+    // The export sees the approved and the corrected case, not the escalated one.
+    let decided = ok(store.decided_cases(at(0)).await);
+    assert_eq!(decided.iter().map(|c| c.item.id).collect::<Vec<_>>(), vec![approved.id, d.id]);
+    assert!(ok(store.decided_cases(at(94)).await).iter().all(|c| c.item.id == d.id));
+    assert!(matches!(ok(store.release_review(123_456, "x", at(97)).await), ReviewOutcome::NoSuchItem));
+    // Every action is audited with its actor.
+    let actions = db.count("audit_events WHERE action LIKE 'review.%' AND action <> 'review.created'").await;
+    assert_eq!(actions, 11, "claimed ×5, lease_expired, escalate, released, approve, correct, commented");
+});
+
+on_both!(api_tokens_are_stored_hashed_and_can_be_revoked, |db| {
+    let store = db.open().await;
+    let t = ok(store.create_token("night-shift-1", Role::Reviewer, "ab".repeat(32).as_str(), at(0)).await);
+    assert_eq!((t.name.as_str(), t.role, t.revoked_at), ("night-shift-1", Role::Reviewer, None));
+    assert!(
+        store.create_token("night-shift-1", Role::Admin, "cd".repeat(32).as_str(), at(1)).await.is_err(),
+        "names are unique"
+    );
+    let found = ok(store.token_by_sha256(&"ab".repeat(32)).await).unwrap_or_else(|| panic!("lookup"));
+    assert_eq!(found.id, t.id);
+    assert!(ok(store.token_by_sha256(&"ef".repeat(32)).await).is_none());
+    assert!(ok(store.revoke_token("night-shift-1", at(2)).await));
+    assert!(!ok(store.revoke_token("night-shift-1", at(3)).await), "revoked once");
+    assert!(ok(store.token_by_sha256(&"ab".repeat(32)).await).is_none(), "a revoked token no longer authenticates");
+    assert_eq!(ok(store.tokens().await).len(), 1);
+});

@@ -19,9 +19,15 @@ use super::DbError;
 type Embedded = (i64, &'static str, &'static str);
 
 /// `migrations/postgres/`, in version order.
-pub const POSTGRES: &[Embedded] = &[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))];
+pub const POSTGRES: &[Embedded] = &[
+    (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
+    (2, "review", include_str!("../../../migrations/postgres/0002_review.sql")),
+];
 /// `migrations/sqlite/`, in version order.
-pub const SQLITE: &[Embedded] = &[(1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql"))];
+pub const SQLITE: &[Embedded] = &[
+    (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
+    (2, "review", include_str!("../../../migrations/sqlite/0002_review.sql")),
+];
 
 #[derive(Debug)]
 struct EmbeddedSource(&'static [Embedded]);

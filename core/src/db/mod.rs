@@ -35,11 +35,15 @@ macro_rules! dispatch {
 mod complete;
 mod jobs;
 mod migrate;
+mod review;
 mod rows;
 mod studies;
+mod tokens;
 mod types;
 
 pub use migrate::{POSTGRES as POSTGRES_MIGRATIONS, SQLITE as SQLITE_MIGRATIONS};
+pub use review::{ReviewCase, ReviewComment, ReviewFilter, ReviewItem, ReviewOutcome};
+pub use tokens::ApiToken;
 pub use types::*;
 
 /// Why a store operation failed; `is_transient` says whether retrying may help.

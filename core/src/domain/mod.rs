@@ -6,4 +6,4 @@ mod key;
 mod states;
 
 pub use key::{JOB_KEY_VERSION, JobKey, JobKeyInput, KeyError, StudyIdentity};
-pub use states::{JobState, Priority, ReviewState, UnknownValue};
+pub use states::{JobState, Priority, ReviewAction, ReviewState, Role, UnknownValue};

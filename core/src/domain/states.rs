@@ -79,6 +79,32 @@ macro_rules! text_enum {
     };
 }
 
+/// What an API token may do: `reviewer` works the review queue, `admin`
+/// also sees and retries jobs, `service` only submits studies (PACS hooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Reviewer,
+    Admin,
+    Service,
+}
+
+/// A reviewer's decision on a case. `escalate` returns the case to the
+/// queue, first in line, for a senior reviewer; the others close it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewAction {
+    /// The result is right as it is.
+    Approve,
+    /// The scan or result is not usable.
+    Reject,
+    /// A corrected mask was uploaded and replaces the result.
+    Correct,
+    Escalate,
+}
+
+text_enum!(Role, "role", { Reviewer => "reviewer", Admin => "admin", Service => "service" });
+text_enum!(ReviewAction, "review action", { Approve => "approve", Reject => "reject", Correct => "correct", Escalate => "escalate" });
 text_enum!(JobState, "job state", { Queued => "queued", Running => "running", Succeeded => "succeeded", Failed => "failed", Dead => "dead" });
 text_enum!(ReviewState, "review state", { Pending => "pending", Claimed => "claimed", Decided => "decided" });
 text_enum!(Priority, "priority", { Stat => "stat", Routine => "routine" });

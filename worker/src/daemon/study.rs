@@ -30,7 +30,7 @@ pub struct StudyOutput {
     pub report: StudyReport,
     /// The report as stored (with the study's URI as its source).
     pub report_json: serde_json::Value,
-    /// Output name (`mask`, `entropy`, `mutual_information`, `report`) → object key.
+    /// Output name (`image`, `mask`, `entropy`, `mutual_information`, `report`) → object key.
     pub object_keys: std::collections::BTreeMap<String, String>,
     /// The processed series and its scanner, from the image headers.
     pub series_uid: Option<String>,
@@ -79,6 +79,11 @@ pub async fn run_study(
         let mut files =
             pipeline::write_maps(&out_dir, &result).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
         files.push(pipeline::write_report(&out_dir, &report).map_err(|e| JobError::transient(format!("{uri}: {e}")))?);
+        // The scan itself on its own grid, as NIfTI (a DICOM series converted): what the review
+        // viewer shows under the mask, and the image of an exported training case.
+        let image = out_dir.join("image.nii.gz");
+        imaging::nifti::write_f32(&image, &volume).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
+        files.push(image);
         Ok((report, files, series_uid, scanner))
     })
     .await

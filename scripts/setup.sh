@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the run and test commands need, pinned and idempotently:
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
+#   - Debian's chromium (the review viewer's browser test, driven by playwright-core;
+#     the web build itself is scripts/build-web.sh: npm ci from web/package-lock.json)
 #   - rustfmt and clippy for the toolchain in use
 #   - .venv: the Python reference tools (nibabel, nilearn, pydicom, scipy,
 #     intensity-normalization, dipy, onnx) from scripts/requirements-reference.lock,
@@ -27,6 +29,20 @@ if [[ "$installed" != "$DCM2NIIX_VERSION" ]]; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcm2niix=$DCM2NIIX_VERSION" >/dev/null
+fi
+
+# --- chromium (Debian) for the browser test ------------------------------------
+# Pinned; Debian's security archive replaces Chromium often, so when the pinned build is
+# gone the archive's current one is installed and its version logged.
+CHROMIUM_VERSION="156.0.8078.108-1~deb12u1"
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "chromium=$CHROMIUM_VERSION" >/dev/null 2>&1; then
+    log "chromium $CHROMIUM_VERSION is no longer in the archive; installing the current build"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  fi
+  log "chromium $(dpkg-query -W -f='${Version}' chromium)"
 fi
 
 # --- Rust components ----------------------------------------------------------

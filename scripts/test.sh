@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: setup, formatting, lints, then every test in the workspace.
+# The whole test suite: setup, formatting, lints, every test in the workspace, the review
+# viewer in a real browser, and the deployment checks.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,3 +14,10 @@ S3_ENDPOINT="$(bash scripts/s3-server.sh start)"
 trap 'bash scripts/s3-server.sh stop' EXIT
 export NEUROBATCH_TEST_S3_ENDPOINT="$S3_ENDPOINT"
 cargo test --workspace --locked
+# The review viewer: its unit tests, then the real-browser test (headless chromium through
+# playwright-core against `neurobatch serve` built above); screenshots in web/test-artifacts/.
+bash scripts/build-web.sh
+node --test web/tests/format.test.mjs
+NEUROBATCH_BIN="$ROOT/target/debug/neurobatch" node web/tests/review.test.mjs
+# The deployment: images' install steps, the Helm chart rendered and validated offline, compose.
+bash scripts/check-deploy.sh --binary "$ROOT/target/debug/neurobatch"

@@ -52,6 +52,11 @@ enum Command {
     Worker(commands::worker::Args),
     /// Submit every study under a folder or S3 prefix.
     Backfill(commands::backfill::Args),
+    /// API tokens for reviewers, admins and services.
+    #[command(subcommand)]
+    Token(commands::token::Command),
+    /// Approved and corrected review cases as an nnU-Net v2 raw dataset.
+    ExportDataset(commands::export::Args),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +73,8 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => commands::scheduler::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
         Command::Backfill(args) => commands::backfill::run(&args),
+        Command::Token(cmd) => commands::token::run(&cmd),
+        Command::ExportDataset(args) => commands::export::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,7 +11,9 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::{JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_get, job_row, sha256_hex, wait_for};
+use common::daemon::{
+    JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_get, job_row, make_token, sha256_hex, wait_for,
+};
 use sqlx::Connection as _;
 
 const STUDIES: [&str; 11] = [
@@ -90,13 +92,16 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
         || format!("{:#?}\n{}", jobs(&db), second.log_text()),
     );
 
-    // The status API answers while it runs.
-    let (status, list) = http_get(port, "/v1/studies").expect("GET /v1/studies");
+    // The status API answers while it runs, to a token holder only.
+    let admin = make_token(root, &vars, "admin", "e2e-admin");
+    let (status, _) = http_get(port, "nbt_wrong", "/v1/studies").expect("GET /v1/studies");
+    assert_eq!(status, 401);
+    let (status, list) = http_get(port, &admin, "/v1/studies").expect("GET /v1/studies");
     assert_eq!(status, 200, "{list}");
-    let (status, detail) = http_get(port, &format!("/v1/studies/{}", 1)).expect("GET /v1/studies/1");
+    let (status, detail) = http_get(port, &admin, &format!("/v1/studies/{}", 1)).expect("GET /v1/studies/1");
     assert_eq!(status, 200, "{detail}");
     assert!(detail.contains("succeeded") || detail.contains("failed"), "{detail}");
-    let (status, _) = http_get(port, "/v1/studies/999999").expect("GET missing");
+    let (status, _) = http_get(port, &admin, "/v1/studies/999999").expect("GET missing");
     assert_eq!(status, 404);
 
     // SIGTERM: a clean exit.

@@ -20,7 +20,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::daemon::{JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_post, job_row, sha256_hex, wait_for};
+use common::daemon::{
+    JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_post, job_row, make_token, sha256_hex, wait_for,
+};
 use neurobatch_core::queue::{DeadReason, Queue, QueueOptions};
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use sqlx::Connection as _;
@@ -248,7 +250,8 @@ fn twenty_studies_through_a_scheduler_and_two_workers() {
 
     // Submitting a known study again through the API changes nothing.
     let again = format!(r#"{{"uri": "{}", "priority": "stat"}}"#, stack.inbox().join("t1_00.nii.gz").display());
-    let (status, body) = http_post(port, "/v1/studies", &again).expect("POST /v1/studies");
+    let service = make_token(stack.root(), &vars, "service", "pacs-hook");
+    let (status, body) = http_post(port, &service, "/v1/studies", &again).expect("POST /v1/studies");
     assert!((200..300).contains(&status), "{status} {body}");
 
     for w in [&mut w1, &mut w2] {

@@ -98,8 +98,9 @@ async fn postgres_from_the_environment_without_showing_the_password() {
     }
     assert_eq!(versions, vec![1, 2]);
     assert_eq!(
-        tables, 8,
-        "studies, series, jobs, results, structure_metrics, classification_outputs, review_items, audit_events"
+        tables, 11,
+        "studies, series, jobs, results, structure_metrics, classification_outputs, review_items, audit_events, \
+         api_tokens, review_comments, review_corrections"
     );
 }
 

@@ -12,10 +12,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use neurobatch_core::domain::Priority;
+use neurobatch_core::domain::{Priority, Role};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Caller;
 use crate::{Scheduler, SchedulerError, Submission};
 
 /// Studies per page when `limit` is absent, and the most one page may hold.
@@ -41,10 +42,29 @@ struct ListParams {
 impl Scheduler {
     /// The API's routes, with this scheduler as their state.
     pub fn router(&self) -> Router {
+        use crate::{admin, review, ui};
+        use axum::routing::{post, put};
         Router::new()
             .route("/healthz", get(|| async { "ok" }))
+            .route("/v1/me", get(review::me))
             .route("/v1/studies", get(list).post(submit))
             .route("/v1/studies/{id}", get(study))
+            .route("/v1/review/items", get(review::list))
+            .route("/v1/review/claim-next", post(review::claim_next))
+            .route("/v1/review/items/{id}", get(review::case))
+            .route("/v1/review/items/{id}/objects/{name}", get(review::object))
+            .route("/v1/review/items/{id}/release", post(review::release))
+            .route("/v1/review/items/{id}/decision", post(review::decide))
+            .route("/v1/review/items/{id}/correction", put(review::correct))
+            .route("/v1/review/items/{id}/comments", post(review::comment))
+            .route("/v1/admin/stats", get(admin::stats))
+            .route("/v1/admin/jobs", get(admin::jobs))
+            .route("/v1/admin/jobs/{id}/retry", post(admin::retry))
+            .route("/review", get(ui::redirect))
+            .route("/review/", get(ui::index))
+            .route("/review/{*path}", get(ui::file))
+            // Corrected masks are whole volumes.
+            .layer(axum::extract::DefaultBodyLimit::max(300 << 20))
             .with_state(self.clone())
     }
 
@@ -62,11 +82,11 @@ impl Scheduler {
     }
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
 }
 
-fn failure(e: &SchedulerError) -> Response {
+pub(crate) fn failure(e: &SchedulerError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     if status.is_server_error() {
         tracing::warn!(error = %e, "http request failed");
@@ -76,7 +96,10 @@ fn failure(e: &SchedulerError) -> Response {
 
 /// `POST /v1/studies`: 202 with the new job, 200 for an existing job or an
 /// ineligible study, 409 for a source that is not a complete study yet.
-async fn submit(State(s): State<Scheduler>, body: Bytes) -> Response {
+async fn submit(State(s): State<Scheduler>, caller: Caller, body: Bytes) -> Response {
+    if let Some(r) = caller.refuse_unless(&[Role::Service, Role::Admin]) {
+        return r;
+    }
     let req: SubmitRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -107,7 +130,14 @@ async fn submit(State(s): State<Scheduler>, body: Bytes) -> Response {
 }
 
 /// `GET /v1/studies?limit=&offset=`: most recent first.
-async fn list(State(s): State<Scheduler>, params: Result<Query<ListParams>, QueryRejection>) -> Response {
+async fn list(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Response {
+    if let Some(r) = caller.refuse_unless(&[Role::Reviewer, Role::Admin]) {
+        return r;
+    }
     let Query(params) = match params {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("query: {}", e.body_text())),
@@ -123,7 +153,10 @@ async fn list(State(s): State<Scheduler>, params: Result<Query<ListParams>, Quer
 }
 
 /// `GET /v1/studies/{id}`: 404 when there is no such study.
-async fn study(State(s): State<Scheduler>, id: Result<Path<i64>, PathRejection>) -> Response {
+async fn study(State(s): State<Scheduler>, caller: Caller, id: Result<Path<i64>, PathRejection>) -> Response {
+    if let Some(r) = caller.refuse_unless(&[Role::Reviewer, Role::Admin]) {
+        return r;
+    }
     let Path(id) = match id {
         Ok(id) => id,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("study id: {}", e.body_text())),

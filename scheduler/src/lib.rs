@@ -10,15 +10,20 @@
 //! `dispatch` (outbox and reaper), `http` (the API). This file holds the
 //! [`Scheduler`] handle and its loops.
 
+mod admin;
+mod auth;
 mod dispatch;
 mod error;
+pub mod export;
 mod http;
 mod inbox;
+mod review;
 mod s3poll;
 pub mod select;
 mod source;
 mod stage;
 mod submit;
+mod ui;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +37,7 @@ use neurobatch_core::queue::Queue;
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use tokio_util::sync::CancellationToken;
 
+pub use auth::{Caller, new_token, token_sha256};
 pub use error::SchedulerError;
 pub use neurobatch_core::db::Reaped;
 pub use submit::Submission;
@@ -44,6 +50,17 @@ pub struct PipelineSpec {
     pub model_name: String,
     pub model_version: String,
     pub harmonizer_version: String,
+    /// The segmentation's labels (value, name, display colour): what a
+    /// corrected mask may contain and what the viewer colours.
+    pub labels: Vec<PipelineLabel>,
+}
+
+/// One label of the pipeline's segmentation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PipelineLabel {
+    pub value: u32,
+    pub name: String,
+    pub color: [u8; 3],
 }
 
 /// The scheduler; cheap to clone (clones share everything).

@@ -91,6 +91,11 @@ pub fn pipeline_spec(config: &Config) -> anyhow::Result<PipelineSpec> {
         model_name: manifest.name.clone(),
         model_version: manifest.version.clone(),
         harmonizer_version: worker::daemon::harmonizer_version(&manifest),
+        labels: manifest
+            .labels
+            .iter()
+            .map(|l| scheduler::PipelineLabel { value: l.value, name: l.name.clone(), color: l.colour })
+            .collect(),
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod backfill;
 pub mod convert;
 pub mod daemon;
+pub mod export;
 pub mod harmonize;
 pub mod inspect;
 pub mod migrate;
@@ -10,6 +11,7 @@ pub mod model;
 pub mod process;
 pub mod scheduler;
 pub mod serve;
+pub mod token;
 pub mod worker;
 
 use std::path::Path;

@@ -86,6 +86,23 @@ impl Drop for Proc {
     }
 }
 
+/// `neurobatch token create --role <role> --name <name>` against the configuration in `env`: the token.
+pub fn make_token(dir: &Path, env: &[(String, String)], role: &str, name: &str) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_neurobatch"));
+    cmd.args(["token", "create", "--role", role, "--name", name]).current_dir(dir);
+    for (var, _) in std::env::vars_os() {
+        if var.to_string_lossy().starts_with("NEUROBATCH__") {
+            cmd.env_remove(var);
+        }
+    }
+    let out = cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))).output().expect("token create runs");
+    assert!(out.status.success(), "token create: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.lines().last().unwrap_or("").trim().to_string();
+    assert!(token.starts_with("nbt_"), "{stdout}");
+    token
+}
+
 /// Polls `check` every 250 ms until it returns `Some`, or panics with `what` and `context()` after `timeout`.
 pub fn wait_for<T>(
     what: &str,
@@ -110,23 +127,23 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// `GET path` on `127.0.0.1:port`: (status, body).
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    http(port, "GET", path, None)
+/// `GET path` on `127.0.0.1:port` with a bearer token: (status, body).
+pub fn http_get(port: u16, token: &str, path: &str) -> Option<(u16, String)> {
+    http(port, token, "GET", path, None)
 }
 
-pub fn http_post(port: u16, path: &str, json: &str) -> Option<(u16, String)> {
-    http(port, "POST", path, Some(json))
+pub fn http_post(port: u16, token: &str, path: &str, json: &str) -> Option<(u16, String)> {
+    http(port, token, "POST", path, Some(json))
 }
 
-fn http(port: u16, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+fn http(port: u16, token: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).ok()?;

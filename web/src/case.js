@@ -1,11 +1,11 @@
 // case.js — the case page: the viewer with its controls, the per-structure
 // table, the thresholds crossed, the decision buttons (keys a, r, e; n claims
-// the next case), the corrected-mask upload and the comments. After a decision
-// the reviewer is back on the queue.
+// the next case, releasing this one if undecided), the corrected-mask upload
+// and the comments. After a decision the reviewer is back on the queue.
 
 import * as api from './api.js';
 import { h, mount } from './dom.js';
-import { age, num, reason, rgb, words } from './format.js';
+import { age, num, reason, rgb, shortKey, words } from './format.js';
 import { Viewer, VIEWS } from './viewer.js';
 
 const HEATMAPS = { entropy: 'Entropy', mutual_information: 'Mutual information' };
@@ -112,7 +112,7 @@ export function casePage(root, ctx, id) {
     }
   }
 
-  async function act(what, fn) {
+  async function act(fn) {
     if (busy) return;
     busy = true;
     refreshActions();
@@ -131,7 +131,7 @@ export function casePage(root, ctx, id) {
       ctx.notify(`Case ${id} is not claimed by you: nothing to ${action}.`, 'error');
       return;
     }
-    return act(action, async () => {
+    return act(async () => {
       await api.decide(id, action, commentBox.value.trim());
       ctx.notify(`Case ${id}: ${action === 'escalate' ? 'escalated' : `${action}d`}.`);
       ctx.go('#/queue');
@@ -139,7 +139,7 @@ export function casePage(root, ctx, id) {
   }
 
   function release() {
-    return act('release', async () => {
+    return act(async () => {
       await api.release(id);
       ctx.notify(`Case ${id} released to the queue.`);
       ctx.go('#/queue');
@@ -152,18 +152,26 @@ export function casePage(root, ctx, id) {
       ctx.notify('Choose the corrected mask (NIfTI) first.', 'error');
       return;
     }
-    return act('correct', async () => {
+    return act(async () => {
       await api.correct(id, file);
       ctx.notify(`Case ${id}: corrected mask stored.`);
       ctx.go('#/queue');
     });
   }
 
+  /** Skips to the next case: a case held but not decided goes back to the queue, after the next one is claimed (so it is not handed straight back). */
   function claimNext() {
-    return act('next', async () => {
+    return act(async () => {
       const next = await api.claimNext();
-      if (next) ctx.openCase(next);
-      else ctx.notify('Nothing else is pending.');
+      if (!next) {
+        ctx.notify('Nothing else is pending.');
+        return;
+      }
+      if (mine()) {
+        await api.release(id);
+        ctx.notify(`Case ${id} released to the queue.`);
+      }
+      ctx.openCase(next);
     });
   }
 
@@ -177,7 +185,7 @@ export function casePage(root, ctx, id) {
   function addComment() {
     const text = commentBox.value.trim();
     if (!text) return;
-    return act('comment', async () => {
+    return act(async () => {
       await api.comment(id, text);
       commentBox.value = '';
       kase = await api.item(id);
@@ -191,16 +199,16 @@ export function casePage(root, ctx, id) {
     return h(
       'table',
       { id: 'structures', class: 'grid' },
-      h('thead', {}, h('tr', {}, ['Structure', 'Volume (ml)', 'Voxels', 'Volume CV', 'Agreement (Dice)', 'Entropy', 'MI', 'Thresholds crossed'].map((c) => h('th', {}, c)))),
-      h('tbody', {}, kase.structures.map((s) => {
+      h('thead', {}, h('tr', {}, ['Structure', 'Volume (ml)', 'Volume CV', 'Agreement (Dice)', 'Mean entropy', 'Mean MI', 'Thresholds crossed'].map((c) => h('th', {}, c)))),
+      // Background is not a structure a reviewer judges.
+      h('tbody', {}, kase.structures.filter((s) => s.label !== 0).map((s) => {
         const color = kase.labels.find((l) => l.value === s.label)?.color;
         const over = crossed(s.label);
         return h(
           'tr',
           { class: over.length ? 'crossed' : null, dataset: { label: s.label } },
           h('td', {}, color ? h('span', { class: 'swatch', style: `background: ${rgb(color)}` }) : null, words(s.structure)),
-          h('td', { class: 'num' }, num(s.volume_ml, 4)),
-          h('td', { class: 'num' }, s.voxels),
+          h('td', { class: 'num', title: `${s.voxels} voxels` }, num(s.volume_ml, 4)),
           h('td', { class: 'num' }, num(s.volume_cv)),
           h('td', { class: 'num' }, num(s.pairwise_dice)),
           h('td', { class: 'num' }, num(s.mean_entropy)),
@@ -222,7 +230,7 @@ export function casePage(root, ctx, id) {
           h('a', { href: '#/queue' }, '← Queue'),
           h('h1', { title: kase.study_key }, `Case ${kase.id}`),
           h('span', { class: `badge ${kase.priority}` }, kase.priority),
-          h('span', { class: 'muted' }, `study ${kase.study_key} · ${kase.model} · ${kase.scanner ?? 'scanner unknown'} · uncertainty ${num(kase.uncertainty)} · ${age(kase.created_at)} old`),
+          h('span', { class: 'muted', title: kase.study_key }, `study ${shortKey(kase.study_key)} · ${kase.model} · ${kase.scanner ?? 'scanner unknown'} · uncertainty ${num(kase.uncertainty)} · ${age(kase.created_at)} old`),
           h('span', { class: 'spacer' }),
           h('button', { type: 'button', id: 'next', onclick: claimNext }, 'Next case ', h('kbd', {}, 'n'))),
         h('div', { class: 'reasons' }, 'Sent to review: ',

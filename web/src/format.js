@@ -35,3 +35,6 @@ export function reason(r, labelName = (v) => `label ${v}`) {
 
 /** CSS colour of an API label colour [r, g, b] (0–255). */
 export const rgb = (color) => `rgb(${color.map((c) => Math.round(c)).join(', ')})`;
+
+/** A study key short enough for one line: DICOM UIDs and content hashes run to 64 characters. */
+export const shortKey = (key) => (key.length > 20 ? `${key.slice(0, 16)}…` : key);

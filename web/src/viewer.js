@@ -59,7 +59,7 @@ export class Viewer {
       sliceType: SLICE_TYPE.MULTIPLANAR,
       dragAndDropEnabled: false,
       logLevel: 'warn',
-      loadingText: 'loading…',
+      loadingText: 'loading', // NiiVue's font has no ellipsis
     });
     // NiiVue's own readout: position in mm = scan value, label name, heat value.
     this.nv.onLocationChange = (data) => this.#reportLocation(data?.string ?? '');
@@ -97,6 +97,7 @@ export class Viewer {
       this.heat = { name, image };
     }
     this.nv.updateGLVolume();
+    this.nv.createOnLocationChange();
   }
 
   setMaskOpacity(opacity) {

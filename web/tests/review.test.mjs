@@ -62,15 +62,15 @@ async function main() {
   execFileSync('bash', [path.join(REPO, 'scripts/build-web.sh')], { stdio: 'inherit' });
   const uiDir = path.join(REPO, 'web/dist');
 
-  const server = startServer({ repo: REPO, bin: BIN, uiDir, samples: SAMPLES });
+  const server = await startServer({ repo: REPO, bin: BIN, uiDir, samples: SAMPLES });
   let ok = false;
   try {
-    const reviewer = await server.token('reviewer', REVIEWER);
     await waitHealthy(server);
     log(`neurobatch serve on ${server.url} in ${server.dir}`);
-    const admin = await server.token('admin', 'browser-test-admin');
+    // After start-up: `serve` has migrated the database the token commands write to.
+    const reviewer = await server.token('reviewer', REVIEWER);
 
-    const pending = await waitForQueue(server, admin);
+    const pending = await waitForQueue(server, reviewer);
     log(`review queue: ${pending.map((i) => `${i.id} (${i.reasons.map((r) => r.code).join(', ')})`).join('; ')}`);
 
     const ui = await fetch(`${server.url}/review/`);

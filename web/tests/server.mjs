@@ -51,13 +51,14 @@ export async function startServer({ repo, bin, uiDir, samples }) {
     NEUROBATCH__PIPELINE__PROFILE: 'cpu',
     NEUROBATCH__SCHEDULER__LISTEN: `127.0.0.1:${port}`,
     NEUROBATCH__SCHEDULER__UI_DIR: uiDir,
+    NO_COLOR: '1', // a plain log to print on failure
   };
   const ort = await ortDylib(repo);
   if (ort) env.ORT_DYLIB_PATH = ort;
 
   const logPath = path.join(dir, 'serve.log');
   const logFd = fs.openSync(logPath, 'a');
-  const child = spawn(bin, ['--log-level', 'info', 'serve'], { cwd: dir, env, stdio: ['ignore', logFd, logFd] });
+  const child = spawn(bin, ['--log-level', 'info,ort=warn', 'serve'], { cwd: dir, env, stdio: ['ignore', logFd, logFd] });
   fs.closeSync(logFd);
   let exited = null;
   const exit = new Promise((resolve) => child.once('exit', (code, signal) => resolve((exited = { code, signal }))));

@@ -104,6 +104,9 @@ pub struct SchedulerConfig {
     /// Key prefix polled in the configured S3 bucket for new studies (one
     /// study per first-level folder); empty: no S3 polling.
     pub s3_prefix: String,
+    /// The built review viewer (`scripts/build-web.sh`); empty: `web/dist` under the
+    /// working directory or above the executable.
+    pub ui_dir: PathBuf,
 }
 
 /// `[pipeline]`: what every study is run through, and which series qualify.
@@ -206,6 +209,7 @@ impl Default for SchedulerConfig {
             poll_interval_secs: 5,
             listen: "127.0.0.1:8080".into(),
             s3_prefix: String::new(),
+            ui_dir: PathBuf::new(),
         }
     }
 }

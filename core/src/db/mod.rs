@@ -32,6 +32,7 @@ macro_rules! dispatch {
     };
 }
 
+mod admin;
 mod complete;
 mod jobs;
 mod migrate;
@@ -41,6 +42,7 @@ mod studies;
 mod tokens;
 mod types;
 
+pub use admin::{AdminStats, RoutingRate};
 pub use migrate::{POSTGRES as POSTGRES_MIGRATIONS, SQLITE as SQLITE_MIGRATIONS};
 pub use review::{ReviewCase, ReviewComment, ReviewFilter, ReviewItem, ReviewOutcome};
 pub use tokens::ApiToken;

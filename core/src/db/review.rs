@@ -26,6 +26,9 @@ pub struct ReviewItem {
     /// The routing reasons as the worker's report wrote them.
     pub reasons: serde_json::Value,
     pub priority: Priority,
+    /// The study's uncertainty score; `null` when the worker could not compute
+    /// it (stored as the largest float, so such cases sort first).
+    #[serde(serialize_with = "known_or_null")]
     pub uncertainty: f64,
     /// `<pipeline>@<model version>`.
     pub model: String,
@@ -38,6 +41,10 @@ pub struct ReviewItem {
     pub decided_at: Option<DateTime<Utc>>,
     pub escalated: bool,
     pub created_at: DateTime<Utc>,
+}
+
+fn known_or_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if v.is_finite() && *v < f64::MAX { s.serialize_some(v) } else { s.serialize_none() }
 }
 
 /// Filters of the review queue; `None` matches everything.

@@ -2,7 +2,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{App, Db, http, json, ok, testdata};
+use neurobatch_core::domain::Role;
+
+use crate::helpers::{App, Db, http, http_as, json, ok, testdata};
 
 async fn api(db: Db) {
     let app = App::start(db, "api", |c| c.pipeline.min_slices = 1000).await;
@@ -16,6 +18,11 @@ async fn api(db: Db) {
     });
 
     assert_eq!(http(addr, "GET", "/healthz", None).await, (200, "ok".to_string()));
+    let admin = app.token("api-admin", Role::Admin).await;
+    let http = |addr, method, path: &str, body: Option<&str>| {
+        let (admin, path, body) = (admin.clone(), path.to_string(), body.map(|b| b.as_bytes().to_vec()));
+        async move { http_as(addr, Some(&admin), method, &path, body.as_deref()).await }
+    };
 
     let nifti = app.dir.path().join("a.nii");
     ok(std::fs::copy(testdata("nifti/anatomical.nii"), &nifti));

@@ -31,6 +31,11 @@ pub fn pipeline() -> PipelineSpec {
         model_name: "brain-tissue".into(),
         model_version: "1.0.0".into(),
         harmonizer_version: "zscore-1".into(),
+        labels: ["background", "grey_matter", "white_matter"]
+            .iter()
+            .zip(0u32..)
+            .map(|(name, value)| scheduler::PipelineLabel { value, name: (*name).into(), color: [200, 50, 50] })
+            .collect(),
     }
 }
 
@@ -107,6 +112,18 @@ impl App {
     }
 
     /// A second scheduler on the same backends: a restarted process (empty in-memory caches).
+    /// A live API token of `role` called `name`.
+    pub async fn token(&self, name: &str, role: neurobatch_core::domain::Role) -> String {
+        let token = scheduler::new_token();
+        ok(self.store.create_token(name, role, &scheduler::token_sha256(&token), chrono::Utc::now()).await);
+        token
+    }
+
+    /// The database URL (for raw SQL in tests).
+    pub fn db_url(&self) -> String {
+        self.config.database.url.expose().to_string()
+    }
+
     pub async fn restarted(&self) -> Scheduler {
         ok(Scheduler::new(&self.config, self.store.clone(), self.queue.clone(), self.objects.clone(), pipeline()).await)
     }
@@ -164,14 +181,28 @@ fn walk(path: &Path) -> Vec<PathBuf> {
 
 /// A minimal HTTP/1.1 exchange: status and body.
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+    http_as(addr, None, method, path, body.map(str::as_bytes)).await
+}
+
+/// A request with `Authorization: Bearer <token>` when a token is given.
+pub async fn http_as(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> (u16, String) {
     let mut stream = ok(tokio::net::TcpStream::connect(addr).await);
-    let body = body.unwrap_or("");
-    let request = format!(
+    let body = body.unwrap_or(b"");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
+         {auth}Content-Length: {}\r\n\r\n",
         body.len()
-    );
-    ok(stream.write_all(request.as_bytes()).await);
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    ok(stream.write_all(&request).await);
     let mut raw = Vec::new();
     ok(ok(tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
         .await

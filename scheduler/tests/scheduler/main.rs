@@ -8,3 +8,4 @@ mod api;
 mod dispatch;
 mod helpers;
 mod ingest;
+mod review;

@@ -214,3 +214,29 @@ configuration is an integer (docs/daemon.md).
 - --log-json
 {{- end }}
 {{- end -}}
+
+{{- define "neurobatch.migrateSecretName" -}}
+{{- default (printf "%s-migrate-database" (include "neurobatch.fullname" .)) .Values.database.existingSecret -}}
+{{- end -}}
+
+{{/* One ServiceMonitor: include with (dict "root" $ "component" "worker" "port" "metrics"). */}}
+{{- define "neurobatch.serviceMonitor" -}}
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "neurobatch.fullname" .root }}-{{ .component }}
+  labels:
+    {{- include "neurobatch.labels" (dict "root" .root "component" .component) | nindent 4 }}
+    {{- with .root.Values.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "neurobatch.selectorLabels" (dict "root" .root "component" .component) | nindent 6 }}
+  endpoints:
+    - port: {{ .port }}
+      path: /metrics
+      interval: {{ .root.Values.serviceMonitor.interval }}
+      scrapeTimeout: {{ .root.Values.serviceMonitor.scrapeTimeout }}
+{{- end -}}

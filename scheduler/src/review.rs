@@ -1,0 +1,321 @@
+//! The review API (issue 5): the queue with filters, claim-next with a
+//! lease, a case with its structures and objects, release, decisions
+//! (approve, reject, escalate), corrected masks (validated against the
+//! study's grid and the pipeline's labels, stored as a new version),
+//! comments; and the admin view of jobs (failed and dead, retry) and queue
+//! figures. Reviewers and admins work the queue; only admins see jobs.
+//! Every state change is the job store's (audited there).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use neurobatch_core::db::{ReviewFilter, ReviewOutcome};
+use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
+use serde::Deserialize;
+
+use crate::Scheduler;
+use crate::auth::Caller;
+use crate::http::{error, failure};
+
+/// How long a claimed case stays with its reviewer.
+pub const REVIEW_LEASE: Duration = Duration::from_secs(15 * 60);
+const REVIEWERS: &[Role] = &[Role::Reviewer, Role::Admin];
+/// The largest corrected mask accepted (a 512³ uint16 volume, uncompressed).
+const MAX_CORRECTION_BYTES: usize = 512 * 512 * 512 * 2 + 4096;
+/// The case objects the viewer may fetch.
+const OBJECTS: [&str; 5] = ["image", "mask", "entropy", "mutual_information", "correction"];
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct QueueParams {
+    state: Option<String>,
+    reason: Option<String>,
+    model: Option<String>,
+    scanner: Option<String>,
+    priority: Option<String>,
+    limit: Option<u32>,
+    offset: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionRequest {
+    action: String,
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommentRequest {
+    text: String,
+}
+
+fn bad(message: impl std::fmt::Display) -> Response {
+    error(StatusCode::BAD_REQUEST, message)
+}
+
+fn nonempty(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+/// `GET /v1/me`.
+pub(crate) async fn me(caller: Caller) -> Response {
+    Json(serde_json::json!({"name": caller.name, "role": caller.role})).into_response()
+}
+
+/// `GET /v1/review/items`: the queue, by priority, uncertainty, age.
+pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, Query(q): Query<QueueParams>) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    let state = match nonempty(q.state).map(|t| t.parse::<ReviewState>()).transpose() {
+        Ok(v) => v,
+        Err(e) => return bad(format!("state: {e}")),
+    };
+    let priority = match nonempty(q.priority).map(|t| t.parse::<Priority>()).transpose() {
+        Ok(v) => v,
+        Err(e) => return bad(format!("priority: {e}")),
+    };
+    let filter = ReviewFilter {
+        state,
+        reason: nonempty(q.reason),
+        model: nonempty(q.model),
+        scanner: nonempty(q.scanner),
+        priority,
+        limit: q.limit.unwrap_or(100),
+        offset: q.offset.unwrap_or(0),
+    };
+    match s.inner.store.review_items(&filter, Utc::now()).await {
+        Ok(items) => Json(serde_json::json!({ "items": items })).into_response(),
+        Err(e) => failure(&e.into()),
+    }
+}
+
+/// `POST /v1/review/claim-next`: 200 with the case, 204 when the queue is empty.
+pub(crate) async fn claim_next(State(s): State<Scheduler>, caller: Caller) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    match s.inner.store.claim_next_review(&caller.name, REVIEW_LEASE, Utc::now()).await {
+        Ok(Some(item)) => case_response(&s, item.id).await,
+        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => failure(&e.into()),
+    }
+}
+
+/// `GET /v1/review/items/{id}`.
+pub(crate) async fn case(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    case_response(&s, id).await
+}
+
+async fn case_response(s: &Scheduler, id: i64) -> Response {
+    let case = match s.inner.store.review_case(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
+        Err(e) => return failure(&e.into()),
+    };
+    let mut objects = serde_json::Map::new();
+    for name in OBJECTS {
+        let present =
+            if name == "correction" { case.correction_key.is_some() } else { case.object_keys.contains_key(name) };
+        if present {
+            objects.insert(name.into(), format!("/v1/review/items/{id}/objects/{name}").into());
+        }
+    }
+    let mut body = match serde_json::to_value(&case) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("review item {id}: {e}")),
+    };
+    body["objects"] = objects.into();
+    body["labels"] = serde_json::to_value(&s.inner.pipeline.labels).unwrap_or_default();
+    body["thresholds_crossed"] = case.item.reasons.clone();
+    Json(body).into_response()
+}
+
+/// `GET /v1/review/items/{id}/objects/{name}`: the NIfTI bytes for the viewer.
+pub(crate) async fn object(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    Path((id, name)): Path<(i64, String)>,
+) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    if !OBJECTS.contains(&name.as_str()) {
+        return error(StatusCode::NOT_FOUND, format!("no object `{name}` (one of {})", OBJECTS.join(", ")));
+    }
+    let case = match s.inner.store.review_case(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
+        Err(e) => return failure(&e.into()),
+    };
+    let key = if name == "correction" { case.correction_key } else { case.object_keys.get(&name).cloned() };
+    let Some(key) = key else {
+        return error(StatusCode::NOT_FOUND, format!("review item {id} has no {name}"));
+    };
+    match s.inner.objects.get(&key).await {
+        Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response(),
+        Err(e) => failure(&e.into()),
+    }
+}
+
+/// `POST /v1/review/items/{id}/release`.
+pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    outcome(s.inner.store.release_review(id, &caller.name, Utc::now()).await, id)
+}
+
+/// `POST /v1/review/items/{id}/decision` with `{"action": "approve"|"reject"|"escalate", "comment"?}`.
+pub(crate) async fn decide(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    let req: DecisionRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return bad(format!(
+                "request body: expected {{\"action\": \"approve\"|\"reject\"|\"escalate\", \"comment\": \"…\"}}: {e}"
+            ));
+        }
+    };
+    let action = match req.action.parse::<ReviewAction>() {
+        Ok(ReviewAction::Correct) => {
+            return bad("action `correct`: upload the corrected mask with PUT /v1/review/items/{id}/correction");
+        }
+        Ok(a) => a,
+        Err(e) => return bad(format!("action: {e}")),
+    };
+    let result = s.inner.store.decide_review(id, &caller.name, action, None, req.comment.as_deref(), Utc::now()).await;
+    outcome(result, id)
+}
+
+/// `PUT /v1/review/items/{id}/correction` with a NIfTI mask as the body.
+pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    let case = match s.inner.store.review_case(id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
+        Err(e) => return failure(&e.into()),
+    };
+    if case.item.state != ReviewState::Claimed || case.item.claimed_by.as_deref() != Some(caller.name.as_str()) {
+        return error(StatusCode::CONFLICT, format!("review item {id}: claim it before uploading a correction"));
+    }
+    if body.len() > MAX_CORRECTION_BYTES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("corrected mask: {} bytes is more than a mask can be", body.len()),
+        );
+    }
+    let Some(mask_key) = case.object_keys.get("mask") else {
+        return error(StatusCode::CONFLICT, format!("review item {id}: the result has no mask to correct"));
+    };
+    let reference = match s.inner.objects.get(mask_key).await {
+        Ok(b) => b,
+        Err(e) => return failure(&e.into()),
+    };
+    let labels: BTreeSet<u32> = s.inner.pipeline.labels.iter().map(|l| l.value).collect();
+    let checked = tokio::task::spawn_blocking(move || validate_correction(&body, &reference, &labels)).await;
+    let bytes = match checked {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(reason)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("corrected mask: {reason}")),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("corrected mask: {e}")),
+    };
+    let folder = mask_key.rsplit_once('/').map_or("review", |(dir, _)| dir);
+    let key = format!("{folder}/corrections/review-{id}-{}.nii.gz", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
+    if let Err(e) = s.inner.objects.put(&key, bytes).await {
+        return failure(&e.into());
+    }
+    let result =
+        s.inner.store.decide_review(id, &caller.name, ReviewAction::Correct, Some(&key), None, Utc::now()).await;
+    outcome(result, id)
+}
+
+/// Checks a corrected mask against the study's mask: a NIfTI file, the same
+/// grid (dimensions and affine), only the pipeline's labels. Returns the
+/// bytes to store (gzip-compressed when they were not).
+fn validate_correction(body: &[u8], reference: &[u8], labels: &BTreeSet<u32>) -> Result<Vec<u8>, String> {
+    let dir = tempfile::tempdir().map_err(|e| format!("no temporary folder: {e}"))?;
+    let gz = body.starts_with(&[0x1f, 0x8b]);
+    let upload = dir.path().join(if gz { "upload.nii.gz" } else { "upload.nii" });
+    let original = dir.path().join("mask.nii.gz");
+    std::fs::write(&upload, body).map_err(|e| e.to_string())?;
+    std::fs::write(&original, reference).map_err(|e| e.to_string())?;
+    let opts = imaging::nifti::ReadOptions::default();
+    let corrected = imaging::nifti::read_labels(&upload, &opts)
+        .map_err(|e| format!("not a readable NIfTI label volume: {}", strip(&e.to_string(), &upload)))?;
+    let mask = imaging::nifti::read_labels(&original, &opts)
+        .map_err(|e| format!("the study's mask cannot be read: {}", strip(&e.to_string(), &original)))?;
+    if corrected.dims() != mask.dims() {
+        return Err(format!("dimensions {:?} differ from the study's {:?}", corrected.dims(), mask.dims()));
+    }
+    let (a, b) = (corrected.affine().to_rows(), mask.affine().to_rows());
+    let worst = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f64, f64::max);
+    if worst > 1e-3 {
+        return Err(format!("its affine differs from the study's by {worst:.4} mm: not the study's grid"));
+    }
+    let found: BTreeSet<u32> = corrected.data().iter().map(|&v| u32::from(v)).collect();
+    let unknown: Vec<String> = found.difference(labels).map(u32::to_string).collect();
+    if !unknown.is_empty() {
+        let known: Vec<String> = labels.iter().map(u32::to_string).collect();
+        return Err(format!("labels {} are not among the pipeline's ({})", unknown.join(", "), known.join(", ")));
+    }
+    if gz {
+        return Ok(body.to_vec());
+    }
+    let out = dir.path().join("out.nii.gz");
+    imaging::nifti::write_u16(&out, &corrected).map_err(|e| e.to_string())?;
+    std::fs::read(&out).map_err(|e| e.to_string())
+}
+
+/// A reader's message without the temporary file's path.
+fn strip(message: &str, path: &std::path::Path) -> String {
+    message.replace(&format!("{}: ", path.display()), "").replace(&path.display().to_string(), "upload")
+}
+
+/// `POST /v1/review/items/{id}/comments` with `{"text": "…"}`.
+pub(crate) async fn comment(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+    if let Some(r) = caller.refuse_unless(REVIEWERS) {
+        return r;
+    }
+    let req: CommentRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return bad(format!("request body: expected {{\"text\": \"…\"}}: {e}")),
+    };
+    if req.text.trim().is_empty() || req.text.len() > 10_000 {
+        return bad("text: 1 to 10000 characters");
+    }
+    match s.inner.store.comment_review(id, &caller.name, &req.text, Utc::now()).await {
+        Ok(true) => StatusCode::CREATED.into_response(),
+        Ok(false) => error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
+        Err(e) => failure(&e.into()),
+    }
+}
+
+fn outcome(result: Result<ReviewOutcome, neurobatch_core::db::DbError>, id: i64) -> Response {
+    match result {
+        Ok(ReviewOutcome::Done(item)) => Json(*item).into_response(),
+        Ok(ReviewOutcome::NoSuchItem) => error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
+        Ok(ReviewOutcome::NotHeld { state, claimed_by }) => error(
+            StatusCode::CONFLICT,
+            format!(
+                "review item {id} is {}{}: claim it first",
+                state.as_str(),
+                claimed_by.map_or(String::new(), |w| format!(" by {w}"))
+            ),
+        ),
+        Err(e) => failure(&e.into()),
+    }
+}

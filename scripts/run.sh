@@ -14,9 +14,16 @@ cd "$ROOT"
 bash scripts/setup.sh
 source scripts/env.sh
 cargo build --release --locked --bin neurobatch
+bash scripts/build-web.sh
 mkdir -p inbox
 cp -n samples/*.nii.gz inbox/
 cp -rn "$NEUROBATCH_TESTDATA/daemon/samples/dicom_0" inbox/
 export NEUROBATCH__SCHEDULER__NIGHTLY_WINDOW="${NEUROBATCH__SCHEDULER__NIGHTLY_WINDOW-}"
 export NEUROBATCH__SCHEDULER__QUIET_PERIOD_SECS="${NEUROBATCH__SCHEDULER__QUIET_PERIOD_SECS:-2}"
-exec "$ROOT/target/release/neurobatch" serve --until-idle
+"$ROOT/target/release/neurobatch" serve --until-idle
+cat <<EOM
+run: results are under ./data/objects/study/, job state and results in ./data/neurobatch.db.
+run: to work the review queue in a browser:
+       target/release/neurobatch token create --role reviewer --name me    # prints a token
+       target/release/neurobatch serve                                      # then open http://127.0.0.1:8080/review/
+EOM

@@ -489,3 +489,29 @@ fn a_job_that_keeps_timing_out_is_retried_then_dead_lettered() {
     stack.rt.block_on(queue.close()).expect("close");
     worker.assert_running();
 }
+
+#[test]
+fn a_worker_with_another_model_version_refuses_the_job_with_the_reason() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("ver");
+    let vars = stack.vars(free_port());
+    // The worker's models: the shipped ones under another version number.
+    let models = stack.root().join("models-next");
+    common::daemon::copy_entry(&common::root().join("models"), &models);
+    let manifest = models.join("brain-tissue").join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let version = text.lines().find(|l| l.starts_with("version = ")).expect("a version line").to_string();
+    std::fs::write(&manifest, text.replacen(&version, "version = \"9.9.9-next\"", 1)).expect("write");
+    let mut worker_vars = vars.clone();
+    worker_vars.push(("NEUROBATCH__PIPELINE__MODELS_DIR".into(), models.display().to_string()));
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let worker = Proc::start("worker-next", stack.root(), &["worker"], &worker_vars);
+    stack.drop_studies(&["t1_06.nii.gz"]);
+    let rows = stack.wait_all_final(1, &[&scheduler, &worker], Duration::from_secs(240));
+    let job = &rows[0];
+    assert_eq!((job.state.as_str(), job.attempts, job.object_keys.len()), ("failed", 1, 0), "{job:?}");
+    let reason = job.last_error.as_deref().unwrap_or("");
+    assert!(reason.contains("this worker runs 9.9.9-next"), "{reason}");
+    assert!(stack.objects().is_empty(), "no results stored under the other version's key");
+    worker.assert_running();
+}

@@ -8,13 +8,17 @@
 //! - `message`: the versioned JSON job message;
 //! - `db`: PostgreSQL and SQLite (sqlx) behind one job store, migrations;
 //! - `queue`: RabbitMQ (lapin) and the in-process memory queue;
-//! - `storage`: S3 (aws-sdk-s3) and local files.
+//! - `storage`: S3 (aws-sdk-s3) and local files;
+//! - `metrics`: every Prometheus metric name, one registry per process;
+//! - `health`: `/healthz`, `/readyz` and `/metrics` (axum routes both processes serve).
 //!
 //! Dependencies point one way: binary → scheduler/worker → core → imaging.
 
 pub mod config;
 pub mod db;
 pub mod domain;
+pub mod health;
 pub mod message;
+pub mod metrics;
 pub mod queue;
 pub mod storage;

@@ -44,11 +44,9 @@ SCHEMAS = DEPLOY / "schemas"
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest the pinned
 # kubernetes-validate knows.
 KUBERNETES_VERSIONS = ["1.29.0", "1.37.0"]
-# Variables the chart sets for endpoints the lead is adding in issue 6; until config/neurobatch.toml
-# has the key they are reported, not failed.
-PENDING_VARIABLES = {
-    "NEUROBATCH__WORKER__LISTEN": "the worker's /healthz, /readyz and /metrics listener (issue 6)",
-}
+# Variables the chart may set before the daemon has their key: reported, not failed, until
+# config/neurobatch.toml has it (none now: worker.listen landed with the worker's listener).
+PENDING_VARIABLES: dict[str, str] = {}
 METRICS = {
     "neurobatch_jobs_total": "counter",
     "neurobatch_stage_duration_seconds": "histogram",

@@ -7,6 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
+use neurobatch_core::db::AdminStats;
 use neurobatch_core::domain::{JobState, Role};
 use serde::Deserialize;
 
@@ -14,13 +15,16 @@ use crate::Scheduler;
 use crate::auth::Caller;
 use crate::http::{error, failure};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct JobsParams {
     state: Option<String>,
     limit: Option<u32>,
 }
 
 /// `GET /v1/admin/stats`.
+#[utoipa::path(get, path = "/v1/admin/stats", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "throughput, review backlog and age, review rates per scanner and model; broker depth", body = AdminStats), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn stats(State(s): State<Scheduler>, caller: Caller) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Admin]) {
         return r;
@@ -37,6 +41,8 @@ pub(crate) async fn stats(State(s): State<Scheduler>, caller: Caller) -> Respons
 }
 
 /// `GET /v1/admin/jobs?state=failed|dead&limit=`.
+#[utoipa::path(get, path = "/v1/admin/jobs", tag = "admin", params(JobsParams), security(("bearer" = [])),
+    responses((status = 200, description = "jobs in the state, most recently updated first", body = crate::openapi::Jobs), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn jobs(State(s): State<Scheduler>, caller: Caller, Query(q): Query<JobsParams>) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Admin]) {
         return r;
@@ -52,6 +58,8 @@ pub(crate) async fn jobs(State(s): State<Scheduler>, caller: Caller, Query(q): Q
 }
 
 /// `POST /v1/admin/jobs/{id}/retry`: a failed or dead job gets a fresh set of attempts.
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/retry", tag = "admin", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 202, description = "queued again with a fresh set of attempts"), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn retry(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Admin]) {
         return r;

@@ -18,14 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Caller;
 use crate::{Scheduler, SchedulerError, Submission};
+use neurobatch_core::db::{StudyDetail, StudySummary};
 
 /// Studies per page when `limit` is absent, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SubmitRequest {
+pub(crate) struct SubmitRequest {
     uri: String,
     #[serde(default)]
     priority: Option<String>,
@@ -33,8 +34,9 @@ struct SubmitRequest {
     force: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct ListParams {
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListParams {
     limit: Option<u32>,
     offset: Option<u64>,
 }
@@ -45,7 +47,8 @@ impl Scheduler {
         use crate::{admin, review, ui};
         use axum::routing::{post, put};
         Router::new()
-            .route("/healthz", get(|| async { "ok" }))
+            .merge(self.observe_routes())
+            .route("/openapi.json", get(crate::openapi::document))
             .route("/v1/me", get(review::me))
             .route("/v1/studies", get(list).post(submit))
             .route("/v1/studies/{id}", get(study))
@@ -96,7 +99,11 @@ pub(crate) fn failure(e: &SchedulerError) -> Response {
 
 /// `POST /v1/studies`: 202 with the new job, 200 for an existing job or an
 /// ineligible study, 409 for a source that is not a complete study yet.
-async fn submit(State(s): State<Scheduler>, caller: Caller, body: Bytes) -> Response {
+#[utoipa::path(post, path = "/v1/studies", tag = "studies", request_body = SubmitRequest, security(("bearer" = [])),
+    responses((status = 202, description = "a new job", body = Submission),
+        (status = 200, description = "a known study (same job) or an ineligible one (reason recorded)", body = Submission),
+        (status = 409, description = "not a complete study yet", body = Submission), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn submit(State(s): State<Scheduler>, caller: Caller, body: Bytes) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Service, Role::Admin]) {
         return r;
     }
@@ -130,7 +137,9 @@ async fn submit(State(s): State<Scheduler>, caller: Caller, body: Bytes) -> Resp
 }
 
 /// `GET /v1/studies?limit=&offset=`: most recent first.
-async fn list(
+#[utoipa::path(get, path = "/v1/studies", tag = "studies", params(ListParams), security(("bearer" = [])),
+    responses((status = 200, description = "studies, most recent first, with their latest job", body = [StudySummary]), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(s): State<Scheduler>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -153,7 +162,13 @@ async fn list(
 }
 
 /// `GET /v1/studies/{id}`: 404 when there is no such study.
-async fn study(State(s): State<Scheduler>, caller: Caller, id: Result<Path<i64>, PathRejection>) -> Response {
+#[utoipa::path(get, path = "/v1/studies/{id}", tag = "studies", params(("id" = i64, Path, description = "study id")), security(("bearer" = [])),
+    responses((status = 200, description = "the study, its series, jobs, results and object keys", body = StudyDetail), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn study(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    id: Result<Path<i64>, PathRejection>,
+) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Reviewer, Role::Admin]) {
         return r;
     }

@@ -17,6 +17,8 @@ mod error;
 pub mod export;
 mod http;
 mod inbox;
+mod observe;
+pub mod openapi;
 mod review;
 mod s3poll;
 pub mod select;
@@ -56,7 +58,7 @@ pub struct PipelineSpec {
 }
 
 /// One label of the pipeline's segmentation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct PipelineLabel {
     pub value: u32,
     pub name: String,
@@ -80,6 +82,7 @@ struct Inner {
     window: Option<NightlyWindow>,
     inbox_seen: Mutex<HashMap<PathBuf, inbox::Cheap>>,
     s3_seen: Mutex<HashMap<String, s3poll::Tracked>>,
+    health: neurobatch_core::health::Health,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -119,6 +122,7 @@ impl Scheduler {
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 s3: S3Settings::from_config(&config.storage),
+                health: observe::health_over(&store, &queue, &objects),
                 config: config.clone(),
                 store,
                 queue,
@@ -175,6 +179,11 @@ impl Scheduler {
         tasks.spawn(every("reaper", token.clone(), interval, move || {
             let s = s.clone();
             async move { s.reap_once().await.map(drop) }
+        }));
+        let s = self.clone();
+        tasks.spawn(every("metrics", token.clone(), interval, move || {
+            let s = s.clone();
+            async move { s.record_gauges_once().await }
         }));
         let s = self.clone();
         let http_token = token.clone();

@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use neurobatch_core::db::{ReviewFilter, ReviewOutcome};
+use neurobatch_core::db::{ReviewFilter, ReviewItem, ReviewOutcome};
 use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
 use serde::Deserialize;
 
@@ -31,7 +31,8 @@ const MAX_CORRECTION_BYTES: usize = 512 * 512 * 512 * 2 + 4096;
 /// The case objects the viewer may fetch.
 const OBJECTS: [&str; 5] = ["image", "mask", "entropy", "mutual_information", "correction"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct QueueParams {
     state: Option<String>,
     reason: Option<String>,
@@ -42,7 +43,7 @@ pub(crate) struct QueueParams {
     offset: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DecisionRequest {
     action: String,
@@ -50,7 +51,7 @@ pub(crate) struct DecisionRequest {
     comment: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommentRequest {
     text: String,
@@ -65,11 +66,15 @@ fn nonempty(v: Option<String>) -> Option<String> {
 }
 
 /// `GET /v1/me`.
+#[utoipa::path(get, path = "/v1/me", tag = "review", security(("bearer" = [])),
+    responses((status = 200, description = "the caller's name and role", body = crate::openapi::Me), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn me(caller: Caller) -> Response {
     Json(serde_json::json!({"name": caller.name, "role": caller.role})).into_response()
 }
 
 /// `GET /v1/review/items`: the queue, by priority, uncertainty, age.
+#[utoipa::path(get, path = "/v1/review/items", tag = "review", params(QueueParams), security(("bearer" = [])),
+    responses((status = 200, description = "the queue: priority, then uncertainty, then age", body = crate::openapi::ReviewItems), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, Query(q): Query<QueueParams>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -98,6 +103,9 @@ pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, Query(q): Q
 }
 
 /// `POST /v1/review/claim-next`: 200 with the case, 204 when the queue is empty.
+#[utoipa::path(post, path = "/v1/review/claim-next", tag = "review", security(("bearer" = [])),
+    responses((status = 200, description = "the case, now claimed by the caller for 15 minutes", body = crate::openapi::Case),
+        (status = 204, description = "nothing pending"), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn claim_next(State(s): State<Scheduler>, caller: Caller) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -110,6 +118,8 @@ pub(crate) async fn claim_next(State(s): State<Scheduler>, caller: Caller) -> Re
 }
 
 /// `GET /v1/review/items/{id}`.
+#[utoipa::path(get, path = "/v1/review/items/{id}", tag = "review", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the case with structures, labels, objects and comments", body = crate::openapi::Case), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn case(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -142,6 +152,9 @@ async fn case_response(s: &Scheduler, id: i64) -> Response {
 }
 
 /// `GET /v1/review/items/{id}/objects/{name}`: the NIfTI bytes for the viewer.
+#[utoipa::path(get, path = "/v1/review/items/{id}/objects/{name}", tag = "review",
+    params(("id" = i64, Path), ("name" = String, Path, description = "image, mask, entropy, mutual_information or correction")), security(("bearer" = [])),
+    responses((status = 200, description = "the NIfTI (gzip)", content_type = "application/gzip", body = Vec<u8>), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn object(
     State(s): State<Scheduler>,
     caller: Caller,
@@ -169,6 +182,8 @@ pub(crate) async fn object(
 }
 
 /// `POST /v1/review/items/{id}/release`.
+#[utoipa::path(post, path = "/v1/review/items/{id}/release", tag = "review", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "back in the queue", body = ReviewItem), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -177,6 +192,8 @@ pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, Path(id)
 }
 
 /// `POST /v1/review/items/{id}/decision` with `{"action": "approve"|"reject"|"escalate", "comment"?}`.
+#[utoipa::path(post, path = "/v1/review/items/{id}/decision", tag = "review", params(("id" = i64, Path)), request_body = DecisionRequest, security(("bearer" = [])),
+    responses((status = 200, description = "decided (or escalated back to the queue)", body = ReviewItem), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn decide(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -201,6 +218,11 @@ pub(crate) async fn decide(State(s): State<Scheduler>, caller: Caller, Path(id):
 }
 
 /// `PUT /v1/review/items/{id}/correction` with a NIfTI mask as the body.
+#[utoipa::path(put, path = "/v1/review/items/{id}/correction", tag = "review", params(("id" = i64, Path)),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the corrected mask as NIfTI (.nii or .nii.gz)"), security(("bearer" = [])),
+    responses((status = 200, description = "stored as the next correction version; decision correct", body = ReviewItem),
+        (status = 422, description = "not NIfTI, another grid, or labels the pipeline does not have", body = crate::openapi::ErrorBody),
+        (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -286,6 +308,8 @@ fn strip(message: &str, path: &std::path::Path) -> String {
 }
 
 /// `POST /v1/review/items/{id}/comments` with `{"text": "…"}`.
+#[utoipa::path(post, path = "/v1/review/items/{id}/comments", tag = "review", params(("id" = i64, Path)), request_body = CommentRequest, security(("bearer" = [])),
+    responses((status = 201, description = "stored"), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn comment(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;

@@ -1,8 +1,8 @@
 //! What the daemon's roles (`serve`, `scheduler`, `worker`, `backfill`)
 //! share: connecting the job store (migrated), the queue and the object
 //! store from the configuration; the pipeline's model folders, the models
-//! loaded for workers and the spec the scheduler keys jobs with; worker
-//! names; and the shutdown signal (SIGTERM or Ctrl-C).
+//! loaded for workers (on `pipeline.providers`) and the spec the scheduler
+//! keys jobs with; worker names; and the shutdown signal (SIGTERM or Ctrl-C).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use neurobatch_core::config::Config;
 use neurobatch_core::db::JobStore;
+use neurobatch_core::metrics::Metrics;
 use neurobatch_core::queue::Queue;
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use scheduler::PipelineSpec;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use worker::daemon::{Context as WorkerContext, Models, Worker, WorkerSettings};
 use worker::manifest::{MANIFEST_FILE, parse_manifest};
 use worker::pipeline::ProfileChoice;
-use worker::runtime::RuntimeConfig;
+use worker::runtime::{Provider, RuntimeConfig};
 
 use super::process;
 
@@ -105,7 +106,7 @@ pub fn load_models(config: &Config) -> anyhow::Result<Models> {
     let runtime = RuntimeConfig {
         dylib_path: None,
         intra_op_threads: usize::try_from(p.threads).unwrap_or(0),
-        providers: RuntimeConfig::default().providers,
+        providers: providers(&p.providers)?,
     };
     let choice = ProfileChoice {
         name: (!p.profile.is_empty()).then(|| p.profile.clone()),
@@ -122,8 +123,20 @@ pub fn load_models(config: &Config) -> anyhow::Result<Models> {
     Ok(Models { segmentation, quality })
 }
 
-/// A worker over `backends` with the loaded `models`.
-pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: String) -> Worker {
+/// `pipeline.providers` as ONNX Runtime execution providers, in order.
+pub fn providers(names: &[String]) -> anyhow::Result<Vec<Provider>> {
+    names
+        .iter()
+        .map(|p| {
+            toml::Value::String(p.trim().to_lowercase()).try_into::<Provider>().map_err(|_| {
+                anyhow::anyhow!("pipeline.providers: unknown execution provider `{p}` (cpu, cuda, tensorrt)")
+            })
+        })
+        .collect()
+}
+
+/// A worker over `backends` with the loaded `models`, recording into `metrics`.
+pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: String, metrics: Metrics) -> Worker {
     Worker::new(WorkerContext {
         settings: WorkerSettings::from_config(&config.worker, id),
         store: backends.store.clone(),
@@ -131,6 +144,7 @@ pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: Str
         objects: backends.objects.clone(),
         s3: S3Settings::from_config(&config.storage),
         models,
+        metrics,
     })
 }
 

@@ -1,5 +1,6 @@
 //! `neurobatch scheduler`: ingest (inbox, S3 prefix, HTTP), dispatch within
-//! the nightly window, reaper and outbox, the status API — until SIGTERM.
+//! the nightly window, reaper and outbox, the status API with `/healthz`,
+//! `/readyz` and `/metrics` — until SIGTERM.
 
 use super::ConfigArgs;
 use super::daemon::{self, Backends};
@@ -18,11 +19,11 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         daemon::ensure_dir(&config.scheduler.inbox)?;
         let backends = Backends::connect(&config, "scheduler").await?;
         let scheduler = daemon::scheduler(&config, &backends, spec).await?;
-        eprintln!(
-            "scheduler: watching {}, API on http://{}/v1/studies",
+        crate::telemetry::status(&format!(
+            "scheduler: watching {}, API on http://{}/v1/studies (health on /healthz, /readyz, metrics on /metrics)",
             config.scheduler.inbox.display(),
             config.scheduler.listen
-        );
+        ));
         let result = scheduler.run(shutdown).await;
         backends.close().await;
         Ok(result?)

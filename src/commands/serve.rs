@@ -6,6 +6,10 @@
 //!
 //! `--until-idle` exits once everything that arrived has been processed
 //! (the README's first command uses it on the bundled samples).
+//!
+//! One metrics registry for the process: the worker records into the
+//! scheduler's, and `/healthz`, `/readyz` (models included) and `/metrics`
+//! answer on `scheduler.listen` (`worker.listen` is not used).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,15 +39,18 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         daemon::ensure_dir(&config.scheduler.inbox)?;
         let backends = Backends::connect(&config, "serve").await?;
         let scheduler = daemon::scheduler(&config, &backends, spec).await?;
-        let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None));
-        eprintln!(
+        let health = scheduler.health().clone();
+        health.expect_models();
+        let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None), scheduler.metrics().clone());
+        health.models_loaded();
+        crate::telemetry::status(&format!(
             "serve: watching {} (ready after {} s quiet); database {}; results in {}; status on http://{}/v1/studies",
             config.scheduler.inbox.display(),
             config.scheduler.quiet_period_secs,
             config.database.url,
             config.storage.url,
             config.scheduler.listen,
-        );
+        ));
         let sched_task = tokio::spawn({
             let s = scheduler.clone();
             let t = shutdown.clone();
@@ -102,7 +109,7 @@ async fn wait_until_idle(
 async fn print_summary(backends: &Backends) {
     let studies = match backends.store.list_studies(1000, 0).await {
         Ok(s) => s,
-        Err(e) => return eprintln!("serve: cannot list studies: {e}"),
+        Err(e) => return crate::telemetry::status(&format!("serve: cannot list studies: {e}")),
     };
     let mut review = 0;
     for summary in &studies {
@@ -142,6 +149,6 @@ async fn print_summary(backends: &Backends) {
                 if text.is_empty() { "none".into() } else { text.join(", ") }
             );
         }
-        Err(e) => eprintln!("serve: cannot count jobs: {e}"),
+        Err(e) => crate::telemetry::status(&format!("serve: cannot count jobs: {e}")),
     }
 }

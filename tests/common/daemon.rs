@@ -204,6 +204,8 @@ pub fn fast_settings() -> Vec<(&'static str, String)> {
         ("worker.grace_period_secs", "20".into()),
         ("queue.retry_initial_secs", "1".into()),
         ("queue.retry_max_secs", "2".into()),
+        // No health/metrics listener: several workers share this machine (tests that need one set it).
+        ("worker.listen", String::new()),
     ]
 }
 

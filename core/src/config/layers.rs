@@ -152,6 +152,10 @@ fn typed(var: &str, default: &Value, text: String) -> Result<Value, ConfigError>
             "false" | "0" | "no" => Ok(Value::Boolean(false)),
             _ => Err(env_err(var, "expected true or false".into())),
         },
+        // Lists of strings (`pipeline.providers`, `pipeline.modalities`): comma-separated.
+        Value::Array(items) if items.iter().all(Value::is_str) => Ok(Value::Array(
+            text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(|t| Value::String(t.to_string())).collect(),
+        )),
         _ => Err(env_err(var, "this key cannot be set from the environment".into())),
     }
 }

@@ -127,6 +127,9 @@ pub struct PipelineConfig {
     pub members: u32,
     /// Threads ONNX Runtime uses per operator (0: one per core).
     pub threads: u32,
+    /// ONNX Runtime execution providers in order of preference (`cpu`, `cuda`, `tensorrt`);
+    /// the CPU is always the fallback.
+    pub providers: Vec<String>,
     /// Eligible DICOM modalities.
     pub modalities: Vec<String>,
     /// Regular expression a DICOM series description must match (empty: any).
@@ -151,6 +154,8 @@ pub struct WorkerConfig {
     pub max_attempts: u32,
     /// On SIGTERM, how long the job in flight may take to finish before it is handed back.
     pub grace_period_secs: u64,
+    /// Address of `neurobatch worker`'s `/healthz`, `/readyz` and `/metrics`; empty: none.
+    pub listen: String,
 }
 
 impl Default for DatabaseConfig {
@@ -181,6 +186,7 @@ impl Default for PipelineConfig {
             profile: String::new(),
             members: 0,
             threads: 0,
+            providers: vec!["cpu".into()],
             modalities: vec!["MR".into()],
             series_description: String::new(),
             min_slices: 16,
@@ -216,7 +222,14 @@ impl Default for SchedulerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { concurrency: 1, lease_secs: 120, job_timeout_secs: 3600, max_attempts: 3, grace_period_secs: 60 }
+        Self {
+            concurrency: 1,
+            lease_secs: 120,
+            job_timeout_secs: 3600,
+            max_attempts: 3,
+            grace_period_secs: 60,
+            listen: "127.0.0.1:9090".into(),
+        }
     }
 }
 
@@ -306,6 +319,16 @@ impl Config {
         if p.model.is_empty() {
             return Err(invalid("pipeline.model", "must name a model folder".into()));
         }
+        if p.providers.is_empty() {
+            return Err(invalid("pipeline.providers", "name at least one of cpu, cuda, tensorrt".into()));
+        }
+        if let Some(e) = p.providers.iter().find(|e| !PROVIDERS.contains(&e.as_str())) {
+            return Err(invalid("pipeline.providers", format!("\"{e}\" is not cpu, cuda or tensorrt")));
+        }
+        let port = w.listen.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+        if !w.listen.is_empty() && port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+            return Err(invalid("worker.listen", format!("\"{}\" is not HOST:PORT or empty", w.listen)));
+        }
         if let Some(o) = p.orientations.iter().find(|o| !matches!(o.as_str(), "axial" | "coronal" | "sagittal")) {
             return Err(invalid("pipeline.orientations", format!("\"{o}\" is not axial, coronal or sagittal")));
         }
@@ -357,6 +380,9 @@ impl WorkerConfig {
         Duration::from_secs(self.grace_period_secs)
     }
 }
+
+/// The execution providers `pipeline.providers` accepts.
+pub const PROVIDERS: [&str; 3] = ["cpu", "cuda", "tensorrt"];
 
 /// The environment variable that sets `section.key`.
 pub fn env_name(key: &str) -> String {

@@ -146,7 +146,7 @@ fn wrong_types_are_refused_without_echoing_the_value() {
 
 #[test]
 fn validation_names_the_key_its_variable_and_the_reason() {
-    let cases: [(&str, &str, &str, &str); 8] = [
+    let cases: [(&str, &str, &str, &str); 11] = [
         ("NEUROBATCH__DATABASE__URL", "mysql://db/nb", "database.url", "mysql"),
         ("NEUROBATCH__QUEUE__URL", "kafka://broker", "queue.url", "kafka"),
         ("NEUROBATCH__STORAGE__URL", "s3://", "storage.url", "no bucket"),
@@ -155,6 +155,9 @@ fn validation_names_the_key_its_variable_and_the_reason() {
         ("NEUROBATCH__WORKER__CONCURRENCY", "0", "worker.concurrency", "at least 1"),
         ("NEUROBATCH__WORKER__LEASE_SECS", "1", "worker.lease_secs", "at least 5"),
         ("NEUROBATCH__WORKER__MAX_ATTEMPTS", "0", "worker.max_attempts", "at least 1"),
+        ("NEUROBATCH__PIPELINE__PROVIDERS", "cuda,rocm", "pipeline.providers", "rocm"),
+        ("NEUROBATCH__PIPELINE__PROVIDERS", "", "pipeline.providers", "at least one"),
+        ("NEUROBATCH__WORKER__LISTEN", "9090", "worker.listen", "HOST:PORT"),
     ];
     for (var, value, key, reason) in cases {
         let text = err_text(load(&[], &[(var, value)]));
@@ -182,4 +185,20 @@ fn passwords_never_show_in_debug_or_serialized_configuration() {
         assert!(text.contains("postgres://app:***@db:5432/nb"), "{text}");
     }
     assert_eq!(c.database.url.expose(), "postgres://app:hunter2@db:5432/nb");
+}
+
+#[test]
+fn providers_and_the_worker_listener_come_from_the_environment() {
+    let c = load(&[], &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pipeline.providers, vec!["cpu".to_string()]);
+    assert_eq!(c.worker.listen, "127.0.0.1:9090");
+    let c = load(
+        &[],
+        &[("NEUROBATCH__PIPELINE__PROVIDERS", "tensorrt, cuda"), ("NEUROBATCH__WORKER__LISTEN", "0.0.0.0:9100")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.pipeline.providers, vec!["tensorrt".to_string(), "cuda".to_string()]);
+    assert_eq!(c.worker.listen, "0.0.0.0:9100");
+    let c = load(&[], &[("NEUROBATCH__WORKER__LISTEN", "")]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.worker.listen, "", "empty: no listener");
 }

@@ -13,7 +13,7 @@ use crate::domain::JobState;
 type RateRow = (Option<String>, String, i64, i64, Option<f64>);
 
 /// Review and uncertainty figures of one scanner and model.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RoutingRate {
     pub scanner: Option<String>,
     pub model: String,
@@ -24,7 +24,7 @@ pub struct RoutingRate {
 }
 
 /// The figures of the admin page.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AdminStats {
     pub jobs_by_state: std::collections::BTreeMap<String, i64>,
     pub succeeded_last_hour: i64,

@@ -214,6 +214,14 @@ impl JobStore {
         }
     }
 
+    /// `SELECT 1` on a pooled connection: whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<(), DbError> {
+        dispatch!(self, |pool| {
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool).await?;
+            Ok(())
+        })
+    }
+
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         dispatch!(self, |pool| pool.close().await)

@@ -16,7 +16,7 @@ use super::{BeginWrite as _, DbError, JobStore, StructureMetric, later, stored};
 use crate::domain::{Priority, ReviewAction, ReviewState};
 
 /// One case in the review queue, with what a reviewer filters and sorts on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReviewItem {
     pub id: i64,
     pub job_id: i64,
@@ -24,11 +24,13 @@ pub struct ReviewItem {
     pub study_key: String,
     pub state: ReviewState,
     /// The routing reasons as the worker's report wrote them.
+    #[schema(value_type = Vec<Object>)]
     pub reasons: serde_json::Value,
     pub priority: Priority,
     /// The study's uncertainty score; `null` when the worker could not compute
     /// it (stored as the largest float, so such cases sort first).
     #[serde(serialize_with = "known_or_null")]
+    #[schema(value_type = Option<f64>)]
     pub uncertainty: f64,
     /// `<pipeline>@<model version>`.
     pub model: String,
@@ -63,7 +65,7 @@ pub struct ReviewFilter {
 }
 
 /// A comment on a case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReviewComment {
     pub author: String,
     pub text: String,
@@ -71,7 +73,7 @@ pub struct ReviewComment {
 }
 
 /// Everything a reviewer sees of one case.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReviewCase {
     #[serde(flatten)]
     pub item: ReviewItem,

@@ -183,6 +183,25 @@ impl Queue {
         }
     }
 
+    /// Whether the broker answers within `within` (readiness): for AMQP a
+    /// passive declaration of the jobs queue on the shared connection (no
+    /// consumer is created; a lost connection is re-opened as for any call,
+    /// but the answer does not wait past `within`); the memory queue always
+    /// answers. Returns the jobs waiting, as [`Queue::queued`].
+    pub async fn ping(&self, within: std::time::Duration) -> Result<u32, QueueError> {
+        match self {
+            Queue::Amqp(q) => match tokio::time::timeout(within, q.queued()).await {
+                Ok(r) => r,
+                Err(_) => Err(QueueError::Unavailable {
+                    target: q.target().to_owned(),
+                    seconds: within.as_secs(),
+                    reason: "no answer (connecting)".into(),
+                }),
+            },
+            Queue::Memory(q) => Ok(q.queued()),
+        }
+    }
+
     /// Closes the connection; unacked deliveries go back to the queue.
     pub async fn close(&self) -> Result<(), QueueError> {
         match self {

@@ -99,6 +99,22 @@ impl FileStore {
         .await
     }
 
+    /// Creates the root folder when missing and checks that it is a folder.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        let root = self.root.clone();
+        let shown = root.display().to_string();
+        blocking(&shown.clone(), move || {
+            std::fs::create_dir_all(&root).map_err(io(&shown, "create folder"))?;
+            let meta = std::fs::metadata(&root).map_err(io(&shown, "stat"))?;
+            if meta.is_dir() {
+                Ok(())
+            } else {
+                Err(StorageError::Io { key: shown, op: "stat", source: std::io::Error::other("not a folder") })
+            }
+        })
+        .await
+    }
+
     /// Keys starting with `prefix` (string prefix, as in S3), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let root = self.root.clone();

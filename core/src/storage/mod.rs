@@ -123,6 +123,16 @@ impl ObjectStore {
         }
     }
 
+    /// Whether the store can be reached (readiness): S3 lists at most one
+    /// key under the store's prefix; a file store makes sure its root folder
+    /// exists.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        match self {
+            ObjectStore::S3(s) => s.ping().await,
+            ObjectStore::File(f) => f.ping().await,
+        }
+    }
+
     /// Every key that starts with `prefix` (`""` for all), sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         key::validate_prefix(prefix)?;

@@ -177,6 +177,19 @@ impl S3Store {
         Ok(())
     }
 
+    /// One `ListObjectsV2` call for at most one key under the prefix.
+    pub async fn ping(&self) -> Result<(), StorageError> {
+        self.client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&self.prefix)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| s3_error("list", &self.prefix, &e))?;
+        Ok(())
+    }
+
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let full_prefix = self.full(prefix);
         let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };

@@ -1,23 +1,45 @@
 //! The HTTP API on a real listener, with a hand-written HTTP/1.1 client.
 
-use tokio_util::sync::CancellationToken;
-
 use neurobatch_core::domain::Role;
 
-use crate::helpers::{App, Db, http, http_as, json, ok, testdata};
+use crate::helpers::{Db, http, http_as, json, ok, serve, testdata};
 
 async fn api(db: Db) {
-    let app = App::start(db, "api", |c| c.pipeline.min_slices = 1000).await;
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let addr = ok(listener.local_addr());
-    let token = CancellationToken::new();
-    let server = tokio::spawn({
-        let s = app.sched.clone();
-        let t = token.clone();
-        async move { s.serve_http(listener, t).await }
-    });
-
+    let served = serve(db, "api", |c| c.pipeline.min_slices = 1000).await;
+    let (app, addr) = (&served.app, served.addr);
     assert_eq!(http(addr, "GET", "/healthz", None).await, (200, "ok".to_string()));
+    // The OpenAPI document describes exactly the API's routes, each behind the bearer token.
+    let (status, text) = http(addr, "GET", "/openapi.json", None).await;
+    assert_eq!(status, 200, "{text}");
+    let doc = json(&text);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "{text}");
+    let paths: std::collections::BTreeSet<&str> =
+        doc["paths"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
+    let want = [
+        "/v1/admin/jobs",
+        "/v1/admin/jobs/{id}/retry",
+        "/v1/admin/stats",
+        "/v1/me",
+        "/v1/review/claim-next",
+        "/v1/review/items",
+        "/v1/review/items/{id}",
+        "/v1/review/items/{id}/comments",
+        "/v1/review/items/{id}/correction",
+        "/v1/review/items/{id}/decision",
+        "/v1/review/items/{id}/objects/{name}",
+        "/v1/review/items/{id}/release",
+        "/v1/studies",
+        "/v1/studies/{id}",
+    ];
+    assert_eq!(paths, want.into_iter().collect());
+    for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in ops.as_object().into_iter().flatten() {
+            assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path}");
+            assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+        }
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    assert!(doc["components"]["schemas"]["ReviewItem"]["properties"]["uncertainty"].is_object());
     let admin = app.token("api-admin", Role::Admin).await;
     let http = |addr, method, path: &str, body: Option<&str>| {
         let (admin, path, body) = (admin.clone(), path.to_string(), body.map(|b| b.as_bytes().to_vec()));
@@ -89,9 +111,7 @@ async fn api(db: Db) {
         assert!(err.contains(needle), "{method} {path}: {text}");
     }
 
-    token.cancel();
-    ok(ok(server.await));
-    app.finish().await;
+    served.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -232,3 +232,35 @@ fn dechunk(mut rest: &str) -> String {
 pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
+
+/// The app serving its API on a loopback port.
+pub struct Served {
+    pub app: App,
+    pub addr: std::net::SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), scheduler::SchedulerError>>,
+}
+
+pub async fn serve(db: Db, name: &str, edit: impl FnOnce(&mut Config)) -> Served {
+    let app = App::start(db, name, edit).await;
+    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
+    let addr = ok(listener.local_addr());
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn({
+        let (s, t) = (app.sched.clone(), stop.clone());
+        async move { s.serve_http(listener, t).await }
+    });
+    Served { app, addr, stop, server }
+}
+
+impl Served {
+    pub async fn finish(self) {
+        self.stop.cancel();
+        ok(ok(self.server.await));
+        self.app.finish().await;
+    }
+
+    pub async fn call(&self, token: Option<&str>, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
+        http_as(self.addr, token, method, path, body).await
+    }
+}

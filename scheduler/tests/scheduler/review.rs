@@ -8,41 +8,8 @@ use chrono::Utc;
 use neurobatch_core::db::{JobResults, NewReviewItem, Routing, Scanner, StructureMetric};
 use neurobatch_core::domain::{Priority, Role};
 use sqlx::Connection as _;
-use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{App, Db, http_as, json, ok, testdata};
-
-/// The app serving its API on a loopback port.
-struct Served {
-    app: App,
-    addr: std::net::SocketAddr,
-    stop: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), scheduler::SchedulerError>>,
-}
-
-async fn serve(db: Db, name: &str) -> Served {
-    let app = App::start(db, name, |_| {}).await;
-    let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-    let addr = ok(listener.local_addr());
-    let stop = CancellationToken::new();
-    let server = tokio::spawn({
-        let (s, t) = (app.sched.clone(), stop.clone());
-        async move { s.serve_http(listener, t).await }
-    });
-    Served { app, addr, stop, server }
-}
-
-impl Served {
-    async fn finish(self) {
-        self.stop.cancel();
-        ok(ok(self.server.await));
-        self.app.finish().await;
-    }
-
-    async fn call(&self, token: Option<&str>, method: &str, path: &str, body: Option<&[u8]>) -> (u16, String) {
-        http_as(self.addr, token, method, path, body).await
-    }
-}
+use crate::helpers::{App, Db, http_as, json, ok, serve, testdata};
 
 /// `n` review cases whose mask is the MNI tissue labels (stored in the app's object store).
 async fn cases(app: &App, n: usize) -> Vec<i64> {
@@ -96,7 +63,7 @@ type Row<'a> = (&'a str, &'a str, Option<&'a [u8]>, [u16; 5]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_may_call_exactly_its_endpoints() {
-    let s = serve(Db::Sqlite, "authz").await;
+    let s = serve(Db::Sqlite, "authz", |_| {}).await;
     let reviewer = s.app.token("rev", Role::Reviewer).await;
     let admin = s.app.token("adm", Role::Admin).await;
     let service = s.app.token("svc", Role::Service).await;
@@ -135,7 +102,7 @@ async fn each_role_may_call_exactly_its_endpoints() {
 }
 
 async fn twenty_claimers(db: Db) {
-    let s = serve(db, "race").await;
+    let s = serve(db, "race", |_| {}).await;
     let ids = cases(&s.app, 10).await;
     assert_eq!(ids.len(), 10);
     let mut tokens = Vec::new();
@@ -175,7 +142,7 @@ async fn twenty_reviewers_race_for_ten_cases_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_claim_returns_the_case_and_the_late_decision_is_refused() {
-    let s = serve(Db::Sqlite, "lease").await;
+    let s = serve(Db::Sqlite, "lease", |_| {}).await;
     let ids = cases(&s.app, 1).await;
     let ann = s.app.token("ann", Role::Reviewer).await;
     let bob = s.app.token("bob", Role::Reviewer).await;
@@ -202,7 +169,7 @@ async fn an_expired_claim_returns_the_case_and_the_late_decision_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrected_masks_are_validated_stored_and_exported() {
-    let s = serve(Db::Sqlite, "correct").await;
+    let s = serve(Db::Sqlite, "correct", |_| {}).await;
     let ids = cases(&s.app, 2).await;
     let rev = s.app.token("rev", Role::Reviewer).await;
     let (status, text) = s.call(Some(&rev), "POST", "/v1/review/claim-next", None).await;

@@ -50,4 +50,7 @@ pub enum WorkerError {
     Queue(#[from] QueueError),
     #[error("job store: {0}")]
     Db(#[from] DbError),
+    /// `worker.listen` could not be bound or its server failed.
+    #[error("worker.listen {addr}: {reason}")]
+    Listen { addr: String, reason: String },
 }

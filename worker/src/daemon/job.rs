@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::Utc;
 use neurobatch_core::db::{Completion, FailOutcome, Job};
 use neurobatch_core::domain::JobState;
+use neurobatch_core::metrics::Stage;
 use neurobatch_core::queue::Delivery;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -58,9 +59,35 @@ pub enum Settled {
     },
 }
 
+impl Settled {
+    /// The `state` and `outcome` labels of `neurobatch_jobs_total`: the state
+    /// the job reached (`unknown` when the store could not be told) and how.
+    pub fn labels(&self) -> (&'static str, &'static str) {
+        match self {
+            Settled::Succeeded { review: true, .. } => ("succeeded", "review"),
+            Settled::Succeeded { review: false, .. } => ("succeeded", "accept"),
+            Settled::Duplicate { state, .. } => (state.as_str(), "duplicate"),
+            Settled::Retrying { .. } => ("queued", "retry"),
+            Settled::Failed { .. } => ("failed", "permanent"),
+            Settled::Dead { .. } => ("dead", "exhausted"),
+            Settled::HandedBack { .. } => ("queued", "handed_back"),
+            Settled::LeaseLost { .. } => ("running", "lease_lost"),
+            Settled::Unsettled { .. } => ("unknown", "unsettled"),
+        }
+    }
+}
+
 /// Runs one delivery to its end. `hand_back` is cancelled when the grace
-/// period after SIGTERM is over.
+/// period after SIGTERM is over. Every end is counted in `neurobatch_jobs_total`.
 pub async fn handle(ctx: Arc<Context>, delivery: Delivery, hand_back: CancellationToken) -> Settled {
+    let metrics = ctx.metrics.clone();
+    let settled = settle(ctx, delivery, hand_back).await;
+    let (state, outcome) = settled.labels();
+    metrics.job_settled(state, outcome);
+    settled
+}
+
+async fn settle(ctx: Arc<Context>, delivery: Delivery, hand_back: CancellationToken) -> Settled {
     let id = delivery.message().job_id;
     let claim = ctx.store.claim(id, &ctx.settings.id, ctx.settings.lease, Utc::now()).await;
     let claimed = match claim {
@@ -86,6 +113,15 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
     let lease_lost = CancellationToken::new();
     let renewer = tokio::spawn(renew_lease(ctx.clone(), job.id, lease_lost.clone()));
     let work = async {
+        // A job keyed for another model version must not get this model's results under its key.
+        let loaded = &ctx.models.segmentation.model().manifest().version;
+        if &job.model_version != loaded {
+            return Err(JobError::permanent(format!(
+                "job {} is for model version {}, this worker runs {loaded}: run it on a worker with that \
+                 version, or resubmit the study with --force for this one",
+                job.id, job.model_version
+            )));
+        }
         let study_key = match ctx.store.study(job.study_id).await {
             Ok(Some(detail)) => detail.study.study_key,
             Ok(None) => return Err(JobError::permanent(format!("job {}: its study row is missing", job.id))),
@@ -123,6 +159,25 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
     }
 }
 
+/// One `neurobatch_routed_total` count per reason of a case routed to review.
+fn record_routing(ctx: &Context, output: &StudyOutput) {
+    let report = &output.report;
+    if report.routing.is_accept() {
+        return;
+    }
+    let scanner = [&output.scanner.manufacturer, &output.scanner.model]
+        .into_iter()
+        .flatten()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let scanner = if scanner.is_empty() { "unknown" } else { scanner.as_str() };
+    for reason in report.routing.reasons() {
+        ctx.metrics.routed(reason.code.as_str(), &report.model.name, scanner);
+    }
+}
+
 enum Outcome {
     Done(Result<Box<StudyOutput>, JobError>),
     LeaseLost,
@@ -150,8 +205,15 @@ async fn renew_lease(ctx: Arc<Context>, id: i64, lost: CancellationToken) {
 async fn commit(ctx: &Context, delivery: Delivery, job: &Job, output: StudyOutput) -> Settled {
     let rows = results::job_results(&output);
     let review = rows.review.is_some();
-    match ctx.store.complete(job.id, &ctx.settings.id, &rows, Utc::now()).await {
+    let started = std::time::Instant::now();
+    let completion = ctx.store.complete(job.id, &ctx.settings.id, &rows, Utc::now()).await;
+    for (stage, seconds) in &output.stages {
+        ctx.metrics.observe_stage(*stage, *seconds);
+    }
+    ctx.metrics.observe_stage(Stage::Database, started.elapsed().as_secs_f64());
+    match completion {
         Ok(Completion::Completed) => {
+            record_routing(ctx, &output);
             if let Some(event) = results::review_event(job, &output.report) {
                 // The review item is committed; the event is for other subscribers.
                 if let Err(e) = ctx.queue.publish_review(&event).await {

@@ -8,9 +8,15 @@
 //! Shutdown (SIGTERM in `neurobatch worker`): stop taking deliveries
 //! (`basic.cancel`), let the jobs in flight finish for `grace`, then hand the
 //! rest back (released in the store, requeued on the broker) and return.
+//!
+//! Metrics: every settled delivery, stage durations and review routing are
+//! recorded by [`job`]; the models, their execution providers and the
+//! concurrency when the worker is made. [`listen`] serves `/healthz`,
+//! `/readyz` and `/metrics` on `worker.listen`.
 
 mod error;
 pub mod job;
+pub mod listen;
 mod results;
 pub mod study;
 
@@ -18,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neurobatch_core::db::JobStore;
+use neurobatch_core::metrics::Metrics;
 use neurobatch_core::queue::{Queue, QueueError};
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use tokio::task::JoinSet;
@@ -63,6 +70,8 @@ pub struct Context {
     /// How `s3://` study sources are reached.
     pub s3: S3Settings,
     pub models: Arc<Models>,
+    /// The process's metrics (shared with the scheduler's in `neurobatch serve`).
+    pub metrics: Metrics,
 }
 
 /// A worker: [`Worker::run`] until shutdown.
@@ -71,7 +80,10 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// A worker; records its concurrency, models and execution providers in its metrics.
     pub fn new(ctx: Context) -> Self {
+        ctx.metrics.set_worker_concurrency(i64::try_from(ctx.settings.concurrency).unwrap_or(i64::MAX));
+        record_models(&ctx.metrics, &ctx.models);
         Worker { ctx: Arc::new(ctx) }
     }
 
@@ -167,6 +179,19 @@ fn report(
         }
         Some(Err(e)) => tracing::error!(error = %e, "a job task ended abnormally"),
         None => {}
+    }
+}
+
+/// `neurobatch_model_info` for each loaded model and
+/// `neurobatch_execution_provider_info` for each provider its sessions got.
+pub fn record_models(metrics: &Metrics, models: &Models) {
+    for runner in std::iter::once(&models.segmentation).chain(models.quality.as_ref()) {
+        let loaded = runner.model();
+        let manifest = loaded.manifest();
+        metrics.model_loaded(&manifest.name, &manifest.version);
+        for member in loaded.members() {
+            metrics.execution_provider(&member.model.provider().to_string());
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 use imaging::Volume;
 use imaging::source::OpenOptions;
 use neurobatch_core::db::{Job, Scanner};
+use neurobatch_core::metrics::Stage;
 use neurobatch_core::storage::{ObjectStore, S3Settings, result_key};
 
 use super::JobError;
@@ -35,6 +36,8 @@ pub struct StudyOutput {
     /// The processed series and its scanner, from the image headers.
     pub series_uid: Option<String>,
     pub scanner: Scanner,
+    /// Seconds per stage (fetch, harmonize, inference, upload), for the metrics.
+    pub stages: Vec<(Stage, f64)>,
 }
 
 /// Runs `job` end to end. `study_key` names the study in the result keys.
@@ -49,7 +52,9 @@ pub async fn run_study(
         .prefix("neurobatch-job-")
         .tempdir()
         .map_err(|e| JobError::transient(format!("job {}: no temporary folder: {e}", job.id)))?;
+    let fetch_started = Instant::now();
     let input = fetch(&job.source_uri, work.path(), s3).await?;
+    let fetch_s = fetch_started.elapsed().as_secs_f64();
     let series = job.series_uids.first().cloned().unwrap_or_default();
     let uri = job.source_uri.clone();
     let out_dir = work.path().join("out");
@@ -89,6 +94,7 @@ pub async fn run_study(
     .await
     .map_err(|e| JobError::transient(format!("{}: the processing task ended abnormally: {e}", job.source_uri)))??;
 
+    let upload_started = Instant::now();
     let model = &report.model;
     let mut object_keys = std::collections::BTreeMap::new();
     for file in files {
@@ -101,9 +107,20 @@ pub async fn run_study(
         objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
         object_keys.insert(output_name(&name), key);
     }
+    let upload_s = upload_started.elapsed().as_secs_f64();
     let report_json =
         serde_json::to_value(&report).map_err(|e| JobError::transient(format!("{}: report: {e}", job.source_uri)))?;
-    Ok(StudyOutput { report, report_json, object_keys, series_uid, scanner })
+    let mut stages = vec![(Stage::Fetch, fetch_s + pipeline_seconds(&report, &["load"]))];
+    stages.push((Stage::Harmonize, pipeline_seconds(&report, &["model_grid"])));
+    stages.push((Stage::Inference, pipeline_seconds(&report, &["inference", "quality"])));
+    stages.push((Stage::Upload, upload_s));
+    Ok(StudyOutput { report, report_json, object_keys, series_uid, scanner, stages })
+}
+
+/// Seconds the pipeline spent in these stages of its report (`load`: decoding the series;
+/// `model_grid`: resampling and harmonization; `inference`, `quality`: the models' passes).
+fn pipeline_seconds(report: &StudyReport, stages: &[&str]) -> f64 {
+    report.timings_ms.iter().filter(|t| stages.contains(&t.stage)).map(|t| t.ms / 1e3).sum()
 }
 
 /// `mask.nii.gz` → `mask`, `report.json` → `report`.

@@ -12,9 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{
-    JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_get, job_row, make_token, sha256_hex, wait_for,
+    JobRow, Proc, env, fast_settings, free_port, http_get, make_token, sha256_hex, sqlite_jobs, wait_for,
 };
-use sqlx::Connection as _;
 
 const STUDIES: [&str; 11] = [
     "t1_00.nii.gz",
@@ -30,18 +29,6 @@ const STUDIES: [&str; 11] = [
     "corrupt.nii.gz",
 ];
 const PLANTED: [&str; 4] = ["ZZLEAKNAME", "SECRETGIVEN", "PIDLEAK314159", "ACCLEAK271828"];
-
-fn jobs(db: &Path) -> Vec<JobRow> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let Ok(mut c) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await else {
-            return Vec::new();
-        };
-        let rows = sqlx::query(JOBS_SQL).fetch_all(&mut c).await.unwrap_or_default();
-        let _ = c.close().await;
-        rows.iter().map(job_row).collect()
-    })
-}
 
 #[test]
 fn serve_processes_an_inbox_exactly_once_across_a_kill() {
@@ -71,7 +58,7 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
         Duration::from_secs(240),
         || {
             first.assert_running();
-            (succeeded(&jobs(&db)) >= 3).then_some(())
+            (succeeded(&sqlite_jobs(&db)) >= 3).then_some(())
         },
         || first.log_text(),
     );
@@ -84,12 +71,12 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
         Duration::from_secs(300),
         || {
             second.assert_running();
-            let rows = jobs(&db);
+            let rows = sqlite_jobs(&db);
             let done =
                 rows.len() == STUDIES.len() && rows.iter().all(|r| !matches!(r.state.as_str(), "queued" | "running"));
             done.then_some(rows)
         },
-        || format!("{:#?}\n{}", jobs(&db), second.log_text()),
+        || format!("{:#?}\n{}", sqlite_jobs(&db), second.log_text()),
     );
 
     // The status API answers while it runs, to a token holder only.

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::daemon::{JOBS_SQL, JobRow, env, fast_settings, free_port, job_row, wait_for};
+use common::daemon::{dechunk, env, fast_settings, free_port, sqlite_jobs, wait_for};
 use neurobatch_core::queue::{Queue, QueueOptions};
 use sqlx::Connection as _;
 
@@ -116,19 +116,6 @@ fn get(port: u16, path: &str) -> Option<(u16, String, String)> {
     Some((status, content_type, body))
 }
 
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 /// `/metrics` as a Prometheus scraper reads it.
 fn scrape(port: u16) -> prometheus_parse::Scrape {
     let (status, content_type, body) = get(port, "/metrics").expect("GET /metrics");
@@ -160,18 +147,6 @@ fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)])
         .into_iter()
         .find(|(l, _)| labels.iter().all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v)))
         .map(|(_, v)| v)
-}
-
-fn sqlite_jobs(db: &Path) -> Vec<JobRow> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
-        let Ok(mut c) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await else {
-            return Vec::new();
-        };
-        let rows = sqlx::query(JOBS_SQL).fetch_all(&mut c).await.unwrap_or_default();
-        let _ = c.close().await;
-        rows.iter().map(job_row).collect()
-    })
 }
 
 #[test]

@@ -157,7 +157,8 @@ fn http(port: u16, token: &str, method: &str, path: &str, body: Option<&str>) ->
     Some((status, body))
 }
 
-fn dechunk(mut rest: &str) -> String {
+/// The body of a `Transfer-Encoding: chunked` response.
+pub fn dechunk(mut rest: &str) -> String {
     let mut out = String::new();
     while let Some((size, after)) = rest.split_once("\r\n") {
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
@@ -247,6 +248,20 @@ where
         object_keys: keys.map(|k| serde_json::from_str(&k).expect("object_keys JSON")).unwrap_or_default(),
         review_items: row.get("reviews"),
     }
+}
+
+/// Every job of a SQLite job store, read with a connection of its own (empty while it cannot be opened).
+pub fn sqlite_jobs(db: &Path) -> Vec<JobRow> {
+    use sqlx::Connection as _;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let Ok(mut c) = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await else {
+            return Vec::new();
+        };
+        let rows = sqlx::query(JOBS_SQL).fetch_all(&mut c).await.unwrap_or_default();
+        let _ = c.close().await;
+        rows.iter().map(job_row).collect()
+    })
 }
 
 /// The SHA-256 of a file, as the scheduler keys NIfTI studies.

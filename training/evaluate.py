@@ -17,7 +17,12 @@ trilinear to the scan's grid with background 1 outside, argmax):
   ensemble_tta  members 0-4 x {none, left-right}        (10 passes; = the run itself)
   cpu           the manifest's `cpu` profile's passes   (when they are a subset of the run)
 For the cases named in --tta8 a second run uses all 8 mirror flips (40 passes, the `full`
-profile): `ensemble_tta8`. The run's own mask and study score are compared with the aggregation of
+profile): `ensemble_tta8`. With --mc-passes N (default 4) a third run per case keeps dropout on:
+  ensemble_mc   members 0-4 x N MC-dropout passes, no flip (5N passes)
+and runs the scan-quality classifier with N MC-dropout passes too (a copy of its folder with the
+manifest's mc_dropout_passes changed), next to the shipped deterministic classifier of the first run.
+The cases in --ablate-bias also run without the model's bias-field correction (a copy of the folder
+without [bias_correction]; 5 members, no flip): `ensemble_no_bias_correction`. The run's own mask and study score are compared with the aggregation of
 the same passes here (a consistency check of this script against the Rust report).
 
 Uncertainty definitions are the accumulator's (worker/src/uncertainty/mod.rs): per structure,
@@ -29,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import subprocess
 import sys
 import time
@@ -154,7 +161,7 @@ def dice_on_truth_grid(labels_native, native_img, case_dir, case):
 
 
 def configs_of(passes, cpu_profile):
-    by = {(p["member"], tuple(p["flip"])): (p, raw) for p, raw in passes}
+    by = {(p["member"], tuple(p["flip"])): (p, raw) for p, raw in passes if p.get("mc_pass") is None}
     ident = (False, False, False)
     members = sorted({p["member"] for p, _ in passes})
     out = {
@@ -193,8 +200,10 @@ def evaluate_case(args, case, manifest, extra, tag):
     truth = truth_on_scan_grid(args.cases, case, native_img)
     cpu = manifest["inference"].get("profiles", {}).get("cpu")
     results = {}
-    for name, subset in configs_of(passes, cpu if tag == "lr" else None).items():
-        if tag == "tta8" and name != "ensemble_tta":
+    whole_run = tag in ("mc", "nobias")
+    configs = {"ensemble_tta": list(passes)} if whole_run else configs_of(passes, cpu if tag == "lr" else None)
+    for name, subset in configs.items():
+        if tag != "lr" and name != "ensemble_tta":
             continue
         agg = aggregate(subset, dims, grid_affine, native_img, truth)
         labels = agg.pop("labels")
@@ -206,12 +215,13 @@ def evaluate_case(args, case, manifest, extra, tag):
                 "mask_agreement_with_rust": float((rust_mask == labels).mean()),
                 "study_score_rust": report["study"]["score"],
             }
-        results[name if tag == "lr" else "ensemble_tta8"] = agg
+        results[{"lr": name, "tta8": "ensemble_tta8", "mc": "ensemble_mc", "nobias": "ensemble_no_bias_correction"}[tag]] = agg
     for shutil_path in (out / "passes").glob("pass_*.f32"):
         shutil_path.unlink()  # the raw passes are large; the figures are kept
     q = report.get("quality")
     return {
         "seconds": seconds,
+        "bias_field": report.get("bias_field"),
         "ood_score": (report.get("ood") or {}).get("score"),
         "ood_signals": (report.get("ood") or {}).get("signals"),
         "decision": report["routing"]["decision"],
@@ -224,6 +234,32 @@ def evaluate_case(args, case, manifest, extra, tag):
     }
 
 
+def without_bias_correction(folder: Path, dest: Path) -> Path:
+    """The model folder without its [bias_correction] table (the ablation)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(folder, dest)
+    text = (dest / "manifest.toml").read_text()
+    text, n = re.subn(r"(?ms)^\[bias_correction\]\n(?:[a-z_]+ = [^\n]*\n)*", "", text, count=1)
+    if n != 1:
+        raise SystemExit(f"{folder}/manifest.toml has no [bias_correction] table")
+    (dest / "manifest.toml").write_text(text)
+    return dest
+
+
+def mc_quality_copy(folder: Path, dest: Path, passes: int) -> Path:
+    """The scan-quality folder with `mc_dropout_passes = passes` (members are the same files)."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(folder, dest)
+    text = (dest / "manifest.toml").read_text()
+    text, n = re.subn(r"(?m)^mc_dropout_passes = \d+$", f"mc_dropout_passes = {passes}", text, count=1)
+    if n != 1:
+        raise SystemExit(f"{folder}/manifest.toml has no mc_dropout_passes line")
+    (dest / "manifest.toml").write_text(text)
+    return dest
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=Path, required=True)
@@ -232,6 +268,10 @@ def main():
     ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tta8", default="clean,noise_snr10,tilt_20deg_pitch")
+    ap.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes per member of the third run (0: no run)")
+    ap.add_argument("--quality-model", type=Path, default=Path("models/scan-quality"))
+    ap.add_argument("--ablate-bias", default="clean,bias_polynomial,bias_sinusoidal",
+                    help="cases also run without the manifest's [bias_correction] (5 members, no flip)")
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     ap.add_argument("--json", type=Path, default=Path("training/evaluation.json"))
     ap.add_argument("--resume", action="store_true", help="keep the cases already in --json")
@@ -246,10 +286,27 @@ def main():
     # Written after every case, so an interrupted evaluation resumes where it stopped.
     results = json.loads(args.json.read_text())["cases"] if args.resume and args.json.exists() else []
     done = {r["name"] for r in results}
+    no_bias = None
+    if args.ablate_bias and "bias_correction" in manifest:
+        no_bias = without_bias_correction(args.model, args.work / "no-bias-correction")
+    quality_mc = None
+    if args.mc_passes:
+        quality_mc = mc_quality_copy(args.quality_model, args.work / "scan-quality-mc", args.mc_passes)
     for case in cases:
         if case["name"] in done:
             continue
         r = evaluate_case(args, case, manifest, common + ["--tta-axes", "0"], "lr")
+        if args.mc_passes:
+            mc = ["--model", str(args.model), "--members", str(len(manifest["members"])), "--no-tta",
+                  "--mc-passes", str(args.mc_passes), "--quality-model", str(quality_mc)]
+            rmc = evaluate_case(args, case, manifest, mc, "mc")
+            r["configs"].update(rmc["configs"])
+            r["seconds_mc"] = rmc["seconds"]
+            r["quality_mc"] = rmc["quality"]
+        if case["name"] in set(args.ablate_bias.split(",")) and no_bias is not None:
+            nb = ["--model", str(no_bias), "--members", str(len(manifest["members"])), "--no-tta", "--mc-passes", "0",
+                  "--no-quality"]
+            r["configs"].update(evaluate_case(args, case, manifest, nb, "nobias")["configs"])
         if case["name"] in set(args.tta8.split(",")):
             r8 = evaluate_case(args, case, manifest, common + ["--tta-axes", "0,1,2", "--no-quality"], "tta8")
             r["configs"].update(r8["configs"])

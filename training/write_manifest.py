@@ -72,12 +72,14 @@ def seg_manifest(run, folder, dice, order):
              "independently trained members would.")
     lines = [
         "# written by training/write_manifest.py; see training/README.md",
-        "schema = 1", 'name = "brain-tissue"', 'version = "0.1.0"', 'task = "segmentation"',
+        "schema = 1", 'name = "brain-tissue"', 'version = "0.2.0"', 'task = "segmentation"',
         'description = "background / grey matter / white matter from a T1w brain scan (2 mm model grid); '
         'CSF is background: no CSF map ships with the training data"',
         "", "[input]", 'contrast = "T1w"', "spacing_mm = [2.0, 2.0, 2.0]", 'orientation = "RAS"', "channels = 1",
         'tensor = "image"',
         "", "[harmonization]", 'method = "percentile"', "lower = 0.5", "upper = 99.5",
+        "", "# imaging::bias before harmonization: the held-out bias fields (training/EVALUATION.md)",
+        "[bias_correction]", "degree = 3", "classes = 3", "max_iterations = 50", "tolerance = 1e-3",
         "", "[output]", 'tensor = "probabilities"', 'activation = "softmax"',
     ]
     for v, name, col in ((0, "background", [0, 0, 0]), (1, "grey_matter", [205, 62, 78]), (2, "white_matter", [245, 245, 245])):
@@ -116,7 +118,7 @@ def quality_manifest(run, folder):
              f"figures on a test split (seed {recs[0]['test_seed']}, {recs[0]['held_out']} volumes), 15-bin ECE; T is folded into the graph.")
     lines = [
         "# written by training/write_manifest.py; see training/README.md",
-        "schema = 1", 'name = "scan-quality"', 'version = "0.1.0"', 'task = "classification"',
+        "schema = 1", 'name = "scan-quality"', 'version = "0.2.0"', 'task = "classification"',
         'description = "is this T1w scan of diagnostic quality, or degraded (motion ghosting, heavy noise, severe bias field)? '
         'Whole harmonized volume on a 4 mm grid"',
         "", "[input]", 'contrast = "T1w"', "spacing_mm = [4.0, 4.0, 4.0]", 'orientation = "RAS"', "channels = 1",
@@ -125,7 +127,7 @@ def quality_manifest(run, folder):
         "", "[output]", 'tensor = "probabilities"', 'activation = "softmax"',
         "", "[[labels]]", "value = 0", 'name = "diagnostic"', "colour = [46, 160, 67]",
         "", "[[labels]]", "value = 1", 'name = "degraded"', "colour = [214, 39, 40]",
-        "", "[inference]", "patch_size = [48, 56, 48]", "overlap = 0.0", "tta_axes = [0]", "mc_dropout_passes = 2",
+        "", "[inference]", "patch_size = [48, 56, 48]", "overlap = 0.0", "tta_axes = [0]", "mc_dropout_passes = 0",
         'mc_dropout_input = "mc_dropout"',
         "", "[provenance]", 'script = "training/train_quality.py"',
         'data = "nilearn 0.14.1 MNI152 2009c sym T1 (1 mm), warped (affine + elastic) onto a 4 mm grid; degraded class: '
@@ -142,17 +144,29 @@ def quality_manifest(run, folder):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", required=True)
+    ap.add_argument("--run", default=None, help="the training run's records (all but --in-place)")
     ap.add_argument("--models", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
     ap.add_argument("--dice", default=None)
     ap.add_argument("--routing", default=None, help="training/thresholds.json from report_evaluation.py")
     ap.add_argument("--ood", default=None, help="the [ood] table printed by `neurobatch model fit-ood`")
     ap.add_argument("--seg-order", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                     help="member_<i>.onnx is run seg_<order[i]>")
+    ap.add_argument("--in-place", action="store_true",
+                    help="keep the manifests' text up to [routing] (members, provenance, figures) and rewrite only "
+                         "[routing] and [ood]: re-evaluation without the training run's records")
     args = ap.parse_args()
+    if args.in_place:
+        return rewrite_routing_in_place(args)
+    if not args.run:
+        ap.error("--run is required (or --in-place)")
     dice = load(args.dice) if args.dice and os.path.exists(args.dice) else None
     seg = seg_manifest(args.run, os.path.join(args.models, "brain-tissue"), dice, args.seg_order)
     quality = quality_manifest(args.run, os.path.join(args.models, "scan-quality"))
+    seg, quality = with_routing(seg, quality, args)
+    write_both(args.models, seg, quality)
+
+
+def with_routing(seg, quality, args):
     if args.routing:
         th = load(args.routing)["thresholds"]
         seg += "\n[routing]\n"
@@ -168,8 +182,23 @@ def main():
     if args.ood:
         with open(args.ood) as f:
             seg += "\n" + f.read()
+    return seg, quality
+
+
+def rewrite_routing_in_place(args):
+    texts = []
+    for name in ("brain-tissue", "scan-quality"):
+        with open(os.path.join(args.models, name, "manifest.toml")) as f:
+            text = f.read()
+        cuts = [i for i in (text.find("\n[routing]\n"), text.find("\n[ood]\n")) if i >= 0]
+        texts.append(text[: min(cuts) + 1].rstrip("\n") + "\n" if cuts else text)
+    seg, quality = with_routing(texts[0], texts[1], args)
+    write_both(args.models, seg, quality)
+
+
+def write_both(models, seg, quality):
     for name, text in (("brain-tissue", seg), ("scan-quality", quality)):
-        path = os.path.join(args.models, name, "manifest.toml")
+        path = os.path.join(models, name, "manifest.toml")
         tomllib.loads(text)  # must parse
         with open(path, "w") as f:
             f.write(text)

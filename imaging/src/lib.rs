@@ -15,6 +15,7 @@
 //! ```
 
 pub mod affine;
+pub mod bias;
 pub mod dicom;
 pub mod harmonize;
 pub mod mask;

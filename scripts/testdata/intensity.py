@@ -16,6 +16,10 @@ refs: JSON under imaging/tests/fixtures/intensity/:
                     per-slice marginals of the masks stored under .testdata
   harmonize.json    intensity-normalization 3.0.1 (z-score, WhiteStripe T1/T2, Nyul) and numpy
                     (percentile clip) on the same inputs and the same explicit mask
+  bias.json         the bias-field estimate of `imaging::bias` in numpy (`bias_field` below, the
+                    same algorithm) on bias_{polynomial,sinusoidal,none}: half-resolution MNI T1
+                    times a known field (bias_mask = the half-resolution brain mask), with the
+                    known log field at the sample indices
 `bench` (not run by setup.sh) times the reference implementations of the benchmarked operations.
 """
 
@@ -29,6 +33,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from _bias import bias_field  # noqa: E402
 
 AREA = "intensity"
 PERCENTILES = [0.0, 0.5, 1.0, 2.5, 10.0, 25.0, 33.3, 50.0, 75.0, 90.0, 97.5, 99.0, 99.5, 100.0]
@@ -73,6 +78,41 @@ def nyul_set(t1, brain):
     return [(f32(v), mask) for v in out]
 
 
+# --- bias fields (imaging::bias) -------------------------------------------------------------
+
+
+def half_res(t1, brain):
+    return t1[::2, ::2, ::2].astype(np.float64), brain[::2, ::2, ::2]
+
+
+def known_fields(shape):
+    """Multiplicative fields on a grid, x, y, z in [-1, 1] over the whole grid."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij")
+    return {
+        "none": np.ones(shape),
+        "polynomial": 1 + 0.35 * x + 0.25 * y - 0.3 * z + 0.2 * x * y - 0.25 * z**2 + 0.15 * x**2,
+        "sinusoidal": 1 + 0.4 * np.sin(np.pi * x + 0.5) * np.cos(0.8 * np.pi * z),
+    }
+
+
+def bias_refs(t1, brain):
+    small, mask = half_res(t1, brain)
+    out = {"indices": samples(small.shape, mask, n=400)}
+    for name, field in known_fields(small.shape).items():
+        vol = f32(small * field)
+        est, info = bias_field(vol, mask)
+        truth = np.log(field)
+        truth = truth - truth[mask & (vol > 0)].mean()
+        inside = mask & (vol > 0)
+        info["log_field"] = at(est, out["indices"])
+        info["true_log_field"] = at(truth, out["indices"])
+        # How well numpy recovers the known field inside the mask (sd of the log residual).
+        info["residual_sd"] = float(np.std((est - truth)[inside]))
+        info["true_sd"] = float(np.std(truth[inside]))
+        out[name] = info
+    return out
+
+
 def data(out: Path) -> None:
     d = out / AREA
     t1, aff = mni()
@@ -89,6 +129,10 @@ def data(out: Path) -> None:
     for i, (v, m) in enumerate(nyul_set(t1, brain)):
         _common.write_raw_f32(d / f"nyul_{i}", v, half)
         _common.write_raw_f32(d / f"nyul_{i}_mask", m, half)
+    small, mask = half_res(t1, brain)
+    for name, field in known_fields(small.shape).items():
+        _common.write_raw_f32(d / f"bias_{name}", f32(small * field), half)
+    _common.write_raw_f32(d / "bias_mask", mask, half)
 
 
 # --- references -----------------------------------------------------------------------------
@@ -267,6 +311,7 @@ def refs(out: Path) -> None:
     _common.write_json(d / "stats.json", stats_refs(t1, nz, brain))
     _common.write_json(d / "mask.json", mask_refs(t1, nz))
     _common.write_json(d / "harmonize.json", harmonize_refs(t1, nz, brain, aff))
+    _common.write_json(d / "bias.json", bias_refs(t1, brain))
     # The example config as Python's tomllib reads it: the Rust test deserializes this into
     # `HarmonizeConfig`, so the committed example cannot drift from the type.
     _common.write_json(d / "config.json", config_ref())

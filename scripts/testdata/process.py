@@ -7,6 +7,9 @@ data: under .testdata/process/:
                       exp(0.25 * (x + 0.5 y^2 - 0.3 z)) on coordinates scaled to [-1, 1]
                       (a low-order polynomial: not the training generator's random field), plus
                       Rician noise with sigma = 4 % of the white-matter mean; seed 20261127
+  bias_strong.nii.gz  the MNI T1 times the evaluation's sinusoidal field (training/perturb.py,
+                      `bias_sinusoidal`): 1 + 0.4 sin(pi x + 0.5) cos(0.8 pi z), x0.60-1.40, which
+                      the shipped model only segments well after bias-field correction
   phantom.nii.gz      a non-brain volume: the 3-D Shepp-Logan-style phantom of training/perturb.py
                       (the evaluation's non-brain case) on the 1 mm template grid
   b0.nii.gz           a real diffusion b0 (the first volume of dipy's S0_10slices.nii.gz)
@@ -46,6 +49,14 @@ def bias_noise(labels):
     return noisy.astype(np.float32), t1_img.affine
 
 
+def bias_strong():
+    t1_img = nib.load(_common.mni_t1())
+    t1 = t1_img.get_fdata().astype(np.float64)
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, n) for n in t1.shape], indexing="ij")
+    field = 1 + 0.4 * np.sin(np.pi * x + 0.5) * np.cos(0.8 * np.pi * z)
+    return (t1 * field).astype(np.float32), t1_img.affine
+
+
 def phantom(shape, affine):
     """The evaluation's non-brain case (training/perturb.py), so CI routes the same input."""
     sys.path.insert(0, str(_common.REPO / "training"))
@@ -61,6 +72,8 @@ def data(out: Path):
     nib.save(nib.Nifti1Image(labels, affine), d / "labels.nii.gz")
     img, aff = bias_noise(labels)
     nib.save(nib.Nifti1Image(img, aff), d / "bias_noise.nii.gz")
+    img, aff = bias_strong()
+    nib.save(nib.Nifti1Image(img, aff), d / "bias_strong.nii.gz")
     ph, aff = phantom(labels.shape, affine)
     nib.save(nib.Nifti1Image(ph, aff), d / "phantom.nii.gz")
     b0 = nib.load(_common.site_file("dipy", "data", "files", "S0_10slices.nii.gz"))

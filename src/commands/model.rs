@@ -49,11 +49,10 @@ pub fn run(cmd: &Command) -> anyhow::Result<()> {
 
 fn fit_ood(args: &FitOodArgs) -> anyhow::Result<()> {
     let model = load_model_folder(&args.model, &RuntimeConfig::default())?;
-    let spacing = model.manifest().input.spacing_mm;
     let mut prepared = Vec::with_capacity(args.inputs.len());
     for input in &args.inputs {
         let native = super::open_one(input, None, None, &args.read)?;
-        let grid = to_model_grid(&native, spacing, model.harmonizer(), &Default::default())
+        let grid = to_model_grid(&native, &model.input_prep(), &Default::default())
             .with_context(|| format!("preparing {}", input.display()))?;
         prepared.push(grid);
     }

@@ -13,7 +13,8 @@ Two checks in one run (`.venv-train/bin/python`, which has MONAI, torch, onnxrun
    Rust = the `neurobatch process` command (load, reorient + resample to the model grid, mask,
    harmonize, inference, uncertainty, back to the native grid, write mask/entropy/MI + report);
    Python = the MONAI equivalent a researcher would write: LoadImage, Orientation("RAS"),
-   Spacing(2 mm, bilinear), the percentile harmonization within an Otsu foreground, the crop to
+   Spacing(2 mm, bilinear), the bias-field correction when the manifest has one (the numpy port of
+   imaging::bias in scripts/testdata/_bias.py), the percentile harmonization within an Otsu foreground, the crop to
    the foreground's bounding box + 4 voxels, the same sliding windows, mean/entropy/mutual information, SpatialResample back to the native grid,
    argmax, and nibabel writes. Wall-clock, best of `--repeats` each, interleaved.
 
@@ -29,6 +30,7 @@ import argparse
 import itertools
 import json
 import subprocess
+import sys
 import tempfile
 import time
 import tomllib
@@ -41,6 +43,9 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
 from monai.transforms import LoadImage, Orientation, Spacing, SpatialResample
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "testdata"))
+from _bias import correct as bias_correct  # noqa: E402
 
 
 def load_manifest(model: Path):
@@ -134,6 +139,9 @@ def python_pipeline(inp: Path, out: Path, m, sess_list, axes, batch: int):
     grid = Spacing(pixdim=m["input"]["spacing_mm"], mode="bilinear")(ras)
     vol = grid[0].numpy()
     fg = vol > otsu(vol[np.isfinite(vol)])
+    if "bias_correction" in m:
+        # The same estimate as imaging::bias, in numpy (scripts/testdata/_bias.py).
+        vol, _ = bias_correct(vol, fg, **m["bias_correction"])
     h = m["harmonization"]
     lo, hi = np.percentile(vol[fg], [h.get("lower", 0.5), h.get("upper", 99.5)])
     x = np.clip((vol - lo) / (hi - lo), 0, 1).astype(np.float32)

@@ -199,12 +199,21 @@ pub fn record_models(metrics: &Metrics, models: &Models) {
 /// parameters, so a changed harmonization makes new jobs for old studies.
 pub fn harmonizer_version(manifest: &crate::manifest::Manifest) -> String {
     use sha2::{Digest, Sha256};
-    let table = serde_json::to_vec(&manifest.harmonization).unwrap_or_default();
+    // Without bias correction the digest is that of the harmonization table alone (as before
+    // bias correction existed), so existing results keep their version.
+    let table = match &manifest.bias_correction {
+        None => serde_json::to_vec(&manifest.harmonization),
+        Some(bias) => serde_json::to_vec(&(&manifest.harmonization, bias)),
+    }
+    .unwrap_or_default();
     let digest = Sha256::digest(&table);
     let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
     let method = serde_json::to_value(&manifest.harmonization)
         .ok()
         .and_then(|v| v.get("method").and_then(|m| m.as_str().map(str::to_owned)))
         .unwrap_or_else(|| "harmonizer".into());
-    format!("{method}-{hex}")
+    match manifest.bias_correction {
+        None => format!("{method}-{hex}"),
+        Some(_) => format!("{method}+bias-{hex}"),
+    }
 }

@@ -52,6 +52,15 @@ impl LoadedModel {
         &self.harmonizer
     }
 
+    /// Spacing, bias correction and harmonizer: what `pipeline::to_model_grid` needs.
+    pub fn input_prep(&self) -> crate::pipeline::InputPrep<'_> {
+        crate::pipeline::InputPrep {
+            spacing_mm: self.manifest.input.spacing_mm,
+            bias_correction: self.manifest.bias_correction.as_ref(),
+            harmonizer: &self.harmonizer,
+        }
+    }
+
     pub fn members(&self) -> &[LoadedMember] {
         &self.members
     }

@@ -31,6 +31,12 @@
 //! lower = 0.5
 //! upper = 99.5                      # (nyul: scale_file, relative to this folder)
 //!
+//! [bias_correction]                 # optional: imaging::bias, before harmonization
+//! degree = 3                        # Legendre degree of ln(field)
+//! classes = 3                       # tissue classes of the fit
+//! max_iterations = 50
+//! tolerance = 1e-3
+//!
 //! [output]
 //! tensor = "probabilities"          # ONNX output name (the graph's first output)
 //! activation = "softmax"            # softmax | sigmoid | none (logits)
@@ -202,6 +208,12 @@ mod tests {
         assert_eq!(m.inference.tta_axes, vec![0, 1, 2]);
         assert_eq!(m.harmonization, imaging::harmonize::HarmonizeMethod::Percentile { lower: 0.5, upper: 99.5 });
         assert_eq!(m.evaluation.figures.get("aurc"), Some(&0.031));
+        assert_eq!(m.bias_correction, Some(imaging::bias::BiasFieldParams::default()));
+        // The table is optional: no correction without it.
+        let start = documented_example().find("[bias_correction]").unwrap();
+        let end = documented_example().find("[output]").unwrap();
+        let without = format!("{}{}", &documented_example()[..start], &documented_example()[end..]);
+        assert_eq!(parse(&without).unwrap().bias_correction, None);
     }
 
     #[test]
@@ -214,6 +226,7 @@ mod tests {
             ("mc_dropout_passes = 4", "mc_dropout_passes = 4\nmc_passes = 4"),
             ("seed = 1", "seed = 1\nsize = 10"),
             ("ood_score_max = 3.0", "ood_score_max = 3.0\nentropy_max = 1.0"),
+            ("tolerance = 1e-3", "tolerance = 1e-3\nsmoothing = 2.0"),
         ];
         for (from, to) in cases {
             let text = base.replacen(from, to, 1);
@@ -244,6 +257,8 @@ mod tests {
             ("file = \"member_1.onnx\"", "file = \"member_0.onnx\"", "members.file"),
             ("sha256 = \"8e2d", "sha256 = \"8E2D", "members.sha256"),
             ("upper = 99.5", "upper = 0.1", "harmonization"),
+            ("degree = 3", "degree = 9", "bias_correction"),
+            ("classes = 3", "classes = 0", "bias_correction"),
             ("probabilities = [0.1, 0.4, 0.4, 0.1]", "probabilities = [0.1, 0.4, 0.4, 0.2]", "ood"),
             ("spread = 0.03", "spread = 0.0", "ood"),
         ];

@@ -26,6 +26,11 @@ pub struct Manifest {
     /// `imaging::harmonize`'s method table; a Nyúl `scale_file` is relative to the model folder.
     #[serde(deserialize_with = "strict_harmonization")]
     pub harmonization: HarmonizeMethod,
+    /// Bias-field correction of the model-grid intensities before harmonization
+    /// (`imaging::bias`); absent = none. A quality classifier that must *see* a
+    /// bias field leaves it out.
+    #[serde(default)]
+    pub bias_correction: Option<imaging::bias::BiasFieldParams>,
     pub output: OutputSpec,
     pub labels: Vec<Label>,
     pub inference: InferenceSpec,

@@ -21,6 +21,9 @@ impl Manifest {
         non_empty("version", &self.version)?;
         self.validate_input()?;
         self.harmonization.validate().map_err(|e| format!("harmonization: {e}"))?;
+        if let Some(bias) = &self.bias_correction {
+            bias.validate().map_err(|e| format!("bias_correction: {e}"))?;
+        }
         non_empty("output.tensor", &self.output.tensor)?;
         self.validate_labels()?;
         self.validate_inference()?;

@@ -1,12 +1,14 @@
 //! The two geometric stages of a study: from the scan's own grid into the
 //! model's (closest-canonical axes at the manifest's spacing, foreground mask,
-//! harmonized intensities), and from the model grid back onto the scan's grid
+//! bias-field correction when the model asks for it, harmonized intensities), and from the model grid back onto the scan's grid
 //! (probabilities, label mask, uncertainty maps). Owns no inference.
 
+use imaging::bias::{self, BiasFieldParams};
 use imaging::harmonize::Harmonizer;
 use imaging::orientation::plan_canonical;
 use imaging::resample::{self, GridLimits, ProbabilityMaps, TargetGrid};
 use imaging::{Volume, mask};
+use serde::Serialize;
 
 use super::PipelineError;
 
@@ -14,6 +16,25 @@ use super::PipelineError;
 /// inference grid is cropped: 4 voxels (8 mm at 2 mm), more than the
 /// members' 3×3×3 convolutions need to see the brain's edge as in training.
 pub const CROP_MARGIN: usize = 4;
+
+/// How a model wants its input prepared (from its manifest; see
+/// [`crate::manifest::LoadedModel::input_prep`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InputPrep<'a> {
+    pub spacing_mm: [f64; 3],
+    pub bias_correction: Option<&'a BiasFieldParams>,
+    pub harmonizer: &'a Harmonizer,
+}
+
+/// The bias field divided out of a study (`report.json`'s `bias_field`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BiasFieldSummary {
+    /// Smallest and largest multiplicative field over the foreground.
+    pub min: f64,
+    pub max: f64,
+    pub iterations: usize,
+    pub converged: bool,
+}
 
 /// A study on the model grid, ready for the engine.
 #[derive(Debug, Clone)]
@@ -36,17 +57,19 @@ pub struct ModelGridInput {
     pub grid: TargetGrid,
     /// Harmonized intensities on `grid`.
     pub image: Volume<f32>,
+    /// The field divided out before harmonization, when the model asks for one.
+    pub bias_field: Option<BiasFieldSummary>,
 }
 
 /// Resamples `native` (trilinear, 0 outside) onto the model grid at
-/// `spacing_mm`, harmonizes it within its foreground, and crops the inference
-/// grid to the foreground.
+/// `prep.spacing_mm`, divides out its bias field (when asked), harmonizes it
+/// within its foreground, and crops the inference grid to the foreground.
 pub fn to_model_grid(
     native: &Volume<f32>,
-    spacing_mm: [f64; 3],
-    harmonizer: &Harmonizer,
+    prep: &InputPrep<'_>,
     limits: &GridLimits,
 ) -> Result<ModelGridInput, PipelineError> {
+    let InputPrep { spacing_mm, bias_correction, harmonizer } = *prep;
     let source = native.meta.source.clone();
     let canonical = plan_canonical(native).map_err(|e| PipelineError::geometry(&source, e))?;
     let full_grid =
@@ -54,6 +77,19 @@ pub fn to_model_grid(
             .map_err(|e| PipelineError::geometry(&source, e))?;
     let resampled = resample::linear(native, &full_grid, 0.0).map_err(|e| PipelineError::geometry(&source, e))?;
     let foreground = mask::foreground(&resampled).map_err(|e| PipelineError::harmonize(&source, e))?.mask;
+    let (resampled, bias_field) = match bias_correction {
+        None => (resampled, None),
+        Some(params) => {
+            let field =
+                bias::estimate(&resampled, &foreground, params).map_err(|e| PipelineError::harmonize(&source, e))?;
+            let corrected = field.correct(&resampled).map_err(|e| PipelineError::harmonize(&source, e))?;
+            let (min, max) = field.range();
+            (
+                corrected,
+                Some(BiasFieldSummary { min, max, iterations: field.iterations(), converged: field.converged() }),
+            )
+        }
+    };
     let full_image =
         harmonizer.apply(&resampled, Some(&foreground)).map_err(|e| PipelineError::harmonize(&source, e))?;
     let (start, dims) = foreground_box(&foreground, CROP_MARGIN)
@@ -67,7 +103,7 @@ pub fn to_model_grid(
         .map_err(|e| PipelineError::geometry(&source, e))?;
     let image = crop(&full_image, start, dims, *grid.affine())
         .map_err(|e| PipelineError::Internal(format!("{source}: cropping the model grid: {e}")))?;
-    Ok(ModelGridInput { full_grid, full_image, foreground, grid, image })
+    Ok(ModelGridInput { full_grid, full_image, foreground, grid, image, bias_field })
 }
 
 /// First voxel and shape of the bounding box of `mask ≠ 0`, grown by `margin`

@@ -2,7 +2,8 @@
 //! classifier): the per-study pipeline of issue 3.
 //!
 //! native scan → model grid (closest-canonical axes at the manifest's spacing,
-//! trilinear) → foreground mask → harmonization (the manifest's method, within
+//! trilinear) → foreground mask → bias-field correction (when the manifest has
+//! `[bias_correction]`) → harmonization (the manifest's method, within
 //! the foreground) → [`crate::inference::Ensemble`] (sliding windows × flips ×
 //! members × MC passes) → [`crate::uncertainty::Accumulator`] on the model grid
 //! → OOD signals → routing → mean probabilities, entropy and mutual
@@ -35,7 +36,7 @@ use imaging::resample::{GridLimits, ProbabilityMaps};
 use sha2::{Digest, Sha256};
 
 pub use error::PipelineError;
-pub use grid::{ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
+pub use grid::{BiasFieldSummary, InputPrep, ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
 pub use outputs::{PassDump, write_maps, write_report};
 pub use report::{
     InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
@@ -233,7 +234,7 @@ pub fn process_study(
     clock.timings.push(Timing { stage: "load", ms: load_ms });
 
     progress(Event::Stage("model_grid"));
-    let input = to_model_grid(native, manifest.input.spacing_mm, seg.model.harmonizer(), &options.limits)?;
+    let input = to_model_grid(native, &seg.model.input_prep(), &options.limits)?;
     clock.lap("model_grid");
 
     progress(Event::Stage("inference"));
@@ -361,6 +362,7 @@ pub fn process_study(
         },
         model: seg.summary(&input, passes),
         labels: seg.labels(),
+        bias_field: input.bias_field,
         structures,
         study: maps.report.study.clone(),
         ood,
@@ -386,7 +388,7 @@ fn run_quality(
             reason: format!("is a {} model, a classification model is needed", manifest.task),
         });
     }
-    let input = to_model_grid(native, manifest.input.spacing_mm, q.model.harmonizer(), &options.limits)?;
+    let input = to_model_grid(native, &q.model.input_prep(), &options.limits)?;
     let ensemble = q.ensemble()?;
     let name = manifest.name.clone();
     let uncertainty = ensemble

@@ -21,6 +21,9 @@ pub struct StudyReport {
     pub model: ModelSummary,
     /// Label value (as a string key) → name.
     pub labels: BTreeMap<String, String>,
+    /// The bias field divided out on the model grid, when the model corrects one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bias_field: Option<super::BiasFieldSummary>,
     /// One entry per label, background included.
     pub structures: Vec<StructureReport>,
     /// The study's uncertainty figures (model grid); `study.score` is routed on.

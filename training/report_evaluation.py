@@ -138,6 +138,16 @@ def thresholds(cases, cfg="ensemble_tta"):
         bound = max(good) * 1.5
         rules.append("study_uncertainty_max = 1.5 x the largest study score seen (no case failed)")
     t["study_uncertainty_max"] = round(float(bound), 4)
+    # The `full` profile (8 flips) is scored on more, more varied passes: its bound is this one scaled by
+    # how its study score relates to this configuration's on the cases run with both.
+    pairs = [(c["name"], c["configs"]["ensemble_tta8"]["study_score"] / c["configs"][cfg]["study_score"]) for c in cases
+             if c["configs"].get("ensemble_tta8", {}).get("study_score") and c["configs"].get(cfg, {}).get("study_score")]
+    if pairs:
+        ratio = float(np.median([r for _, r in pairs]))
+        t["full_profile_score_ratio"] = {"median": ratio, "cases": {n: round(r, 4) for n, r in pairs}}
+        t["study_uncertainty_max_full"] = round(float(bound) * ratio, 4)
+        rules.append(f"the full profile's study_uncertainty_max = that bound x {ratio:.3f}, the median ratio of its study "
+                     f"score to the {cfg} score on the cases run with both ({', '.join(n for n, _ in pairs)})")
     t["review_rate_passing"] = float(np.mean([s > bound for s in good])) if good else None
     t["caught_failing"] = float(np.mean([s > bound for s in bad])) if bad else None
     t["scored_cases"] = [{"name": n, "score": s, "min_dice": d} for s, d, n in sorted(scored)]

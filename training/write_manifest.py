@@ -167,6 +167,7 @@ def main():
 
 
 def with_routing(seg, quality, args):
+    th = {}
     if args.routing:
         th = load(args.routing)["thresholds"]
         seg += "\n[routing]\n"
@@ -179,10 +180,23 @@ def with_routing(seg, quality, args):
         if flag is not None:
             quality += (f"\n[routing]\nflag_probability_max = {fmt(flag)}\nsource = "
                         + q("training/EVALUATION.md, scan-quality classifier: " + th["quality"]["rule"]) + "\n")
+    if args.routing and th.get("study_uncertainty_max_full") is not None:
+        seg = with_profile_bound(seg, "full", th["study_uncertainty_max_full"])
     if args.ood:
         with open(args.ood) as f:
             seg += "\n" + f.read()
     return seg, quality
+
+
+def with_profile_bound(text, profile, bound):
+    """`study_uncertainty_max = bound` in [inference.profiles.<profile>], replacing an earlier one."""
+    head = f"[inference.profiles.{profile}]\n"
+    start = text.index(head) + len(head)
+    end = text.find("\n\n", start)
+    end = len(text) if end < 0 else end + 1
+    lines = [l for l in text[start:end].splitlines() if not l.startswith("study_uncertainty_max")]
+    block = "\n".join(lines + [f"study_uncertainty_max = {fmt(bound)}"]) + "\n"
+    return text[:start] + block + text[end:]
 
 
 def rewrite_routing_in_place(args):

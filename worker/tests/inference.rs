@@ -550,3 +550,24 @@ fn logits_get_a_softmax_per_voxel() {
     }
     assert!(max_diff <= 1e-6, "{max_diff}");
 }
+
+/// The shipped tissue model calibrates the study bound per profile: `full`
+/// (8 flips) disagrees more than `cpu` (no flips) on the same scan, so it
+/// carries its own `study_uncertainty_max`; overriding the passes drops it.
+#[test]
+fn a_profile_routes_with_its_own_study_bound() {
+    use worker::pipeline::{ModelRunner, ProfileChoice};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/brain-tissue");
+    let runner = |choice: ProfileChoice| {
+        ModelRunner::new(load_model_folder(&dir, &common::config()).unwrap(), &choice, None, 1).unwrap()
+    };
+    let named = |name: &str| ProfileChoice { name: Some(name.into()), ..ProfileChoice::default() };
+    let base = load_model_folder(&dir, &common::config()).unwrap().manifest().routing.study_uncertainty_max;
+    let full = runner(named("full"));
+    let full_bound = full.profile().study_uncertainty_max;
+    assert!(full_bound.is_some() && full_bound > base, "full {full_bound:?} vs base {base:?}");
+    assert_eq!(full.policy().study_uncertainty_max(), full_bound);
+    assert_eq!(runner(named("cpu")).policy().study_uncertainty_max(), base);
+    let fewer = runner(ProfileChoice { members: Some(2), ..named("full") });
+    assert_eq!(fewer.policy().study_uncertainty_max(), base, "an overridden pass set falls back to [routing]");
+}

@@ -67,6 +67,7 @@
 //! members = 2                       # `cpu` on the CPU, else the defaults above
 //! tta_axes = [0, 1, 2]
 //! mc_dropout_passes = 4
+//! study_uncertainty_max = 0.35      # optional: this profile's own bound (its passes disagree more)
 //!
 //! [inference.profiles.cpu]
 //! members = 1                       # the first 1..=len(members) members
@@ -227,6 +228,7 @@ mod tests {
             ("seed = 1", "seed = 1\nsize = 10"),
             ("ood_score_max = 3.0", "ood_score_max = 3.0\nentropy_max = 1.0"),
             ("tolerance = 1e-3", "tolerance = 1e-3\nsmoothing = 2.0"),
+            ("study_uncertainty_max = 0.35", "study_uncertainty_max = 0.35\nvolume_cv_max = 0.1"),
         ];
         for (from, to) in cases {
             let text = base.replacen(from, to, 1);
@@ -259,6 +261,11 @@ mod tests {
             ("upper = 99.5", "upper = 0.1", "harmonization"),
             ("degree = 3", "degree = 9", "bias_correction"),
             ("classes = 3", "classes = 0", "bias_correction"),
+            (
+                "study_uncertainty_max = 0.35",
+                "study_uncertainty_max = -0.35",
+                "inference.profiles.full.study_uncertainty_max",
+            ),
             ("probabilities = [0.1, 0.4, 0.4, 0.1]", "probabilities = [0.1, 0.4, 0.4, 0.2]", "ood"),
             ("spread = 0.03", "spread = 0.0", "ood"),
         ];

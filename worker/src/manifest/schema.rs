@@ -150,7 +150,7 @@ pub struct InferenceSpec {
 }
 
 /// An `[inference.profiles.<name>]` table: how much of the ensemble to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// How many of the first members run, 1..=the number listed.
@@ -161,16 +161,23 @@ pub struct Profile {
     /// MC-dropout passes per member and flip, as `inference.mc_dropout_passes`.
     #[serde(default)]
     pub mc_dropout_passes: u32,
+    /// `routing.study_uncertainty_max` for this profile: the study score
+    /// depends on the passes (more flips, more disagreement), so a profile
+    /// calibrated apart carries its own bound (source: `routing.source`).
+    #[serde(default)]
+    pub study_uncertainty_max: Option<f64>,
 }
 
 /// The profile a worker runs: its name (`None` for the `[inference]` defaults)
 /// and what it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SelectedProfile {
     pub name: Option<String>,
     pub members: usize,
     pub tta_axes: Vec<usize>,
     pub mc_dropout_passes: u32,
+    /// The profile's own `study_uncertainty_max`, replacing `routing`'s.
+    pub study_uncertainty_max: Option<f64>,
 }
 
 impl SelectedProfile {
@@ -196,6 +203,7 @@ impl Manifest {
             members: p.members,
             tta_axes: p.tta_axes.clone(),
             mc_dropout_passes: p.mc_dropout_passes,
+            study_uncertainty_max: p.study_uncertainty_max,
         };
         if let Some(name) = requested {
             return match self.inference.profiles.get(name) {
@@ -220,6 +228,7 @@ impl Manifest {
                 members: self.members.len(),
                 tta_axes: self.inference.tta_axes.clone(),
                 mc_dropout_passes: self.inference.mc_dropout_passes,
+                study_uncertainty_max: None,
             },
         })
     }

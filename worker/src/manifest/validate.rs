@@ -108,6 +108,14 @@ impl Manifest {
             }
             validate_tta_axes(&format!("{field}.tta_axes"), &p.tta_axes)?;
             validate_mc_passes(&format!("{field}.mc_dropout_passes"), p.mc_dropout_passes)?;
+            if let Some(v) = p.study_uncertainty_max {
+                if !(v.is_finite() && v >= 0.0) {
+                    return Err(format!("{field}.study_uncertainty_max: {v} is not a non-negative number"));
+                }
+                if self.routing.source.as_deref().is_none_or(str::is_empty) {
+                    return Err(format!("{field}.study_uncertainty_max: routing.source must say where it comes from"));
+                }
+            }
         }
         match &inf.mc_dropout_input {
             Some(gate) => {

@@ -83,6 +83,11 @@ impl ModelRunner {
         let name = model.dir().display().to_string();
         let model_err = |reason: String| PipelineError::Model { model: name.clone(), reason };
         let mut profile = model.select_profile(choice.name.as_deref()).map_err(|e| model_err(e.to_string()))?;
+        // A profile's own study bound is calibrated on its passes: it no longer
+        // applies once the pass set is overridden.
+        if choice.members.is_some() || choice.tta_axes.is_some() || choice.mc_dropout_passes.is_some() {
+            profile.study_uncertainty_max = None;
+        }
         if let Some(n) = choice.members {
             profile.members = n;
         }
@@ -96,7 +101,11 @@ impl ModelRunner {
         Ensemble::from_model(&model, &profile)
             .and_then(|e| e.with_batch_size(batch_size))
             .map_err(|e| model_err(e.to_string()))?;
-        let policy = RoutingPolicy::new(&model.manifest().routing, overrides).map_err(|e| model_err(e.to_string()))?;
+        let mut thresholds = model.manifest().routing.clone();
+        if let Some(bound) = profile.study_uncertainty_max {
+            thresholds.study_uncertainty_max = Some(bound);
+        }
+        let policy = RoutingPolicy::new(&thresholds, overrides).map_err(|e| model_err(e.to_string()))?;
         let manifest_path = model.dir().join(MANIFEST_FILE);
         let bytes =
             std::fs::read(&manifest_path).map_err(|e| model_err(format!("{}: {e}", manifest_path.display())))?;
@@ -110,6 +119,11 @@ impl ModelRunner {
 
     pub fn profile(&self) -> &SelectedProfile {
         &self.profile
+    }
+
+    /// The thresholds this runner routes with (the profile's study bound included).
+    pub fn policy(&self) -> &RoutingPolicy {
+        &self.policy
     }
 
     fn ensemble(&self) -> Result<Ensemble<'_>, PipelineError> {

@@ -266,7 +266,7 @@ def main():
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--binary", default="target/release/neurobatch")
     ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per session (0: the engine chooses lanes and threads from the cores)")
     ap.add_argument("--tta8", default="clean,noise_snr10,tilt_20deg_pitch")
     ap.add_argument("--mc-passes", type=int, default=4, help="MC-dropout passes per member of the third run (0: no run)")
     ap.add_argument("--quality-model", type=Path, default=Path("models/scan-quality"))

@@ -72,11 +72,13 @@ def seg_manifest(run, folder, dice, order):
              "independently trained members would.")
     lines = [
         "# written by training/write_manifest.py; see training/README.md",
-        "schema = 1", 'name = "brain-tissue"', 'version = "0.2.0"', 'task = "segmentation"',
+        "schema = 1", 'name = "brain-tissue"', 'version = "0.3.0"', 'task = "segmentation"',
         'description = "background / grey matter / white matter from a T1w brain scan (2 mm model grid); '
         'CSF is background: no CSF map ships with the training data"',
         "", "[input]", 'contrast = "T1w"', "spacing_mm = [2.0, 2.0, 2.0]", 'orientation = "RAS"', "channels = 1",
         'tensor = "image"',
+        "# blur a finer scan to the 2 mm grid's resolution before resampling (imaging::smooth): the held-out noise cases",
+        "anti_aliasing = true",
         "", "[harmonization]", 'method = "percentile"', "lower = 0.5", "upper = 99.5",
         "", "# imaging::bias before harmonization: the held-out bias fields (training/EVALUATION.md)",
         "[bias_correction]", "degree = 3", "classes = 3", "max_iterations = 50", "tolerance = 1e-3",
@@ -180,8 +182,8 @@ def with_routing(seg, quality, args):
         if flag is not None:
             quality += (f"\n[routing]\nflag_probability_max = {fmt(flag)}\nsource = "
                         + q("training/EVALUATION.md, scan-quality classifier: " + th["quality"]["rule"]) + "\n")
-    if args.routing and th.get("study_uncertainty_max_full") is not None:
-        seg = with_profile_bound(seg, "full", th["study_uncertainty_max_full"])
+    # Without thresholds (the evaluation's own run) the profile's bound goes too: it needs [routing]'s source.
+    seg = with_profile_bound(seg, "full", th.get("study_uncertainty_max_full"))
     if args.ood:
         with open(args.ood) as f:
             seg += "\n" + f.read()
@@ -189,13 +191,14 @@ def with_routing(seg, quality, args):
 
 
 def with_profile_bound(text, profile, bound):
-    """`study_uncertainty_max = bound` in [inference.profiles.<profile>], replacing an earlier one."""
+    """`study_uncertainty_max = bound` in [inference.profiles.<profile>], replacing an earlier one
+    (removing it when `bound` is None)."""
     head = f"[inference.profiles.{profile}]\n"
     start = text.index(head) + len(head)
     end = text.find("\n\n", start)
     end = len(text) if end < 0 else end + 1
     lines = [l for l in text[start:end].splitlines() if not l.startswith("study_uncertainty_max")]
-    block = "\n".join(lines + [f"study_uncertainty_max = {fmt(bound)}"]) + "\n"
+    block = "\n".join(lines + ([] if bound is None else [f"study_uncertainty_max = {fmt(bound)}"])) + "\n"
     return text[:start] + block + text[end:]
 
 

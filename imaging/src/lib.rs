@@ -1,8 +1,8 @@
 //! The pure imaging core of neurobatch.
 //!
 //! Reading NIfTI files and DICOM series into [`Volume`]s with exact geometry,
-//! reorienting and resampling them, computing foreground masks and
-//! harmonizing intensities. Everything here is synchronous and does no
+//! reorienting, smoothing and resampling them, computing foreground masks,
+//! correcting bias fields and harmonizing intensities. Everything here is synchronous and does no
 //! network or database I/O: the daemon calls it from blocking threads, and
 //! the test suite checks it against nibabel, dcm2niix, pydicom, scipy and
 //! intensity-normalization.
@@ -22,6 +22,7 @@ pub mod mask;
 pub mod nifti;
 pub mod orientation;
 pub mod resample;
+pub mod smooth;
 pub mod source;
 pub mod stats;
 pub mod volume;

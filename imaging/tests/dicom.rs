@@ -341,6 +341,10 @@ fn planted_patient_attributes_never_leak() {
     let mut seen = String::new();
     let mut events = 0;
     tracing::subscriber::with_default(subscriber, || {
+        // Another test thread may have registered the callsites while no subscriber was set and
+        // cached "never" for them, racing this dispatcher's registration (seen under load): ask
+        // every registered callsite again, now that this subscriber is the thread's default.
+        tracing::callsite::rebuild_interest_cache();
         let mut folders: Vec<PathBuf> = Vec::new();
         for group in ["derived", "bad", "real"] {
             for f in std::fs::read_dir(dir(group)).unwrap() {

@@ -20,6 +20,9 @@ refs: JSON under imaging/tests/fixtures/intensity/:
                     same algorithm) on bias_{polynomial,sinusoidal,none}: half-resolution MNI T1
                     times a known field (bias_mask = the half-resolution brain mask), with the
                     known log field at the sample indices
+  smooth.json       scipy.ndimage.gaussian_filter (mode "reflect", truncate 4) of the MNI T1 with the
+                    anti-aliasing sigma of 1 mm -> 2 mm and an anisotropic one (values at sampled
+                    indices, whole sums), and of a tiny 3x2x5 volume whose kernels outgrow it (all values)
 `bench` (not run by setup.sh) times the reference implementations of the benchmarked operations.
 """
 
@@ -110,6 +113,20 @@ def bias_refs(t1, brain):
         info["residual_sd"] = float(np.std((est - truth)[inside]))
         info["true_sd"] = float(np.std(truth[inside]))
         out[name] = info
+    return out
+
+
+def smooth_refs(t1):
+    idx = _common.sample_indices(t1.shape, 1500, 11)
+    out = {"indices": idx, "mni": []}
+    aa = float(np.sqrt(3.0) / (2.0 * np.sqrt(2.0 * np.log(2.0))))  # 1 mm seen at 2 mm
+    for sigma in ([aa, aa, aa], [0.5, 1.3, 0.0]):
+        y = ndimage.gaussian_filter(t1, sigma, mode="reflect", truncate=4.0)
+        out["mni"].append({"sigma": sigma, "values": at(y, idx), "sum": float(y.astype(np.float64).sum())})
+    tiny = f32(np.sin(np.arange(30, dtype=np.float64)).reshape((3, 2, 5), order="F") * 100.0)
+    sigma = [2.0, 0.6, 1.1]
+    y = ndimage.gaussian_filter(tiny, sigma, mode="reflect", truncate=4.0)
+    out["tiny"] = {"shape": list(tiny.shape), "sigma": sigma, "input": at(tiny, list(range(30))), "values": at(y, list(range(30)))}
     return out
 
 
@@ -312,6 +329,7 @@ def refs(out: Path) -> None:
     _common.write_json(d / "mask.json", mask_refs(t1, nz))
     _common.write_json(d / "harmonize.json", harmonize_refs(t1, nz, brain, aff))
     _common.write_json(d / "bias.json", bias_refs(t1, brain))
+    _common.write_json(d / "smooth.json", smooth_refs(t1))
     # The example config as Python's tomllib reads it: the Rust test deserializes this into
     # `HarmonizeConfig`, so the committed example cannot drift from the type.
     _common.write_json(d / "config.json", config_ref())

@@ -106,6 +106,7 @@ pub fn load_models(config: &Config) -> anyhow::Result<Models> {
     let runtime = RuntimeConfig {
         dylib_path: None,
         intra_op_threads: usize::try_from(p.threads).unwrap_or(0),
+        lanes: usize::try_from(p.lanes).unwrap_or(0),
         providers: providers(&p.providers)?,
     };
     let choice = ProfileChoice {
@@ -113,8 +114,7 @@ pub fn load_models(config: &Config) -> anyhow::Result<Models> {
         members: (p.members > 0).then(|| usize::try_from(p.members).unwrap_or(usize::MAX)),
         ..ProfileChoice::default()
     };
-    let segmentation =
-        process::load(&model_dir(config, &p.model)?, &runtime, &choice, worker::inference::DEFAULT_BATCH_SIZE)?;
+    let segmentation = process::load(&model_dir(config, &p.model)?, &runtime, &choice, 0)?;
     let quality = if p.quality_model.is_empty() {
         None
     } else {

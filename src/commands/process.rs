@@ -51,12 +51,15 @@ pub struct Args {
     /// MC-dropout passes per member and flip (overrides the profile; 0 = deterministic).
     #[arg(long)]
     pub mc_passes: Option<u32>,
-    /// Sliding windows per model call.
-    #[arg(long, default_value_t = worker::inference::DEFAULT_BATCH_SIZE)]
+    /// Sliding windows per model call (0: 1 on the CPU, 4 on a GPU).
+    #[arg(long, default_value_t = 0)]
     pub batch_size: usize,
-    /// Threads ONNX Runtime uses per operator (0: one per core).
+    /// Threads ONNX Runtime uses per operator in each session (0: the cores divided between the lanes).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// Inference lanes: sessions per member running windows side by side (0: one per core on the CPU, 1 on a GPU).
+    #[arg(long, default_value_t = 0)]
+    pub lanes: usize,
     /// Execution providers in order of preference (cpu, cuda, tensorrt); the CPU is always the fallback.
     #[arg(long, value_delimiter = ',', default_value = "cpu")]
     pub providers: Vec<String>,
@@ -80,7 +83,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("--providers: unknown execution provider `{p}` (cpu, cuda, tensorrt)"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let runtime = RuntimeConfig { dylib_path: None, intra_op_threads: args.threads, providers };
+    let runtime = RuntimeConfig { dylib_path: None, intra_op_threads: args.threads, providers, lanes: args.lanes };
     let choice = ProfileChoice {
         name: args.profile.clone(),
         members: args.members,

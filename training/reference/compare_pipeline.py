@@ -9,10 +9,14 @@ Two checks in one run (`.venv-train/bin/python`, which has MONAI, torch, onnxrun
    with an onnxruntime predictor, once per member and mirror flip (the patch flipped, run and
    flipped back inside the predictor, as the engine does), and the passes are averaged.
    Reported: max |Δp| over all voxels and classes, and the share of voxels with the same argmax.
-2. Speed. Both pipelines end to end on the same NIfTI, same members, same flips, same threads:
+2. Speed. Both pipelines end to end on the same NIfTI, same members, same flips, same cores
+   (`--threads N`: Python's onnxruntime sessions get N intra-op threads, the engine N inference lanes
+   of one thread each, its default on an N-core machine; `--rust-lanes 1` gives it one N-thread lane
+   instead, as Python has):
    Rust = the `neurobatch process` command (load, reorient + resample to the model grid, mask,
    harmonize, inference, uncertainty, back to the native grid, write mask/entropy/MI + report);
    Python = the MONAI equivalent a researcher would write: LoadImage, Orientation("RAS"),
+   the anti-aliasing blur when the manifest asks for it (MONAI GaussianSmooth, imaging::smooth's rule),
    Spacing(2 mm, bilinear), the bias-field correction when the manifest has one (the numpy port of
    imaging::bias in scripts/testdata/_bias.py), the percentile harmonization within an Otsu foreground, the crop to
    the foreground's bounding box + 4 voxels, the same sliding windows, mean/entropy/mutual information, SpatialResample back to the native grid,
@@ -20,7 +24,8 @@ Two checks in one run (`.venv-train/bin/python`, which has MONAI, torch, onnxrun
 
 Usage:
   .venv-train/bin/python training/reference/compare_pipeline.py --input T1.nii.gz \
-      --binary target/release/neurobatch --model models/brain-tissue [--profile full] [--threads 2]
+      --binary target/release/neurobatch --model models/brain-tissue [--profile full] [--threads 2] \
+      [--batch 4] [--rust-lanes N] [--rust-batch 0]
 Prints a JSON summary (and writes it with --json).
 """
 
@@ -42,7 +47,7 @@ import onnxruntime as ort
 import torch
 from monai.data import MetaTensor
 from monai.inferers import sliding_window_inference
-from monai.transforms import LoadImage, Orientation, Spacing, SpatialResample
+from monai.transforms import GaussianSmooth, LoadImage, Orientation, Spacing, SpatialResample
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "testdata"))
 from _bias import correct as bias_correct  # noqa: E402
@@ -136,6 +141,14 @@ def python_pipeline(inp: Path, out: Path, m, sess_list, axes, batch: int):
     native_affine = img.affine.clone()
     native_shape = img.shape[1:]
     ras = Orientation(axcodes="RAS")(img)
+    if m["input"].get("anti_aliasing"):
+        # imaging::smooth's rule (each axis blurred to the model's resolution, FWHM in quadrature),
+        # with MONAI's sampled Gaussian (zero padding at the edges, unlike scipy's reflect: this side
+        # only has to do the same work, agreement is measured on the engine's own model-grid input).
+        s = np.asarray(ras.pixdim, dtype=np.float64)
+        t = np.asarray(m["input"]["spacing_mm"], dtype=np.float64)
+        sigma = np.where(t > s, np.sqrt(np.maximum(t * t - s * s, 0)) / (2 * np.sqrt(2 * np.log(2))) / s, 0.0)
+        ras = GaussianSmooth(sigma=[float(x) for x in sigma], approx="sampled")(ras)
     grid = Spacing(pixdim=m["input"]["spacing_mm"], mode="bilinear")(ras)
     vol = grid[0].numpy()
     fg = vol > otsu(vol[np.isfinite(vol)])
@@ -172,9 +185,9 @@ def python_pipeline(inp: Path, out: Path, m, sess_list, axes, batch: int):
     return time.perf_counter() - t0
 
 
-def rust_pipeline(binary: str, inp: Path, out: Path, model: Path, profile: str | None, threads: int, keep: bool):
+def rust_pipeline(binary: str, inp: Path, out: Path, model: Path, profile: str | None, cores: dict, keep: bool):
     cmd = [binary, "process", str(inp), "--out", str(out), "--model", str(model), "--no-quality"]
-    cmd += ["--threads", str(threads)]
+    cmd += ["--lanes", str(cores["lanes"]), "--threads", str(cores["threads"]), "--batch-size", str(cores["batch"])]
     if profile:
         cmd += ["--profile", profile]
     if keep:
@@ -191,7 +204,9 @@ def main():
     ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
     ap.add_argument("--profile", default="full")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=4, help="MONAI sw_batch_size")
+    ap.add_argument("--rust-lanes", type=int, help="engine lanes (default: --threads, one thread each)")
+    ap.add_argument("--rust-batch", type=int, default=0, help="engine windows per call (0: its default)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -201,10 +216,12 @@ def main():
     if mc:
         raise SystemExit("the comparison needs deterministic passes: choose a profile with mc_dropout_passes = 0")
     sess_list = sessions(args.model, m, members, args.threads)
+    lanes = args.rust_lanes or args.threads
+    cores = {"lanes": lanes, "threads": max(1, args.threads // lanes), "batch": args.rust_batch}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # 1. agreement on the engine's own harmonized input
-        rust_pipeline(args.binary, args.input, tmp / "rust0", args.model, args.profile, args.threads, keep=True)
+        rust_pipeline(args.binary, args.input, tmp / "rust0", args.model, args.profile, cores, keep=True)
         grid_dir = tmp / "rust0" / "model_grid"
         image = nib.load(grid_dir / "image.nii.gz").get_fdata(dtype=np.float32)
         classes = len(m["labels"])
@@ -216,7 +233,7 @@ def main():
         # 2. speed, interleaved
         rust_t, py_t = [], []
         for r in range(args.repeats):
-            rust_t.append(rust_pipeline(args.binary, args.input, tmp / f"rust{r + 1}", args.model, args.profile, args.threads, keep=False))
+            rust_t.append(rust_pipeline(args.binary, args.input, tmp / f"rust{r + 1}", args.model, args.profile, cores, keep=False))
             py_t.append(python_pipeline(args.input, tmp / f"py{r}", m, sess_list, axes, args.batch))
     summary = {
         "input": str(args.input),
@@ -225,6 +242,8 @@ def main():
         "members": members,
         "flips": len(flips(axes)),
         "threads": args.threads,
+        "python_batch": args.batch,
+        "rust": cores,
         "model_grid": list(image.shape),
         "max_abs_prob_diff": diff,
         "argmax_agreement": same,

@@ -224,6 +224,69 @@ fn batch_size_does_not_change_the_result() {
     }
 }
 
+/// Lanes spread the model calls over several sessions of each member; the
+/// passes, their order, every probability and the progress are those of one lane.
+#[test]
+fn lanes_change_the_speed_not_the_result() {
+    let (dims, voxels) = noncubic();
+    let set = || [model("onnx/tissue_model/member_0.onnx"), model("onnx/tissue_model/member_1.onnx")];
+    let sets = [set(), set(), set()];
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    let run = |n: usize| {
+        let lanes = sets[..n].iter().map(|s| s.iter().collect()).collect();
+        let ensemble =
+            Ensemble::with_lanes(lanes, plan([16, 16, 16], vec![0, 1], 0, 3)).unwrap().with_batch_size(2).unwrap();
+        assert_eq!(ensemble.lanes(), n);
+        let mut passes = Vec::new();
+        let mut seen = Vec::new();
+        let mut sink = |p: &PassInfo, probs: &[f32]| -> Result<(), String> {
+            passes.push((p.index, p.member, p.flip, probs.to_vec()));
+            Ok(())
+        };
+        let run = ensemble.segment(image, &mut sink, &mut |p| seen.push(*p)).unwrap();
+        (run, passes, seen)
+    };
+    let (one, reference, progress) = run(1);
+    assert_eq!(reference.len(), 8);
+    assert!(one.model_calls > 8 * 2, "several calls per pass, so lanes interleave inside a pass");
+    for n in [2, 3] {
+        let (r, passes, seen) = run(n);
+        assert_eq!(r, one, "{n} lanes");
+        assert_eq!(seen, progress, "{n} lanes report the same progress");
+        assert_eq!(passes.len(), reference.len());
+        for (a, b) in passes.iter().zip(&reference) {
+            assert_eq!(a.0..=a.2.0.len(), b.0..=b.2.0.len());
+            assert_eq!((a.1, a.2), (b.1, b.2));
+            assert!(a.3 == b.3, "pass {} differs with {n} lanes", a.0);
+        }
+    }
+    // Every lane must hold every member.
+    let short = vec![vec![&sets[0][0], &sets[0][1]], vec![&sets[1][0]]];
+    let err = Ensemble::with_lanes(short, plan([16; 3], vec![], 0, 3)).unwrap_err();
+    assert!(err.to_string().contains("lane 1 has 1 members"), "{err}");
+    assert!(Ensemble::with_lanes(vec![], plan([16; 3], vec![], 0, 3)).is_err());
+}
+
+/// A failing model call on one lane ends the run with that model's error; no
+/// pass after it reaches the sink.
+#[test]
+fn a_failing_lane_fails_the_run_with_the_model_named() {
+    let (dims, voxels) = crop();
+    let good = model("onnx/tissue_model/member_0.onnx");
+    let wrong = model("onnx/classifier.onnx");
+    // Lane 1 runs a classifier (`[N, 2]` out) in place of member 0; 8 passes × 7
+    // calls give it work whatever the thread timing.
+    let ensemble = Ensemble::with_lanes(vec![vec![&good], vec![&wrong]], plan([16; 3], vec![0, 1, 2], 0, 3)).unwrap();
+    let mut passes = 0;
+    let mut sink = |_: &PassInfo, _: &[f32]| -> Result<(), String> {
+        passes += 1;
+        Ok(())
+    };
+    let err = ensemble.segment(ImageRef::new(dims, &voxels).unwrap(), &mut sink, &mut no_progress()).unwrap_err();
+    assert!(matches!(&err, InferenceError::OutputShape { path, .. } if path.ends_with("classifier.onnx")), "{err}");
+    assert!(passes < 8, "the run stopped at the failing call");
+}
+
 #[test]
 fn progress_counts_every_model_call() {
     let (dims, voxels) = crop();

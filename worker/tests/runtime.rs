@@ -165,11 +165,29 @@ fn generated_model_folder_loads_every_member_once() {
     let mut outputs = Vec::new();
     for m in loaded.members() {
         assert_eq!(format!("{:x}", Sha256::digest(std::fs::read(&m.file).unwrap())), m.sha256);
-        assert_eq!(m.model.provider(), Provider::Cpu);
-        outputs.push(m.model.run(input.view()).unwrap());
+        assert_eq!(m.model().provider(), Provider::Cpu);
+        outputs.push(m.model().run(input.view()).unwrap());
     }
     assert_eq!(outputs[0].shape(), &[1, 3, 32, 32, 32]);
     assert_ne!(outputs[0], outputs[1], "the two members have different seeds");
+}
+
+/// A segmentation folder gets one session per lane for every member, all
+/// giving the same output; a classifier, which runs whole volumes one pass at
+/// a time, gets one.
+#[test]
+fn segmentation_members_get_a_session_per_lane() {
+    let config = RuntimeConfig { lanes: 3, ..common::config() };
+    let loaded = load_model_folder(&common::testdata("onnx/tissue_model"), &config).unwrap();
+    let input = crop();
+    for m in loaded.members() {
+        assert_eq!(m.sessions.len(), 3);
+        let outputs: Vec<_> = m.sessions.iter().map(|s| s.run(input.view()).unwrap()).collect();
+        assert!(outputs.iter().all(|o| *o == outputs[0]), "{}: the lanes' sessions agree", m.file.display());
+    }
+    let quality = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/scan-quality");
+    let loaded = load_model_folder(&quality, &config).unwrap();
+    assert!(loaded.members().iter().all(|m| m.sessions.len() == 1));
 }
 
 fn load_err(dir: &Path) -> ManifestError {

@@ -125,8 +125,12 @@ pub struct PipelineConfig {
     pub profile: String,
     /// Run only the first N ensemble members (0: the profile's).
     pub members: u32,
-    /// Threads ONNX Runtime uses per operator (0: one per core).
+    /// Threads ONNX Runtime uses per operator in each session (0: one per core, divided
+    /// between the lanes when there are several).
     pub threads: u32,
+    /// Inference lanes: sessions per segmentation member running model calls side by side
+    /// (0: one per core, at most 4, on the CPU; 1 on a GPU).
+    pub lanes: u32,
     /// ONNX Runtime execution providers in order of preference (`cpu`, `cuda`, `tensorrt`);
     /// the CPU is always the fallback.
     pub providers: Vec<String>,
@@ -186,6 +190,7 @@ impl Default for PipelineConfig {
             profile: String::new(),
             members: 0,
             threads: 0,
+            lanes: 0,
             providers: vec!["cpu".into()],
             modalities: vec!["MR".into()],
             series_description: String::new(),

@@ -190,7 +190,7 @@ pub fn record_models(metrics: &Metrics, models: &Models) {
         let manifest = loaded.manifest();
         metrics.model_loaded(&manifest.name, &manifest.version);
         for member in loaded.members() {
-            metrics.execution_provider(&member.model.provider().to_string());
+            metrics.execution_provider(&member.model().provider().to_string());
         }
     }
 }

@@ -29,6 +29,8 @@ pub enum InferenceError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("inference: lane {lane} failed on model call {unit}: {reason}")]
+    Lane { lane: usize, unit: usize, reason: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("inference: {0}")]

@@ -4,8 +4,9 @@
 //! Owns the sliding windows ([`WindowLayout`], MONAI 1.6.1's placement and
 //! padding), the Gaussian importance map ([`ImportanceMap`], MONAI's
 //! `compute_importance_map`), mirror flips ([`Flip`]), the pass loop
-//! (members × flips × MC-dropout passes, windows batched) that blends
-//! `Σ w·p / Σ w` on the model grid ([`Ensemble::segment`]), and the
+//! (members × flips × MC-dropout passes, windows batched, model calls spread
+//! over inference lanes) that blends `Σ w·p / Σ w` on the model grid
+//! ([`Ensemble::segment`]), and the
 //! whole-volume passes of a classifier ([`Ensemble::classify`]). Does not own
 //! loading models ([`crate::manifest`]), resampling or harmonizing
 //! (`imaging`), nor the uncertainty arithmetic ([`crate::uncertainty`]): each
@@ -34,6 +35,7 @@ mod classification;
 mod error;
 mod flip;
 mod importance;
+mod lanes;
 mod segmentation;
 mod sink;
 mod windows;
@@ -49,10 +51,21 @@ pub use sink::{MeanSink, PassInfo, PassSink};
 pub use windows::WindowLayout;
 
 use crate::manifest::{Activation, LoadedModel, Manifest, SelectedProfile, Task};
-use crate::runtime::Model;
+use crate::runtime::{Model, Provider};
 
 /// Windows run together in one model call unless configured otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 4;
+
+/// The batch size for sessions on `provider` when none is configured: one
+/// window per call on the CPU, where the lanes are the parallelism (on 2 cores
+/// a batch of 1 was both faster and half the memory of 4, `docs/benchmarks.md`),
+/// [`DEFAULT_BATCH_SIZE`] on a GPU, whose one session runs a batch at once.
+pub fn default_batch_size(provider: Provider) -> usize {
+    match provider {
+        Provider::Cpu => 1,
+        Provider::Cuda | Provider::TensorRt => DEFAULT_BATCH_SIZE,
+    }
+}
 
 /// A Fortran-ordered (i fastest) f32 image on the model grid, borrowed.
 #[derive(Debug, Clone, Copy)]
@@ -147,10 +160,11 @@ pub struct Progress {
     pub windows: usize,
 }
 
-/// The members to run and how: sessions borrowed from a loaded model folder.
+/// The members to run and how: sessions borrowed from a loaded model folder,
+/// one set per inference lane (`lanes[lane][member]`).
 #[derive(Debug, Clone)]
 pub struct Ensemble<'m> {
-    members: Vec<&'m Model>,
+    lanes: Vec<Vec<&'m Model>>,
     plan: Plan,
 }
 
@@ -167,17 +181,35 @@ impl<'m> Ensemble<'m> {
                 ),
             });
         }
-        let members = model.members().iter().take(profile.members).map(|m| &m.model).collect();
-        Ensemble::new(members, Plan::new(model.manifest(), profile))
+        let members = &model.members()[..profile.members];
+        let lanes = members.iter().map(|m| m.sessions.len()).min().unwrap_or(1);
+        let lanes = (0..lanes).map(|l| members.iter().map(|m| &m.sessions[l]).collect()).collect();
+        Ensemble::with_lanes(lanes, Plan::new(model.manifest(), profile))
     }
 
+    /// One lane: the members' sessions run one model call at a time.
+    pub fn new(members: Vec<&'m Model>, plan: Plan) -> Result<Self, InferenceError> {
+        Ensemble::with_lanes(vec![members], plan)
+    }
+
+    /// Several lanes, each with its own session of every member (the same
+    /// members in the same order; a session is never shared between lanes):
+    /// a segmentation's model calls are spread over the lanes and blended in
+    /// the one-lane order, so the result does not depend on the lane count.
+    ///
     /// Checks the plan against the members: at least one member, batch ≥ 1,
     /// classes ≥ 2, flips on axes 0..3, a gate input on every member when MC
     /// passes are asked for, a supported activation.
-    pub fn new(members: Vec<&'m Model>, plan: Plan) -> Result<Self, InferenceError> {
+    pub fn with_lanes(lanes: Vec<Vec<&'m Model>>, plan: Plan) -> Result<Self, InferenceError> {
         let plan_err = |reason: String| Err(InferenceError::Plan { reason });
+        let Some(members) = lanes.first() else {
+            return plan_err("no inference lanes".into());
+        };
         if members.is_empty() {
             return plan_err("no members to run".into());
+        }
+        if let Some((l, lane)) = lanes.iter().enumerate().find(|(_, lane)| lane.len() != members.len()) {
+            return plan_err(format!("lane {l} has {} members, lane 0 has {}", lane.len(), members.len()));
         }
         if plan.batch_size == 0 {
             return plan_err("batch size 0".into());
@@ -201,7 +233,7 @@ impl<'m> Ensemble<'m> {
         if plan.activation == Activation::Sigmoid {
             return plan_err("sigmoid outputs are not supported by the engine (use softmax or none)".into());
         }
-        for m in &members {
+        for m in lanes.iter().flatten() {
             if plan.mc_dropout_passes > 0 && m.gate().is_none() {
                 return Err(InferenceError::Model {
                     path: m.path().to_path_buf(),
@@ -212,7 +244,7 @@ impl<'m> Ensemble<'m> {
                 });
             }
         }
-        Ok(Ensemble { members, plan })
+        Ok(Ensemble { lanes, plan })
     }
 
     /// The same ensemble running `batch_size` windows per model call.
@@ -228,13 +260,19 @@ impl<'m> Ensemble<'m> {
         &self.plan
     }
 
+    /// The first lane's sessions, one per member.
     pub fn members(&self) -> &[&'m Model] {
-        &self.members
+        &self.lanes[0]
+    }
+
+    /// Inference lanes: sets of sessions that run model calls side by side.
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
     /// Passes in one run: members × flips × max(MC passes, 1).
     pub fn passes(&self) -> usize {
-        self.members.len() * self.plan.passes_per_member()
+        self.members().len() * self.plan.passes_per_member()
     }
 
     /// Every pass in run order: member-major, then flip (identity first), then MC pass.
@@ -246,7 +284,7 @@ impl<'m> Ensemble<'m> {
             (0..self.plan.mc_dropout_passes).map(Some).collect()
         };
         let mut out = Vec::with_capacity(self.passes());
-        for member in 0..self.members.len() {
+        for member in 0..self.members().len() {
             for &flip in &flips {
                 for &mc_pass in &mc {
                     out.push(PassInfo { index: out.len(), member, flip, mc_pass });

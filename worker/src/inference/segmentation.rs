@@ -1,8 +1,9 @@
 //! The segmentation pass loop: for each pass (member × flip × MC pass), every
-//! window in batches — flipped, run, flipped back, weighted by the importance
-//! map — blended as `Σ w·p / Σ w` on the (padded) model grid, cropped back to
-//! the image and handed to the sink. Buffers are allocated once per run and
-//! reused by every pass.
+//! window in batches — flipped, run (on whichever inference lane is free),
+//! flipped back, weighted by the importance map — blended in window order as
+//! `Σ w·p / Σ w` on the (padded) model grid, cropped back to the image and
+//! handed to the sink. Buffers are allocated once per run and reused by every
+//! pass.
 
 use std::borrow::Cow;
 
@@ -14,7 +15,7 @@ use super::flip::Flip;
 use super::importance::ImportanceMap;
 use super::sink::{PassInfo, PassSink};
 use super::windows::WindowLayout;
-use super::{Ensemble, ImageRef, Progress, gate_for, softmax_strided};
+use super::{Ensemble, ImageRef, Progress, gate_for, lanes, softmax_strided};
 use crate::manifest::{Activation, Task};
 use crate::runtime::Model;
 
@@ -33,10 +34,13 @@ impl Ensemble<'_> {
     /// Runs every pass over `image` (harmonized, on the model grid) and hands
     /// each pass's probabilities (`[classes][voxels]`, the image's Fortran
     /// voxel order) to `sink` as soon as it is blended; `progress` hears after
-    /// every model call. Memory: the probability map being blended and the
-    /// weight sums (`4·(C + 1)` bytes per voxel, on the padded grid when the
-    /// image is smaller than a patch), one batch of patches in and out, plus a
-    /// padded copy of the image and a cropped map when padding is needed.
+    /// every model call. Model calls (one batch of windows of one pass) run on
+    /// the ensemble's lanes side by side and are blended on this thread in
+    /// the one-lane order, so lanes change the speed, not the result.
+    /// Memory: the probability map being blended and the weight sums
+    /// (`4·(C + 1)` bytes per voxel, on the padded grid when the image is
+    /// smaller than a patch), a few batches of patches in and out per lane,
+    /// plus a padded copy of the image and a cropped map when padding is needed.
     pub fn segment<S: PassSink + ?Sized>(
         &self,
         image: ImageRef<'_>,
@@ -51,52 +55,99 @@ impl Ensemble<'_> {
         let weights = ImportanceMap::gaussian(plan.patch_size, plan.sigma_scale);
         let padded: Cow<'_, [f32]> =
             if layout.is_padded() { Cow::Owned(pad(image, &layout)?) } else { Cow::Borrowed(image.voxels()) };
-        let classes = plan.classes;
-        let vp = layout.padded_voxels();
-        let weight_sum = weight_sums(&layout, &weights)?;
+        let mut blend = Blend::new(&layout, &weights, plan.classes, image.voxels().len())?;
+
+        let order = self.pass_order();
+        let batches: Vec<&[[usize; 3]]> = layout.starts.chunks(plan.batch_size).collect();
+        let windows = layout.starts.len();
+        let unit_of = |unit: usize| (&order[unit / batches.len()], batches[unit % batches.len()]);
+        let compute = |lane: usize, unit: usize| {
+            let (pass, batch) = unit_of(unit);
+            let member = self.lanes[lane][pass.member];
+            let input = extract(&padded, layout.padded, batch, plan.patch_size, pass.flip);
+            let output = member.run_gated(input.view(), gate_for(pass))?;
+            window_probabilities(member, output, batch.len(), plan.classes, plan.patch_size, plan.activation, pass)
+        };
+        let mut done = 0;
+        let consume = |unit: usize, probs: Vec<f32>| {
+            let (pass, batch) = unit_of(unit);
+            if unit.is_multiple_of(batches.len()) {
+                blend.start();
+                done = 0;
+            }
+            blend.add(&probs, batch, pass.flip);
+            done += batch.len();
+            progress(&Progress { pass: pass.index, passes: order.len(), windows_done: done, windows });
+            if done == windows {
+                let out = blend.finish();
+                sink.add_pass(pass, out).map_err(|source| InferenceError::Sink { pass: pass.index, source })?;
+            }
+            Ok(())
+        };
+        let units = order.len() * batches.len();
+        lanes::run_in_order(self.lanes(), units, compute, consume)?;
+        Ok(SegmentationRun { passes: order.len(), layout, model_calls: units })
+    }
+}
+
+/// One pass being blended: `Σ w·p` per channel on the padded grid, divided by
+/// `Σ w` and cropped to the image when the pass is complete. Buffers are
+/// allocated once per run and reused by every pass.
+struct Blend<'a> {
+    layout: &'a WindowLayout,
+    weights: &'a ImportanceMap,
+    classes: usize,
+    weight_sum: Vec<f32>,
+    blended: Vec<f32>,
+    cropped: Vec<f32>,
+}
+
+impl<'a> Blend<'a> {
+    fn new(
+        layout: &'a WindowLayout,
+        weights: &'a ImportanceMap,
+        classes: usize,
+        image_voxels: usize,
+    ) -> Result<Self, InferenceError> {
         let too_large = |what: &'static str, voxels: usize| InferenceError::OutOfMemory {
             what,
             bytes: classes as u128 * voxels as u128 * std::mem::size_of::<f32>() as u128,
         };
+        let vp = layout.padded_voxels();
         let maps = classes.checked_mul(vp).ok_or_else(|| too_large("the blended probabilities", vp))?;
-        let mut blended = zeroed::<f32>(maps, "the blended probabilities")?;
-        let mut cropped = if layout.is_padded() {
-            let v = image.voxels().len();
-            let len = classes.checked_mul(v).ok_or_else(|| too_large("the cropped probabilities", v))?;
+        let blended = zeroed::<f32>(maps, "the blended probabilities")?;
+        let cropped = if layout.is_padded() {
+            let len = classes
+                .checked_mul(image_voxels)
+                .ok_or_else(|| too_large("the cropped probabilities", image_voxels))?;
             zeroed::<f32>(len, "the cropped probabilities")?
         } else {
             Vec::new()
         };
+        let weight_sum = weight_sums(layout, weights)?;
+        Ok(Blend { layout, weights, classes, weight_sum, blended, cropped })
+    }
 
-        let order = self.pass_order();
-        let windows = layout.starts.len();
-        let mut model_calls = 0;
-        for pass in &order {
-            let member = self.members()[pass.member];
-            blended.fill(0.0);
-            let mut done = 0;
-            for batch in layout.starts.chunks(plan.batch_size) {
-                let input = extract(&padded, layout.padded, batch, plan.patch_size, pass.flip);
-                let output = member.run_gated(input.view(), gate_for(pass))?;
-                model_calls += 1;
-                let probs =
-                    window_probabilities(member, output, batch.len(), classes, plan.patch_size, plan.activation, pass)?;
-                accumulate(&mut blended, &probs, &layout, batch, pass.flip, &weights, classes);
-                done += batch.len();
-                progress(&Progress { pass: pass.index, passes: order.len(), windows_done: done, windows });
-            }
-            for channel in blended.chunks_exact_mut(vp) {
-                channel.iter_mut().zip(&weight_sum).for_each(|(p, w)| *p /= w);
-            }
-            let out: &[f32] = if layout.is_padded() {
-                crop(&blended, &mut cropped, &layout, classes);
-                &cropped
-            } else {
-                &blended
-            };
-            sink.add_pass(pass, out).map_err(|source| InferenceError::Sink { pass: pass.index, source })?;
+    fn start(&mut self) {
+        self.blended.fill(0.0);
+    }
+
+    fn add(&mut self, probs: &[f32], batch: &[[usize; 3]], flip: Flip) {
+        accumulate(&mut self.blended, probs, self.layout, batch, flip, self.weights, self.classes);
+    }
+
+    /// The pass's probabilities on the image grid, `[classes][voxels]`.
+    fn finish(&mut self) -> &[f32] {
+        let vp = self.layout.padded_voxels();
+        for channel in self.blended.chunks_exact_mut(vp) {
+            channel.iter_mut().zip(&self.weight_sum).for_each(|(p, w)| *p /= w);
         }
-        Ok(SegmentationRun { passes: order.len(), layout, model_calls })
+        if self.layout.is_padded() {
+            crop(&self.blended, &mut self.cropped, self.layout, self.classes);
+            &self.cropped
+        } else {
+            &self.blended
+        }
     }
 }
 

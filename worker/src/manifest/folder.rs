@@ -1,5 +1,6 @@
 //! Loading a model folder: the manifest, the harmonizer it names, and every
-//! member checked by sha256 and turned into a session once, with the ONNX
+//! member checked by sha256 and turned into sessions once (one per inference
+//! lane for a segmentation model, [`RuntimeConfig::lane_plan`]), with the ONNX
 //! signature checked against the manifest.
 
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use tracing::info;
 
 use super::schema::{Manifest, SelectedProfile, Task};
 use super::{MANIFEST_FILE, ManifestError, parse_manifest};
-use crate::runtime::{Model, Provider, RuntimeConfig, one_line};
+use crate::runtime::{Model, Provider, RuntimeConfig, available_cores, one_line};
 
 /// A manifest is a page of text; anything this large is not one.
 const MAX_MANIFEST_BYTES: u64 = 1 << 20;
@@ -27,7 +28,7 @@ pub struct LoadedModel {
     members: Vec<LoadedMember>,
 }
 
-/// One ensemble member with its session.
+/// One ensemble member with its sessions.
 #[derive(Debug)]
 pub struct LoadedMember {
     /// The member's file (the folder joined with the manifest's `file`).
@@ -35,7 +36,15 @@ pub struct LoadedMember {
     /// Its sha256, checked at load; results record it.
     pub sha256: String,
     pub seed: Option<u64>,
-    pub model: Model,
+    /// One session per inference lane, all from the same bytes; at least one.
+    pub sessions: Vec<Model>,
+}
+
+impl LoadedMember {
+    /// The first lane's session: signature, provider, and whole-volume runs.
+    pub fn model(&self) -> &Model {
+        &self.sessions[0]
+    }
 }
 
 impl LoadedModel {
@@ -56,6 +65,7 @@ impl LoadedModel {
     pub fn input_prep(&self) -> crate::pipeline::InputPrep<'_> {
         crate::pipeline::InputPrep {
             spacing_mm: self.manifest.input.spacing_mm,
+            anti_aliasing: self.manifest.input.anti_aliasing,
             bias_correction: self.manifest.bias_correction.as_ref(),
             harmonizer: &self.harmonizer,
         }
@@ -68,7 +78,7 @@ impl LoadedModel {
     /// The inference profile to run ([`Manifest::select_profile`]): `requested`
     /// if given, else by the execution provider the sessions got.
     pub fn select_profile(&self, requested: Option<&str>) -> Result<SelectedProfile, ManifestError> {
-        let provider = self.members.first().map_or(Provider::Cpu, |m| m.model.provider());
+        let provider = self.members.first().map_or(Provider::Cpu, |m| m.model().provider());
         self.manifest
             .select_profile(requested, provider)
             .map_err(|reason| ManifestError::Profile { path: self.dir.clone(), reason })
@@ -111,14 +121,33 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         verified.push((file, bytes, member));
     }
 
+    // Lanes run the windows of a segmentation; a classifier runs whole volumes one pass at a time.
+    let (lanes, session_config) = match manifest.task {
+        Task::Segmentation => {
+            let plan = config.lane_plan(available_cores());
+            (plan.lanes, RuntimeConfig { intra_op_threads: plan.intra_op_threads, ..config.clone() })
+        }
+        Task::Classification => (1, config.clone()),
+    };
     let mut members = Vec::with_capacity(verified.len());
     for (file, bytes, member) in verified {
-        // The session is built from the bytes just hashed, not from a second read.
-        let model = Model::from_bytes(&bytes, &file, config)?;
-        check_signature(&manifest, &model).map_err(|reason| ManifestError::Signature { path: file.clone(), reason })?;
-        members.push(LoadedMember { file, sha256: member.sha256.clone(), seed: member.seed, model });
+        // Sessions are built from the bytes just hashed, not from a second read.
+        let first = Model::from_bytes(&bytes, &file, &session_config)?;
+        check_signature(&manifest, &first).map_err(|reason| ManifestError::Signature { path: file.clone(), reason })?;
+        let mut sessions = vec![first];
+        for _ in 1..lanes {
+            sessions.push(Model::from_bytes(&bytes, &file, &session_config)?);
+        }
+        members.push(LoadedMember { file, sha256: member.sha256.clone(), seed: member.seed, sessions });
     }
-    info!(model = %manifest.name, version = %manifest.version, members = members.len(), "model folder loaded");
+    info!(
+        model = %manifest.name,
+        version = %manifest.version,
+        members = members.len(),
+        lanes,
+        intra_op_threads = session_config.intra_op_threads,
+        "model folder loaded"
+    );
     Ok(LoadedModel { dir: dir.to_path_buf(), manifest, harmonizer, members })
 }
 

@@ -78,6 +78,13 @@ pub struct InputSpec {
     pub channels: usize,
     /// Name of the ONNX graph input.
     pub tensor: String,
+    /// Blur a scan finer than `spacing_mm` to that resolution before resampling
+    /// it (`imaging::smooth::anti_aliasing_sigma`), so that the model sees the
+    /// noise a scan acquired at its spacing would have, not the finer grid's
+    /// passed through trilinear interpolation. Off unless the manifest says so:
+    /// a classifier that must see a scan's noise keeps it.
+    #[serde(default)]
+    pub anti_aliasing: bool,
 }
 
 /// What the network returns.

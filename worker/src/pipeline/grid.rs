@@ -1,13 +1,14 @@
 //! The two geometric stages of a study: from the scan's own grid into the
-//! model's (closest-canonical axes at the manifest's spacing, foreground mask,
+//! model's (anti-aliasing when the model asks for it, closest-canonical axes
+//! at the manifest's spacing, foreground mask,
 //! bias-field correction when the model asks for it, harmonized intensities), and from the model grid back onto the scan's grid
 //! (probabilities, label mask, uncertainty maps). Owns no inference.
 
 use imaging::bias::{self, BiasFieldParams};
 use imaging::harmonize::Harmonizer;
-use imaging::orientation::plan_canonical;
+use imaging::orientation::{Reorientation, plan_canonical};
 use imaging::resample::{self, GridLimits, ProbabilityMaps, TargetGrid};
-use imaging::{Volume, mask};
+use imaging::{Volume, mask, smooth};
 use serde::Serialize;
 
 use super::PipelineError;
@@ -22,6 +23,8 @@ pub const CROP_MARGIN: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub struct InputPrep<'a> {
     pub spacing_mm: [f64; 3],
+    /// Gaussian anti-aliasing of a finer scan before resampling (`[input] anti_aliasing`).
+    pub anti_aliasing: bool,
     pub bias_correction: Option<&'a BiasFieldParams>,
     pub harmonizer: &'a Harmonizer,
 }
@@ -61,7 +64,8 @@ pub struct ModelGridInput {
     pub bias_field: Option<BiasFieldSummary>,
 }
 
-/// Resamples `native` (trilinear, 0 outside) onto the model grid at
+/// Blurs `native` to the model's resolution when `prep.anti_aliasing`,
+/// resamples it (trilinear, 0 outside) onto the model grid at
 /// `prep.spacing_mm`, divides out its bias field (when asked), harmonizes it
 /// within its foreground, and crops the inference grid to the foreground.
 pub fn to_model_grid(
@@ -69,13 +73,16 @@ pub fn to_model_grid(
     prep: &InputPrep<'_>,
     limits: &GridLimits,
 ) -> Result<ModelGridInput, PipelineError> {
-    let InputPrep { spacing_mm, bias_correction, harmonizer } = *prep;
+    let InputPrep { spacing_mm, anti_aliasing, bias_correction, harmonizer } = *prep;
     let source = native.meta.source.clone();
     let canonical = plan_canonical(native).map_err(|e| PipelineError::geometry(&source, e))?;
     let full_grid =
         TargetGrid::with_spacing(canonical.canonical_dims(), &canonical.canonical_affine(), spacing_mm, limits)
             .map_err(|e| PipelineError::geometry(&source, e))?;
-    let resampled = resample::linear(native, &full_grid, 0.0).map_err(|e| PipelineError::geometry(&source, e))?;
+    let smoothed = if anti_aliasing { Some(anti_alias(native, &canonical, spacing_mm)?) } else { None };
+    let resampled = resample::linear(smoothed.as_ref().unwrap_or(native), &full_grid, 0.0)
+        .map_err(|e| PipelineError::geometry(&source, e))?;
+    drop(smoothed);
     let foreground = mask::foreground(&resampled).map_err(|e| PipelineError::harmonize(&source, e))?.mask;
     let (resampled, bias_field) = match bias_correction {
         None => (resampled, None),
@@ -104,6 +111,22 @@ pub fn to_model_grid(
     let image = crop(&full_image, start, dims, *grid.affine())
         .map_err(|e| PipelineError::Internal(format!("{source}: cropping the model grid: {e}")))?;
     Ok(ModelGridInput { full_grid, full_image, foreground, grid, image, bias_field })
+}
+
+/// `native` blurred to the model's resolution along each of its voxel axes:
+/// the axis that becomes canonical axis `a` is compared with `spacing_mm[a]`.
+/// An axis already as coarse as the model's is left alone.
+fn anti_alias(
+    native: &Volume<f32>,
+    canonical: &Reorientation,
+    spacing_mm: [f64; 3],
+) -> Result<Volume<f32>, PipelineError> {
+    let mut target = native.spacing();
+    for (a, &src) in canonical.source_axis.iter().enumerate() {
+        target[src] = spacing_mm[a];
+    }
+    let sigma = smooth::anti_aliasing_sigma(native.spacing(), target);
+    smooth::gaussian(native, sigma).map_err(|e| PipelineError::harmonize(&native.meta.source, e))
 }
 
 /// First voxel and shape of the bounding box of `mask ≠ 0`, grown by `margin`

@@ -42,10 +42,11 @@ pub use report::{
     InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
 };
 
-use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress};
+use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
 use crate::ood::{self, OodAssessment};
 use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
+use crate::runtime::Provider;
 use crate::uncertainty::Accumulator;
 
 /// How much of a model's ensemble to run: a named profile, then per-field overrides.
@@ -73,7 +74,9 @@ pub struct ModelRunner {
 }
 
 impl ModelRunner {
-    /// Resolves the profile (checked against the members) and the routing policy.
+    /// Resolves the profile (checked against the members) and the routing
+    /// policy; `batch_size` 0 picks [`crate::inference::default_batch_size`]
+    /// for the provider the sessions got.
     pub fn new(
         model: LoadedModel,
         choice: &ProfileChoice,
@@ -97,6 +100,8 @@ impl ModelRunner {
         if let Some(p) = choice.mc_dropout_passes {
             profile.mc_dropout_passes = p;
         }
+        let provider = model.members().first().map_or(Provider::Cpu, |m| m.model().provider());
+        let batch_size = if batch_size == 0 { default_batch_size(provider) } else { batch_size };
         // Checks members, flips and gates now, before any study.
         Ensemble::from_model(&model, &profile)
             .and_then(|e| e.with_batch_size(batch_size))
@@ -150,7 +155,9 @@ impl ModelRunner {
                 })
                 .collect(),
             profile: self.profile.label().to_string(),
-            provider: self.model.members().first().map(|mem| mem.model.provider().to_string()).unwrap_or_default(),
+            provider: self.model.members().first().map(|mem| mem.model().provider().to_string()).unwrap_or_default(),
+            lanes: self.model.members().iter().take(self.profile.members).map(|m| m.sessions.len()).min().unwrap_or(1),
+            batch_size: self.batch_size,
             tta_axes: self.profile.tta_axes.clone(),
             mc_dropout_passes: self.profile.mc_dropout_passes,
             passes,

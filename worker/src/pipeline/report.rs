@@ -65,6 +65,9 @@ pub struct ModelSummary {
     pub profile: String,
     /// The execution provider the sessions got.
     pub provider: String,
+    /// Inference lanes (sessions per member run side by side) and windows per model call.
+    pub lanes: usize,
+    pub batch_size: usize,
     pub tta_axes: Vec<usize>,
     pub mc_dropout_passes: u32,
     /// Passes accumulated: members × flips × max(MC passes, 1).

@@ -25,7 +25,7 @@
 //!
 //! ```no_run
 //! use worker::runtime::{Model, Provider, RuntimeConfig};
-//! let config = RuntimeConfig { dylib_path: None, intra_op_threads: 2, providers: vec![Provider::Cuda, Provider::Cpu] };
+//! let config = RuntimeConfig { dylib_path: None, intra_op_threads: 2, providers: vec![Provider::Cuda, Provider::Cpu], lanes: 1 };
 //! let model = Model::load("models/tissue/member_0.onnx".as_ref(), &config)?;
 //! let input = ndarray::Array5::<f32>::zeros((1, 1, 32, 32, 32));
 //! let probabilities = model.run(input.view())?;
@@ -57,12 +57,59 @@ pub struct RuntimeConfig {
     /// Execution providers in order of preference. Each one that cannot be used
     /// is skipped with a warning; the CPU is always the last resort.
     pub providers: Vec<Provider>,
+    /// Inference lanes: sessions per segmentation member, each running its own
+    /// windows side by side (see [`RuntimeConfig::lanes`]). 0 chooses: one per
+    /// core up to [`MAX_AUTO_LANES`] on the CPU, 1 on a GPU.
+    pub lanes: usize,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { dylib_path: None, intra_op_threads: 0, providers: vec![Provider::Cpu] }
+        RuntimeConfig { dylib_path: None, intra_op_threads: 0, providers: vec![Provider::Cpu], lanes: 0 }
     }
+}
+
+/// The most lanes `lanes = 0` picks, however many cores there are: each lane
+/// holds a session per member (memory), and more lanes than this is unmeasured.
+pub const MAX_AUTO_LANES: usize = 4;
+
+/// How a segmentation model's sessions are laid out: `lanes` sessions per
+/// member, each with `intra_op_threads` (0: ONNX Runtime's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LanePlan {
+    pub lanes: usize,
+    pub intra_op_threads: usize,
+}
+
+impl RuntimeConfig {
+    /// The lanes and per-session threads for a model run window by window.
+    ///
+    /// On this project's 2-core machine two single-threaded sessions running
+    /// windows side by side process 1.32× the windows of one 2-thread session
+    /// (`docs/benchmarks.md`): ONNX Runtime splits each small 3-D convolution
+    /// between its threads and synchronizes after every one, lanes never wait
+    /// for each other. So `lanes = 0` on the CPU gives one lane per core (at
+    /// most [`MAX_AUTO_LANES`]) and, unless `intra_op_threads` is set, divides
+    /// the cores between them. A GPU provider first in the list gets one lane:
+    /// its session already runs a batch in parallel. Explicit values are kept.
+    pub fn lane_plan(&self, cores: usize) -> LanePlan {
+        let on_cpu = provider::candidates(&self.providers).first() == Some(&Provider::Cpu);
+        let lanes = match self.lanes {
+            0 if on_cpu => cores.clamp(1, MAX_AUTO_LANES),
+            0 => 1,
+            n => n,
+        };
+        let intra_op_threads = match self.intra_op_threads {
+            0 if on_cpu && lanes > 1 => (cores / lanes).max(1),
+            n => n,
+        };
+        LanePlan { lanes, intra_op_threads }
+    }
+}
+
+/// Cores this process may use (1 when the system cannot say).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 /// Errors loading ONNX Runtime, creating sessions and running them.
@@ -117,6 +164,23 @@ mod tests {
         assert_eq!(c.intra_op_threads, 2);
         assert!(toml::from_str::<RuntimeConfig>("threads = 2").is_err());
         assert!(toml::from_str::<RuntimeConfig>("providers = [\"rocm\"]").is_err());
+        let c: RuntimeConfig = toml::from_str("lanes = 3").unwrap();
+        assert_eq!(c.lanes, 3);
+    }
+
+    #[test]
+    fn lanes_follow_the_cores_on_the_cpu_and_stay_single_on_a_gpu() {
+        let cpu = RuntimeConfig::default();
+        assert_eq!(cpu.lane_plan(2), LanePlan { lanes: 2, intra_op_threads: 1 });
+        assert_eq!(cpu.lane_plan(1), LanePlan { lanes: 1, intra_op_threads: 0 });
+        assert_eq!(cpu.lane_plan(16), LanePlan { lanes: MAX_AUTO_LANES, intra_op_threads: 4 });
+        assert_eq!(cpu.lane_plan(6), LanePlan { lanes: 4, intra_op_threads: 1 });
+        let gpu = RuntimeConfig { providers: vec![Provider::Cuda, Provider::Cpu], ..RuntimeConfig::default() };
+        assert_eq!(gpu.lane_plan(16), LanePlan { lanes: 1, intra_op_threads: 0 });
+        let set = RuntimeConfig { lanes: 3, intra_op_threads: 2, ..RuntimeConfig::default() };
+        assert_eq!(set.lane_plan(2), LanePlan { lanes: 3, intra_op_threads: 2 });
+        let one = RuntimeConfig { lanes: 1, ..RuntimeConfig::default() };
+        assert_eq!(one.lane_plan(8), LanePlan { lanes: 1, intra_op_threads: 0 });
     }
 
     #[test]

@@ -39,8 +39,8 @@ impl fmt::Display for TensorInfo {
 
 /// An ONNX model with its session. The session is created once and reused by
 /// every [`Model::run`]; runs are serialized (ONNX Runtime's `Run` is not safe
-/// to call concurrently through `ort`), so a worker wanting parallel inference
-/// loads one `Model` per thread.
+/// to call concurrently through `ort`), so parallel inference loads one `Model`
+/// per lane ([`crate::runtime::RuntimeConfig::lane_plan`]).
 #[derive(Debug)]
 pub struct Model {
     path: PathBuf,

@@ -182,8 +182,7 @@ impl<'m> Ensemble<'m> {
             });
         }
         let members = &model.members()[..profile.members];
-        let lanes = members.iter().map(|m| m.sessions.len()).min().unwrap_or(1);
-        let lanes = (0..lanes).map(|l| members.iter().map(|m| &m.sessions[l]).collect()).collect();
+        let lanes = (0..model.lanes()).map(|l| members.iter().map(|m| &m.sessions[l]).collect()).collect();
         Ensemble::with_lanes(lanes, Plan::new(model.manifest(), profile))
     }
 

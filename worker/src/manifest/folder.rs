@@ -75,12 +75,22 @@ impl LoadedModel {
         &self.members
     }
 
+    /// The execution provider the sessions got (the first member's; all are
+    /// built with the same configuration).
+    pub fn provider(&self) -> Provider {
+        self.members.first().map_or(Provider::Cpu, |m| m.model().provider())
+    }
+
+    /// Inference lanes: sessions per member (the same for every member, 1 for a classifier).
+    pub fn lanes(&self) -> usize {
+        self.members.iter().map(|m| m.sessions.len()).min().unwrap_or(1)
+    }
+
     /// The inference profile to run ([`Manifest::select_profile`]): `requested`
     /// if given, else by the execution provider the sessions got.
     pub fn select_profile(&self, requested: Option<&str>) -> Result<SelectedProfile, ManifestError> {
-        let provider = self.members.first().map_or(Provider::Cpu, |m| m.model().provider());
         self.manifest
-            .select_profile(requested, provider)
+            .select_profile(requested, self.provider())
             .map_err(|reason| ManifestError::Profile { path: self.dir.clone(), reason })
     }
 }

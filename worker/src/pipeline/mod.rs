@@ -46,7 +46,6 @@ use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress, default
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
 use crate::ood::{self, OodAssessment};
 use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
-use crate::runtime::Provider;
 use crate::uncertainty::Accumulator;
 
 /// How much of a model's ensemble to run: a named profile, then per-field overrides.
@@ -100,8 +99,7 @@ impl ModelRunner {
         if let Some(p) = choice.mc_dropout_passes {
             profile.mc_dropout_passes = p;
         }
-        let provider = model.members().first().map_or(Provider::Cpu, |m| m.model().provider());
-        let batch_size = if batch_size == 0 { default_batch_size(provider) } else { batch_size };
+        let batch_size = if batch_size == 0 { default_batch_size(model.provider()) } else { batch_size };
         // Checks members, flips and gates now, before any study.
         Ensemble::from_model(&model, &profile)
             .and_then(|e| e.with_batch_size(batch_size))
@@ -155,8 +153,8 @@ impl ModelRunner {
                 })
                 .collect(),
             profile: self.profile.label().to_string(),
-            provider: self.model.members().first().map(|mem| mem.model().provider().to_string()).unwrap_or_default(),
-            lanes: self.model.members().iter().take(self.profile.members).map(|m| m.sessions.len()).min().unwrap_or(1),
+            provider: self.model.provider().to_string(),
+            lanes: self.model.lanes(),
             batch_size: self.batch_size,
             tta_axes: self.profile.tta_axes.clone(),
             mc_dropout_passes: self.profile.mc_dropout_passes,

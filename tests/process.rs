@@ -1,5 +1,5 @@
 //! End-to-end tests of `neurobatch process` with the shipped models
-//! (`models/brain-tissue`, `models/scan-quality`) on real anatomy:
+//! (`models/brain-tissue`; `models/scan-quality` only when asked for) on real anatomy:
 //!
 //! - a perturbed MNI152 brain (polynomial bias field + Rician noise, never a
 //!   training draw) is segmented with grey/white-matter Dice ≥ 0.85 against
@@ -7,6 +7,9 @@
 //! - outputs are on the input's grid and `report.json` has the documented shape;
 //! - a non-brain volume (an ellipsoid phantom) and a real diffusion b0 go to
 //!   review with reason `out_of_distribution`;
+//! - the same scan in a zero-padded field of view gets the same quality
+//!   estimate and decision, and the `full` profile routes on the `cpu`
+//!   profile's estimate (the unflipped passes);
 //! - bad input and a tampered model folder end in exit 1 and one error line.
 //!
 //! Inputs: `.testdata/process/` (scripts/testdata/process.py).
@@ -173,4 +176,65 @@ fn bad_inputs_fail_with_one_line_naming_them() {
     let line = one_error_line(&neurobatch(&["process", s(&input), "--out", s(&out.join("o3")), "--model", s(&model)]));
     assert!(line.contains("member_0.onnx") && line.contains("sha256"), "{line}");
     assert!(!out.join("o3/report.json").exists(), "nothing written for a refused model");
+}
+
+/// The same head in a zero-padded field of view: the OOD signals are taken
+/// inside the foreground (a volume, not a fraction of the grid), the quality
+/// features inside the brain, so neither the quality estimate nor the routing
+/// decision may move (issue 13: padding a clean scan used to send it to review).
+fn padded(src: &Volume<f32>, lo: [usize; 3], hi: [usize; 3]) -> Volume<f32> {
+    let [nx, ny, nz] = src.dims();
+    let dims = [nx + lo[0] + hi[0], ny + lo[1] + hi[1], nz + lo[2] + hi[2]];
+    let mut data = vec![0f32; dims.iter().product()];
+    for k in 0..nz {
+        for j in 0..ny {
+            let from = nx * (j + ny * k);
+            let to = lo[0] + dims[0] * ((j + lo[1]) + dims[1] * (k + lo[2]));
+            data[to..to + nx].copy_from_slice(&src.data()[from..from + nx]);
+        }
+    }
+    let origin = src.affine().apply([-(lo[0] as f64), -(lo[1] as f64), -(lo[2] as f64)]);
+    let mut m = *src.affine().matrix();
+    for (r, o) in origin.iter().enumerate() {
+        m[(r, 3)] = *o;
+    }
+    Volume::new(dims, data, imaging::Affine::from_matrix(m), src.meta.clone()).expect("padded volume")
+}
+
+#[test]
+fn padding_the_field_of_view_changes_neither_estimate_nor_decision() {
+    let input = testdata("process/bias_noise.nii.gz");
+    let dir = scratch("padded-fov");
+    let big = dir.join("padded.nii.gz");
+    imaging::nifti::write_f32(&big, &padded(&read_f32(&input), [40, 0, 25], [10, 60, 0])).expect("write");
+    let runs: Vec<Value> = [(&input, "cpu", "orig"), (&big, "cpu", "pad"), (&input, "full", "full")]
+        .iter()
+        .map(|(scan, profile, name)| {
+            let out = dir.join(name);
+            ok(&neurobatch(&["process", s(scan), "--out", s(&out), "--profile", profile, "--no-quality"]));
+            report(&out)
+        })
+        .collect();
+    let predicted = |r: &Value| -> Vec<f64> {
+        let e = &r["quality_estimate"];
+        assert_eq!(e["missing_features"].as_array().map(Vec::len), Some(0), "{e}");
+        e["structures"].as_array().expect("structures").iter().map(|s| s["predicted_dice"].as_f64().unwrap()).collect()
+    };
+    let (orig, pad, full) = (&runs[0], &runs[1], &runs[2]);
+    let ood = |r: &Value| r["ood"]["score"].as_f64().expect("ood score");
+    eprintln!("OOD {} vs padded {}; predicted {:?} vs {:?}", ood(orig), ood(pad), predicted(orig), predicted(pad));
+    assert!((ood(orig) - ood(pad)).abs() <= 0.05 * ood(orig).max(1.0), "OOD {} vs {}", ood(orig), ood(pad));
+    for (a, b) in predicted(orig).iter().zip(predicted(pad)) {
+        assert!((a - b).abs() <= 0.01, "predicted Dice {a} vs padded {b}");
+    }
+    assert_eq!(orig["routing"]["decision"], pad["routing"]["decision"], "{} vs {}", orig["routing"], pad["routing"]);
+    // The `full` profile adds left-right flips; its estimate comes from the same unflipped passes.
+    assert_eq!(full["model"]["passes"], 10);
+    for (a, b) in predicted(orig).iter().zip(predicted(full)) {
+        assert!((a - b).abs() <= 1e-6, "cpu {a} vs full {b}: the base passes differ");
+    }
+    assert_eq!(orig["routing"]["decision"], full["routing"]["decision"]);
+    // Every catalog feature is reported, and the estimate's inputs are among them.
+    let features = orig["quality_features"].as_object().expect("quality_features");
+    assert!(features.len() >= 20 && features.contains_key("study.score"), "{features:?}");
 }

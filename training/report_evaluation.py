@@ -1,8 +1,9 @@
 """Turns training/evaluation.json (written by training/evaluate.py) into the summary figures, the
-routing thresholds and training/EVALUATION.md.
+routing thresholds of version 0.3.0 and training/EVALUATION-perturbations.md (the routing of 0.4.0
+on: training/fit_quality.py and training/report_routing.py, training/EVALUATION.md).
 
     .venv/bin/python training/report_evaluation.py [--json training/evaluation.json] \
-        [--timings training/timings.json] [--out training/EVALUATION.md]
+        [--timings training/timings.json] [--out training/EVALUATION-perturbations.md]
 
 Threshold rules (the manifests cite them):
 - ood_score_max: the geometric midpoint between the largest OOD score of the in-domain cases
@@ -326,7 +327,7 @@ def main():
     ap.add_argument("--json", type=Path, default=Path("training/evaluation.json"))
     ap.add_argument("--timings", type=Path, default=None)
     ap.add_argument("--quality-model", type=Path, default=Path("models/scan-quality"))
-    ap.add_argument("--out", type=Path, default=Path("training/EVALUATION.md"))
+    ap.add_argument("--out", type=Path, default=Path("training/EVALUATION-perturbations.md"))
     ap.add_argument("--thresholds", type=Path, default=Path("training/thresholds.json"))
     args = ap.parse_args()
     ev = json.loads(args.json.read_text())

@@ -16,7 +16,6 @@ use super::SelectArgs;
 
 /// Model folders looked for, in this order, when `--model` is not given.
 pub(crate) const DEFAULT_SEGMENTATION: &str = "brain-tissue";
-pub(crate) const DEFAULT_QUALITY: &str = "scan-quality";
 /// Overrides where the shipped model folders are.
 const MODELS_ENV: &str = "NEUROBATCH_MODELS";
 
@@ -30,10 +29,11 @@ pub struct Args {
     /// Segmentation model folder (default: the shipped models/brain-tissue).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Scan-quality classifier folder (default: the shipped models/scan-quality).
+    /// Scan-quality classifier folder to run as well (e.g. models/scan-quality); none by default,
+    /// since its p(degraded) does not rank segmentation failures (docs/routing.md).
     #[arg(long, conflicts_with = "no_quality")]
     pub quality_model: Option<PathBuf>,
-    /// Do not run the scan-quality classifier.
+    /// Do not run the scan-quality classifier (the default; kept for scripts that pass it).
     #[arg(long)]
     pub no_quality: bool,
     /// Inference profile from the manifest (`cpu`, `full`); default: by execution provider.
@@ -95,10 +95,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         None => default_model(DEFAULT_SEGMENTATION)?,
     };
     let quality_dir = match (&args.quality_model, args.no_quality) {
-        (_, true) => None,
         (Some(dir), false) => Some(dir.clone()),
-        // The default classifier is optional; an explicit one is not.
-        (None, false) => default_model(DEFAULT_QUALITY).ok(),
+        _ => None,
     };
 
     // Models first: a broken model folder fails before the scan is read.

@@ -11,6 +11,8 @@
 //!   into mean probabilities, labels, entropy and mutual information;
 //! - [`ood`]: out-of-distribution indicators (image statistics against the
 //!   training distribution);
+//! - [`quality`]: the learned quality estimate (each structure's Dice
+//!   predicted from the study's figures by a small model the folder ships);
 //! - [`routing`]: the accept/review decision with its reasons, from the
 //!   manifest's thresholds and the config's overrides;
 //! - [`pipeline`]: one study end to end (model grid, harmonization, the
@@ -23,6 +25,7 @@ pub mod inference;
 pub mod manifest;
 pub mod ood;
 pub mod pipeline;
+pub mod quality;
 pub mod routing;
 pub mod runtime;
 pub mod uncertainty;

@@ -119,7 +119,7 @@ pub struct PipelineConfig {
     pub models_dir: PathBuf,
     /// The segmentation model folder (under `models_dir`).
     pub model: String,
-    /// The scan-quality classifier folder; empty: none.
+    /// The scan-quality classifier folder; empty: none (the default: docs/routing.md).
     pub quality_model: String,
     /// Inference profile from the manifest (`cpu`, `full`); empty: by execution provider.
     pub profile: String,
@@ -186,7 +186,7 @@ impl Default for PipelineConfig {
             name: "brain-tissue".into(),
             models_dir: PathBuf::new(),
             model: "brain-tissue".into(),
-            quality_model: "scan-quality".into(),
+            quality_model: String::new(),
             profile: String::new(),
             members: 0,
             threads: 0,

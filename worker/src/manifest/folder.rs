@@ -11,6 +11,7 @@ use tracing::info;
 
 use super::schema::{Manifest, SelectedProfile, Task};
 use super::{MANIFEST_FILE, ManifestError, parse_manifest};
+use crate::quality::QualityEstimator;
 use crate::runtime::{Model, Provider, RuntimeConfig, available_cores, one_line};
 
 /// A manifest is a page of text; anything this large is not one.
@@ -26,6 +27,7 @@ pub struct LoadedModel {
     manifest: Manifest,
     harmonizer: Harmonizer,
     members: Vec<LoadedMember>,
+    estimators: Vec<QualityEstimator>,
 }
 
 /// One ensemble member with its sessions.
@@ -73,6 +75,11 @@ impl LoadedModel {
 
     pub fn members(&self) -> &[LoadedMember] {
         &self.members
+    }
+
+    /// The quality estimator fitted on the base passes of the first `members` members.
+    pub fn quality_estimator(&self, members: usize) -> Option<&QualityEstimator> {
+        self.estimators.iter().find(|e| e.members() == members)
     }
 
     /// The execution provider the sessions got (the first member's; all are
@@ -150,6 +157,19 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         }
         members.push(LoadedMember { file, sha256: member.sha256.clone(), seed: member.seed, sessions });
     }
+    let mut estimators = Vec::with_capacity(manifest.quality_estimators.len());
+    for spec in &manifest.quality_estimators {
+        let file = dir.join(&spec.file);
+        let estimator_err = |reason: String| ManifestError::Estimator { path: file.clone(), reason };
+        let bytes = read_capped(&file, MAX_MEMBER_BYTES).map_err(estimator_err)?;
+        let actual = format!("{:x}", Sha256::digest(&bytes));
+        if actual != spec.sha256 {
+            return Err(estimator_err(format!("sha256 is {actual} but the manifest says {}", spec.sha256)));
+        }
+        let estimator = QualityEstimator::from_bytes(spec.clone(), &bytes, &file, config)
+            .map_err(|e| estimator_err(e.to_string()))?;
+        estimators.push(estimator);
+    }
     info!(
         model = %manifest.name,
         version = %manifest.version,
@@ -158,7 +178,7 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         intra_op_threads = session_config.intra_op_threads,
         "model folder loaded"
     );
-    Ok(LoadedModel { dir: dir.to_path_buf(), manifest, harmonizer, members })
+    Ok(LoadedModel { dir: dir.to_path_buf(), manifest, harmonizer, members, estimators })
 }
 
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {

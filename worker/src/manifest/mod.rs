@@ -79,6 +79,7 @@
 //! structure_agreement_min = 0.86
 //! volume_cv_max = 0.04
 //! ood_score_max = 3.0
+//! predicted_dice_min = 0.85         # needs a quality estimator for the profile that runs
 //! source = "training/EVALUATION.md, routing: 90% of Dice < 0.8 cases at a 12% review rate"
 //!
 //! [ood]                             # worker::ood's training reference; required with ood_score_max
@@ -88,9 +89,9 @@
 //! hi = 5.0
 //! probabilities = [0.1, 0.4, 0.4, 0.1]
 //! spread = 0.02
-//! [ood.foreground_fraction]
-//! mean = 0.31
-//! spread = 0.02
+//! [ood.foreground_volume_ml]        # the foreground's volume, mL
+//! mean = 1450.0
+//! spread = 145.0
 //! [ood.noise_ratio]
 //! mean = 0.12
 //! spread = 0.03
@@ -104,6 +105,17 @@
 //! [evaluation]
 //! report = "training/EVALUATION.md"
 //! figures = { dice_gm_ensemble_tta = 0.91, dice_wm_ensemble_tta = 0.94, aurc = 0.031 }
+//!
+//! [calibration]                     # optional: mask = argmax of class_weights × mean probability
+//! class_weights = [1.0, 0.95, 1.05]
+//! source = "training/EVALUATION.md, volumes"
+//!
+//! [[quality_estimators]]            # optional: worker::quality, one per base pass set
+//! members = 1                       # fitted on the first 1 member's unflipped deterministic pass
+//! file = "quality_cpu.onnx"         # float32 [N, features] -> predicted Dice [N, structures]
+//! sha256 = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+//! features = ["study.score", "grey_matter.pairwise_dice", "ood.noise_ratio"]
+//! structures = [1, 2]
 //!
 //! [[members]]                       # at least one; paths relative to this folder
 //! file = "member_0.onnx"
@@ -121,7 +133,9 @@
 //! distinct and in 0..3; `mc_dropout_input` named whenever the defaults or a
 //! profile ask for MC-dropout passes; profile members in 1..=len(members); routing bounds non-negative, `*_min` in [0, 1], and a
 //! `source` whenever a threshold is set; members are relative paths inside the
-//! folder with lowercase hex sha256. The output must have as many channels as
+//! folder with lowercase hex sha256; quality estimators name a member count
+//! (1..=len(members), one estimator each), catalog features and structure labels; calibration weights are
+//! positive, one per label. The output must have as many channels as
 //! there are labels (`softmax`, `none`) or one fewer (`sigmoid`: label 0 is the
 //! negative class), rank 5 for segmentation and rank 2 for classification.
 
@@ -133,8 +147,8 @@ use std::path::{Path, PathBuf};
 
 pub use folder::{LoadedMember, LoadedModel, load_model_folder};
 pub use schema::{
-    Activation, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Profile, Provenance,
-    RoutingThresholds, SCHEMA_VERSION, SelectedProfile, Task,
+    Activation, Calibration, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Profile,
+    Provenance, RoutingThresholds, SCHEMA_VERSION, SelectedProfile, Task,
 };
 
 use crate::runtime::RuntimeError;
@@ -163,6 +177,8 @@ pub enum ManifestError {
     Signature { path: PathBuf, reason: String },
     #[error("model {path}: {reason}")]
     Profile { path: PathBuf, reason: String },
+    #[error("quality estimator {path}: {reason}")]
+    Estimator { path: PathBuf, reason: String },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -210,6 +226,13 @@ mod tests {
         assert_eq!(m.harmonization, imaging::harmonize::HarmonizeMethod::Percentile { lower: 0.5, upper: 99.5 });
         assert_eq!(m.evaluation.figures.get("aurc"), Some(&0.031));
         assert_eq!(m.bias_correction, Some(imaging::bias::BiasFieldParams::default()));
+        assert_eq!(m.routing.predicted_dice_min, Some(0.85));
+        assert_eq!(m.calibration.as_ref().map(|c| c.class_weights.clone()), Some(vec![1.0, 0.95, 1.05]));
+        assert_eq!(m.quality_estimators.len(), 1);
+        assert_eq!(
+            (m.quality_estimators[0].members, m.quality_estimators[0].structures.as_slice()),
+            (1, &[1u8, 2][..])
+        );
         // The table is optional: no correction without it.
         let start = documented_example().find("[bias_correction]").unwrap();
         let end = documented_example().find("[output]").unwrap();
@@ -268,6 +291,18 @@ mod tests {
             ),
             ("probabilities = [0.1, 0.4, 0.4, 0.1]", "probabilities = [0.1, 0.4, 0.4, 0.2]", "ood"),
             ("spread = 0.03", "spread = 0.0", "ood"),
+            ("predicted_dice_min = 0.85", "predicted_dice_min = 1.5", "routing.predicted_dice_min"),
+            ("class_weights = [1.0, 0.95, 1.05]", "class_weights = [1.0, 0.95]", "calibration.class_weights"),
+            ("class_weights = [1.0, 0.95, 1.05]", "class_weights = [1.0, 0.0, 1.05]", "calibration.class_weights"),
+            (
+                "members = 1                       # fitted",
+                "members = 3                       # fitted",
+                "quality_estimators",
+            ),
+            ("\"ood.noise_ratio\"]", "\"ood.foreground_fraction\"]", "ood.foreground_fraction"),
+            ("structures = [1, 2]", "structures = [0, 2]", "quality_estimators"),
+            ("structures = [1, 2]", "structures = [2, 2]", "quality_estimators"),
+            ("file = \"quality_cpu.onnx\"", "file = \"/etc/quality.onnx\"", "quality_estimators"),
         ];
         for (from, to, field) in cases {
             assert!(base.contains(from), "{from}");

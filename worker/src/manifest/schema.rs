@@ -41,6 +41,14 @@ pub struct Manifest {
     /// accepted for want of a reference).
     #[serde(default)]
     pub ood: Option<crate::ood::OodReference>,
+    /// Learned per-structure Dice estimators, one per profile at most
+    /// ([`crate::quality`]); required for a profile whose `predicted_dice_min` is set.
+    #[serde(default)]
+    pub quality_estimators: Vec<crate::quality::QualityEstimatorSpec>,
+    /// Class weights applied to the mean probabilities on the scan's grid
+    /// before the argmax (a label-prior shift fitted to remove a volume bias).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
     pub provenance: Provenance,
     pub evaluation: Evaluation,
     pub members: Vec<Member>,
@@ -173,6 +181,21 @@ pub struct Profile {
     /// calibrated apart carries its own bound (source: `routing.source`).
     #[serde(default)]
     pub study_uncertainty_max: Option<f64>,
+    /// `routing.predicted_dice_min` for this profile (its own estimator, its own bound).
+    #[serde(default)]
+    pub predicted_dice_min: Option<f64>,
+}
+
+/// `[calibration]`: how the mask is taken from the mean probabilities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// One positive weight per label: the mask is `argmax_c(w_c · p̄_c)` on the
+    /// scan's grid (a shift of the label prior, Saerens et al. 2002), fitted so
+    /// that the structure volumes are unbiased on generated training cases.
+    pub class_weights: Vec<f64>,
+    /// Where the weights come from (the evaluation section that fitted them).
+    pub source: String,
 }
 
 /// The profile a worker runs: its name (`None` for the `[inference]` defaults)
@@ -185,6 +208,8 @@ pub struct SelectedProfile {
     pub mc_dropout_passes: u32,
     /// The profile's own `study_uncertainty_max`, replacing `routing`'s.
     pub study_uncertainty_max: Option<f64>,
+    /// The profile's own `predicted_dice_min`, replacing `routing`'s.
+    pub predicted_dice_min: Option<f64>,
 }
 
 impl SelectedProfile {
@@ -211,6 +236,7 @@ impl Manifest {
             tta_axes: p.tta_axes.clone(),
             mc_dropout_passes: p.mc_dropout_passes,
             study_uncertainty_max: p.study_uncertainty_max,
+            predicted_dice_min: p.predicted_dice_min,
         };
         if let Some(name) = requested {
             return match self.inference.profiles.get(name) {
@@ -236,6 +262,7 @@ impl Manifest {
                 tta_axes: self.inference.tta_axes.clone(),
                 mc_dropout_passes: self.inference.mc_dropout_passes,
                 study_uncertainty_max: None,
+                predicted_dice_min: None,
             },
         })
     }
@@ -258,6 +285,8 @@ pub struct RoutingThresholds {
     pub volume_cv_max: Option<f64>,
     /// Upper bound of the out-of-distribution score.
     pub ood_score_max: Option<f64>,
+    /// Lower bound, in [0, 1], of each structure's Dice as the profile's quality estimator predicts it.
+    pub predicted_dice_min: Option<f64>,
     /// Classification: lower bound, in [0, 1], of the winning class's mean probability.
     pub probability_min: Option<f64>,
     /// Classification: upper bound, in [0, 1], of each flagged class's (labels ≥ 1,
@@ -275,6 +304,7 @@ impl RoutingThresholds {
             self.structure_agreement_min,
             self.volume_cv_max,
             self.ood_score_max,
+            self.predicted_dice_min,
             self.probability_min,
             self.flag_probability_max,
         ]

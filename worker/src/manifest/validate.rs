@@ -41,7 +41,77 @@ impl Manifest {
         if let Some((k, v)) = self.evaluation.figures.iter().find(|(_, v)| !v.is_finite()) {
             return Err(format!("evaluation.figures.{k}: {v} is not a finite number"));
         }
-        self.validate_members()
+        self.validate_members()?;
+        self.validate_quality_estimators()?;
+        self.validate_calibration()
+    }
+
+    fn validate_quality_estimators(&self) -> Result<(), String> {
+        let names: Vec<String> = self.labels.iter().map(|l| l.name.clone()).collect();
+        let catalog = crate::quality::feature_names(&names);
+        let mut sets = HashSet::new();
+        for e in &self.quality_estimators {
+            let field = format!("quality_estimators[members = {}]", e.members);
+            if e.members == 0 || e.members > self.members.len() {
+                return Err(format!(
+                    "{field}.members: {} is not in 1..={} (the members listed)",
+                    e.members,
+                    self.members.len()
+                ));
+            }
+            if !sets.insert(e.members) {
+                return Err(format!("{field}.members: a second estimator for the same base pass set"));
+            }
+            check_relative_file(&format!("{field}.file"), &e.file)?;
+            check_sha256(&format!("{field}.sha256"), &e.sha256)?;
+            if e.features.is_empty() {
+                return Err(format!("{field}.features: at least one feature is needed"));
+            }
+            if let Some(f) = e.features.iter().find(|f| !catalog.contains(f)) {
+                return Err(format!("{field}.features: `{f}` is not a feature of worker::quality's catalog"));
+            }
+            if e.structures.is_empty() {
+                return Err(format!("{field}.structures: at least one structure is needed"));
+            }
+            let mut seen = HashSet::new();
+            if let Some(l) =
+                e.structures.iter().find(|&&l| l == 0 || usize::from(l) >= self.labels.len() || !seen.insert(l))
+            {
+                return Err(format!("{field}.structures: label {l} is background, unknown or listed twice"));
+            }
+        }
+        let bounds = std::iter::once(("routing", self.routing.predicted_dice_min, "default"))
+            .chain(self.inference.profiles.iter().map(|(n, p)| ("profile", p.predicted_dice_min, n.as_str())));
+        for (who, bound, profile) in bounds {
+            let Some(v) = bound else { continue };
+            let field = if who == "routing" {
+                "routing.predicted_dice_min".to_string()
+            } else {
+                format!("inference.profiles.{profile}.predicted_dice_min")
+            };
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{field}: {v} is not in [0, 1]"));
+            }
+            if self.routing.source.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                return Err(format!("{field}: routing.source must say where it comes from"));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_calibration(&self) -> Result<(), String> {
+        let Some(c) = &self.calibration else { return Ok(()) };
+        if c.class_weights.len() != self.labels.len() {
+            return Err(format!(
+                "calibration.class_weights: {} weights for {} labels",
+                c.class_weights.len(),
+                self.labels.len()
+            ));
+        }
+        if let Some(w) = c.class_weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
+            return Err(format!("calibration.class_weights: {w} is not a positive number"));
+        }
+        non_empty("calibration.source", &c.source)
     }
 
     /// Channels the network's output must have for these labels and this activation.
@@ -146,18 +216,11 @@ impl Manifest {
         let mut files = HashSet::new();
         for m in &self.members {
             let shown = m.file.display();
-            // Members live inside the folder: the checksums vouch for the folder, nothing outside it.
-            let inside =
-                !m.file.as_os_str().is_empty() && m.file.components().all(|c| matches!(c, Component::Normal(_)));
-            if !inside {
-                return Err(format!("members.file: `{shown}` is not a relative path inside the model folder"));
-            }
+            check_relative_file("members.file", &m.file)?;
             if !files.insert(&m.file) {
                 return Err(format!("members.file: `{shown}` is listed twice"));
             }
-            if !(m.sha256.len() == 64 && m.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
-                return Err(format!("members.sha256: `{}` of `{shown}` is not 64 lowercase hex digits", m.sha256));
-            }
+            check_sha256(&format!("members.sha256 of `{shown}`"), &m.sha256)?;
         }
         Ok(())
     }
@@ -206,6 +269,24 @@ fn validate_orientation(code: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("input.orientation: `{code}` is not three axis codes like \"RAS\"")) }
 }
 
+/// Files a manifest lists live inside the folder: the checksums vouch for the folder, nothing outside it.
+fn check_relative_file(field: &str, file: &std::path::Path) -> Result<(), String> {
+    let inside = !file.as_os_str().is_empty() && file.components().all(|c| matches!(c, Component::Normal(_)));
+    if inside {
+        Ok(())
+    } else {
+        Err(format!("{field}: `{}` is not a relative path inside the model folder", file.display()))
+    }
+}
+
+fn check_sha256(field: &str, sha256: &str) -> Result<(), String> {
+    if sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("{field}: `{sha256}` is not 64 lowercase hex digits"))
+    }
+}
+
 fn validate_routing(r: &RoutingThresholds) -> Result<(), String> {
     let non_negative = [
         ("study_uncertainty_max", r.study_uncertainty_max),
@@ -219,6 +300,7 @@ fn validate_routing(r: &RoutingThresholds) -> Result<(), String> {
     }
     let unit = [
         ("structure_agreement_min", r.structure_agreement_min),
+        ("predicted_dice_min", r.predicted_dice_min),
         ("probability_min", r.probability_min),
         ("flag_probability_max", r.flag_probability_max),
     ];

@@ -10,7 +10,7 @@ use super::stats::{image_stats, js_distance};
 /// One signal of the module docs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signal {
-    /// `intensity_histogram`, `foreground_fraction` or `noise_ratio`.
+    /// `intensity_histogram`, `foreground_volume_ml` or `noise_ratio`.
     pub name: &'static str,
     /// The study's figure (for the histogram, its JS distance to the reference);
     /// `None` when undefined for this study.
@@ -48,7 +48,7 @@ pub fn assess(
             reference: 0.0,
             distance: Some(js / reference.histogram.spread),
         },
-        scalar("foreground_fraction", Some(stats.foreground_fraction), &reference.foreground_fraction),
+        scalar("foreground_volume_ml", Some(stats.foreground_volume_ml), &reference.foreground_volume_ml),
         scalar("noise_ratio", stats.noise_ratio, &reference.noise_ratio),
     ];
     // The histogram distance is always defined, so the score is too.

@@ -22,8 +22,11 @@
 //!   it is bounded and needs no ground metric, so one spread fits every
 //!   harmonization range; it is finite even where one histogram is zero,
 //!   unlike Kullback–Leibler.
-//! - `foreground_fraction`: foreground voxels / all voxels (a non-brain scan
-//!   or a different field of view changes it).
+//! - `foreground_volume_ml`: the foreground's volume in millilitres (a
+//!   non-brain scan, a partial brain or a child's head changes it). A volume,
+//!   not a fraction of the field of view: padding or cropping the background
+//!   around the same head must not move the score (an earlier fraction-of-grid
+//!   signal sent a zero-padded clean scan to review).
 //! - `noise_ratio`: `sqrt(δ² / (2 s²))` with `δ²` the mean squared difference
 //!   between foreground voxels adjacent along the first axis and `s²` the
 //!   foreground variance: von Neumann's (1941) successive-difference ratio,

@@ -33,7 +33,8 @@ pub struct HistogramReference {
 #[serde(deny_unknown_fields)]
 pub struct OodReference {
     pub histogram: HistogramReference,
-    pub foreground_fraction: ScalarReference,
+    /// The foreground's volume in mL: the brain's size, whatever field of view holds it.
+    pub foreground_volume_ml: ScalarReference,
     pub noise_ratio: ScalarReference,
     /// Training volumes the reference was fitted on.
     pub volumes: usize,
@@ -45,7 +46,8 @@ pub struct FitOptions {
     pub lo: f64,
     pub hi: f64,
     pub bins: usize,
-    /// Smallest spreads; defaults 0.05 (JS distance), 0.02 (fraction), 0.02 (noise ratio).
+    /// Smallest spreads; defaults 0.05 (JS distance), 0.1 × the mean (foreground volume: adult
+    /// brains differ by about that much), 0.02 (noise ratio).
     /// Measured on the MNI T1 z-scored, 40 bins on [−5, 5], against a reference
     /// fitted on it alone: 1 % Gaussian noise and a 1.1 gain move the JS
     /// distance by 0.026, the noise ratio by 0.0056 and the fraction by 0.00015,
@@ -54,14 +56,15 @@ pub struct FitOptions {
     /// change gives a JS distance of 0.060, the template's quantization spikes
     /// being smoothed away by the noise.
     pub min_histogram_spread: f64,
-    pub min_fraction_spread: f64,
+    /// Relative to the mean foreground volume.
+    pub min_volume_spread_fraction: f64,
     pub min_noise_spread: f64,
 }
 
 impl FitOptions {
     /// `bins` equal-width bins on `[lo, hi]` and the default spread floors.
     pub fn new(lo: f64, hi: f64, bins: usize) -> Self {
-        FitOptions { lo, hi, bins, min_histogram_spread: 0.05, min_fraction_spread: 0.02, min_noise_spread: 0.02 }
+        FitOptions { lo, hi, bins, min_histogram_spread: 0.05, min_volume_spread_fraction: 0.1, min_noise_spread: 0.02 }
     }
 }
 
@@ -108,7 +111,7 @@ impl OodReference {
             return Err(OodError::InvalidReference(format!("histogram probabilities sum to {sum}, not 1")));
         }
         check_positive("histogram.spread", h.spread)?;
-        for (name, s) in [("foreground_fraction", &self.foreground_fraction), ("noise_ratio", &self.noise_ratio)] {
+        for (name, s) in [("foreground_volume_ml", &self.foreground_volume_ml), ("noise_ratio", &self.noise_ratio)] {
             if !s.mean.is_finite() {
                 return Err(OodError::InvalidReference(format!("{name}.mean is {}", s.mean)));
             }
@@ -129,7 +132,7 @@ impl OodReference {
         let bins = check_bins(options.lo, options.hi, options.bins)?;
         for (name, v) in [
             ("min_histogram_spread", options.min_histogram_spread),
-            ("min_fraction_spread", options.min_fraction_spread),
+            ("min_volume_spread_fraction", options.min_volume_spread_fraction),
             ("min_noise_spread", options.min_noise_spread),
         ] {
             check_positive(name, v)?;
@@ -141,7 +144,7 @@ impl OodReference {
             pooled.iter_mut().zip(&s.histogram).for_each(|(p, h)| *p += h / n);
         }
         let js_rms = (stats.iter().map(|s| js_distance(&s.histogram, &pooled).powi(2)).sum::<f64>() / n).sqrt();
-        let (fraction_mean, fraction_std) = mean_std(stats.iter().map(|s| s.foreground_fraction));
+        let (volume_mean, volume_std) = mean_std(stats.iter().map(|s| s.foreground_volume_ml));
         let noise: Vec<f64> = stats.iter().filter_map(|s| s.noise_ratio).collect();
         if noise.is_empty() {
             return Err(OodError::InvalidReference("no training volume has a defined noise ratio".into()));
@@ -154,9 +157,9 @@ impl OodReference {
                 probabilities: pooled,
                 spread: js_rms.max(options.min_histogram_spread),
             },
-            foreground_fraction: ScalarReference {
-                mean: fraction_mean,
-                spread: fraction_std.max(options.min_fraction_spread),
+            foreground_volume_ml: ScalarReference {
+                mean: volume_mean,
+                spread: volume_std.max(options.min_volume_spread_fraction * volume_mean.abs()).max(f64::MIN_POSITIVE),
             },
             noise_ratio: ScalarReference { mean: noise_mean, spread: noise_std.max(options.min_noise_spread) },
             volumes: samples.len(),

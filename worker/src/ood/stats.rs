@@ -1,5 +1,5 @@
 //! One pass over a volume's foreground: histogram on fixed bins, foreground
-//! fraction and the successive-difference noise ratio (see the module docs).
+//! volume and the successive-difference noise ratio (see the module docs).
 
 use imaging::Volume;
 use rayon::prelude::*;
@@ -29,7 +29,8 @@ impl Bins {
 pub(crate) struct ImageStats {
     /// Normalized histogram (sums to 1).
     pub histogram: Vec<f64>,
-    pub foreground_fraction: f64,
+    /// Foreground voxels × the voxel volume (|det| of the affine / 1000).
+    pub foreground_volume_ml: f64,
     pub noise_ratio: Option<f64>,
 }
 
@@ -113,7 +114,7 @@ pub(crate) fn image_stats(volume: &Volume<f32>, mask: &Volume<u8>, bins: Bins) -
         (!constant && total.pairs > 0).then(|| (total.diff_sq / total.pairs as f64 / (2.0 * variance)).sqrt());
     Ok(ImageStats {
         histogram: total.counts.iter().map(|&c| c as f64 / n).collect(),
-        foreground_fraction: n / volume.len() as f64,
+        foreground_volume_ml: n * volume.affine().linear().determinant().abs() / 1000.0,
         noise_ratio,
     })
 }

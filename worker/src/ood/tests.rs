@@ -18,7 +18,8 @@ fn stats_of_a_tiny_volume_match_hand_values() {
     let s = image_stats(&v, &m, Bins { lo: 0.0, hi: 2.0, count: 2 }).expect("valid");
     // Values 0,1,2 | 0,0,1,1: bin [0,1) holds 0,0,0 → 3; [1,2] holds 1,2,1,1 → 4 (2 clamps to the last bin).
     assert_eq!(s.histogram, [3.0 / 7.0, 4.0 / 7.0]);
-    assert_eq!(s.foreground_fraction, 7.0 / 8.0);
+    // Identity affine: 1 mm³ voxels, 7 of them in the mask.
+    assert_eq!(s.foreground_volume_ml, 7.0 / 1000.0);
     // Adjacent pairs: (0,1),(1,2) | (0,0),(0,1),(1,1): squared diffs 1,1,0,1,0 → δ² = 3/5.
     // Mean 5/7, E[x²] = 7/7 = 1, s² = 1 − 25/49 = 24/49.
     let expected = (0.6f64 / (2.0 * 24.0 / 49.0)).sqrt();
@@ -91,4 +92,30 @@ proptest::proptest! {
             proptest::prop_assert!(a.score >= 0.0 && a.score == largest, "{:?}", a);
         }
     }
+}
+
+#[test]
+fn padding_the_field_of_view_does_not_move_the_score() {
+    // The same 4×3×2 "head" alone and inside a grid padded with zeros on every side.
+    let head: Vec<f32> = (0..24).map(|i| (i % 7) as f32 / 7.0).collect();
+    let all = vol([4, 3, 2], vec![1u8; 24]);
+    let reference =
+        OodReference::fit(&[(&vol([4, 3, 2], head.clone()), &all)], &FitOptions::new(0.0, 1.0, 4)).expect("fits");
+    let dims = [10, 9, 8];
+    let mut padded = vec![0.0f32; 720];
+    let mut mask = vec![0u8; 720];
+    for k in 0..2 {
+        for j in 0..3 {
+            for i in 0..4 {
+                let at = (i + 3) + 10 * ((j + 3) + 9 * (k + 3));
+                padded[at] = head[i + 4 * (j + 3 * k)];
+                mask[at] = 1;
+            }
+        }
+    }
+    let alone = assess(&vol([4, 3, 2], head), &all, &reference).expect("assessed");
+    let inside = assess(&vol(dims, padded), &vol(dims, mask), &reference).expect("assessed");
+    assert_eq!(alone, inside);
+    assert_eq!(alone.signals[1].name, "foreground_volume_ml");
+    assert_eq!(alone.signals[1].value, Some(24.0 / 1000.0));
 }

@@ -17,6 +17,8 @@ pub enum PipelineError {
     Uncertainty { input: String, reason: String },
     #[error("{input}: out-of-distribution check: {reason}")]
     Ood { input: String, reason: String },
+    #[error("{input}: quality estimate: {reason}")]
+    QualityEstimate { input: String, reason: String },
     #[error("model {model}: {reason}")]
     Model { model: String, reason: String },
     #[error("cannot write {path}: {reason}")]

@@ -192,11 +192,13 @@ pub struct NativeMaps {
 /// The model-grid maps on `model_grid`, taken back to the grid of `native`:
 /// each class probability trilinearly (outside the model grid the background
 /// is 1 and the rest 0, so every voxel keeps a distribution), the labels as
-/// their argmax, entropy and mutual information trilinearly (0 outside).
+/// their argmax — of `class_weights[c] × p_c` when weights are given (the
+/// manifest's `[calibration]`) — entropy and mutual information trilinearly (0 outside).
 pub fn to_native_grid(
     native: &Volume<f32>,
     model_grid: &TargetGrid,
     mean_probs: &ProbabilityMaps,
+    class_weights: Option<&[f64]>,
     entropy: &[f32],
     mutual_information: &[f32],
     limits: &GridLimits,
@@ -214,7 +216,11 @@ pub fn to_native_grid(
     for c in 0..classes {
         let fill = if c == 0 { 1.0 } else { 0.0 };
         let channel = on_model_grid(mean_probs.channel(c).to_vec())?;
-        let p = resample::linear(&channel, &target, fill).map_err(geometry)?.into_data();
+        let mut p = resample::linear(&channel, &target, fill).map_err(geometry)?.into_data();
+        if let Some(&w) = class_weights.and_then(|w| w.get(c)) {
+            let w = w as f32;
+            p.iter_mut().for_each(|v| *v *= w);
+        }
         if c == 0 {
             labels = vec![0; p.len()];
             best = p;

@@ -42,9 +42,10 @@ pub use report::{
     InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
 };
 
-use crate::inference::{Ensemble, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
+use crate::inference::{Ensemble, Flip, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
 use crate::ood::{self, OodAssessment};
+use crate::quality::{FeatureInputs, QualityEstimate, QualityFeatures};
 use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
 use crate::uncertainty::Accumulator;
 
@@ -85,10 +86,12 @@ impl ModelRunner {
         let name = model.dir().display().to_string();
         let model_err = |reason: String| PipelineError::Model { model: name.clone(), reason };
         let mut profile = model.select_profile(choice.name.as_deref()).map_err(|e| model_err(e.to_string()))?;
-        // A profile's own study bound is calibrated on its passes: it no longer
-        // applies once the pass set is overridden.
+        // A profile's own bounds are fitted on its passes: they no longer apply once the
+        // pass set is overridden ([routing]'s apply instead; the quality estimator follows
+        // the base pass set that actually runs).
         if choice.members.is_some() || choice.tta_axes.is_some() || choice.mc_dropout_passes.is_some() {
             profile.study_uncertainty_max = None;
+            profile.predicted_dice_min = None;
         }
         if let Some(n) = choice.members {
             profile.members = n;
@@ -107,6 +110,9 @@ impl ModelRunner {
         let mut thresholds = model.manifest().routing.clone();
         if let Some(bound) = profile.study_uncertainty_max {
             thresholds.study_uncertainty_max = Some(bound);
+        }
+        if let Some(bound) = profile.predicted_dice_min {
+            thresholds.predicted_dice_min = Some(bound);
         }
         let policy = RoutingPolicy::new(&thresholds, overrides).map_err(|e| model_err(e.to_string()))?;
         let manifest_path = model.dir().join(MANIFEST_FILE);
@@ -159,9 +165,30 @@ impl ModelRunner {
             tta_axes: self.profile.tta_axes.clone(),
             mc_dropout_passes: self.profile.mc_dropout_passes,
             passes,
+            class_weights: m.calibration.as_ref().map(|c| c.class_weights.clone()),
             grid_dims: grid.grid.dims(),
             grid_spacing_mm: grid.grid.affine().spacing(),
         }
+    }
+
+    /// The label names, indexed by label value.
+    fn label_names(&self) -> Vec<String> {
+        self.model.manifest().labels.iter().map(|l| l.name.clone()).collect()
+    }
+
+    /// The quality estimate, when the folder ships an estimator for this run's base pass set
+    /// (its members, deterministic; `worker::quality`).
+    fn estimate(&self, features: &QualityFeatures, source: &str) -> Result<Option<QualityEstimate>, PipelineError> {
+        if self.profile.mc_dropout_passes > 0 {
+            return Ok(None);
+        }
+        let Some(estimator) = self.model.quality_estimator(self.profile.members) else {
+            return Ok(None);
+        };
+        estimator
+            .estimate(features, &self.label_names())
+            .map(Some)
+            .map_err(|e| PipelineError::QualityEstimate { input: source.to_string(), reason: e.to_string() })
     }
 
     fn labels(&self) -> BTreeMap<String, String> {
@@ -259,32 +286,52 @@ pub fn process_study(
     progress(Event::Stage("inference"));
     let ensemble = seg.ensemble()?;
     let voxel_ml = input.grid.affine().linear().determinant().abs() / 1000.0;
-    let mut acc = Accumulator::new(manifest.labels.len(), input.grid.voxels(), voxel_ml)
-        .map_err(|e| PipelineError::uncertainty(&source, e))?;
+    let new_accumulator = || {
+        Accumulator::new(manifest.labels.len(), input.grid.voxels(), voxel_ml)
+            .map_err(|e| PipelineError::uncertainty(&source, e))
+    };
+    let mut acc = new_accumulator()?;
+    // The quality features are those of the base passes (unflipped, deterministic: worker::quality):
+    // a profile that runs more passes than those keeps them apart in a second accumulator.
+    let profile = &seg.profile;
+    let mut base =
+        if profile.tta_axes.is_empty() || profile.mc_dropout_passes > 0 { None } else { Some(new_accumulator()?) };
     let name = manifest.name.clone();
     let image = ImageRef::from(&input.image);
-    match &options.save_passes {
-        None => ensemble.segment(image, &mut acc, &mut |p| progress(Event::Inference(&name, *p))),
-        Some(dir) => {
-            let mut dump = PassDump::new(dir)?;
-            let mut both = |pass: &PassInfo, p: &[f32]| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-                acc.add_pass(p)?;
-                dump.add_pass(pass, p)
-            };
-            let run = ensemble.segment(image, &mut both, &mut |p| progress(Event::Inference(&name, *p)));
-            if run.is_ok() {
-                dump.finish(&input.grid)?;
-            }
-            run
+    let mut dump = options.save_passes.as_deref().map(PassDump::new).transpose()?;
+    let mut sink = |pass: &PassInfo, p: &[f32]| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        acc.add_pass(p)?;
+        if let Some(b) = base.as_mut().filter(|_| pass.flip == Flip::IDENTITY && pass.mc_pass.is_none()) {
+            b.add_pass(p)?;
         }
+        match dump.as_mut() {
+            Some(d) => d.add_pass(pass, p),
+            None => Ok(()),
+        }
+    };
+    ensemble
+        .segment(image, &mut sink, &mut |p| progress(Event::Inference(&name, *p)))
+        .map_err(|e| PipelineError::inference(&source, e))?;
+    if let Some(d) = dump {
+        d.finish(&input.grid)?;
     }
-    .map_err(|e| PipelineError::inference(&source, e))?;
     let passes = acc.passes();
     let mut maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
+    let base_report =
+        base.map(|b| b.finish().map(|m| m.report)).transpose().map_err(|e| PipelineError::uncertainty(&source, e))?;
     clock.lap("inference");
 
     let ood = seg.assess_ood(&input, &source)?;
-    let seg_routing = seg.policy.decide(&maps.report, ood.as_ref());
+    let label_names = seg.label_names();
+    let quality_features = QualityFeatures::compute(&FeatureInputs {
+        uncertainty: base_report.as_ref().unwrap_or(&maps.report),
+        ood: ood.as_ref(),
+        bias_field: input.bias_field.as_ref(),
+        spacing_mm: native.spacing(),
+        label_names: &label_names,
+    });
+    let quality_estimate = seg.estimate(&quality_features, &source)?;
+    let seg_routing = seg.policy.decide(&maps.report, ood.as_ref(), quality_estimate.as_ref());
     clock.lap("ood_routing");
 
     progress(Event::Stage("native_grid"));
@@ -300,6 +347,7 @@ pub fn process_study(
         native,
         &input.grid,
         &mean,
+        manifest.calibration.as_ref().map(|c| c.class_weights.as_slice()),
         &maps.predictive_entropy,
         &maps.mutual_information,
         &options.limits,
@@ -385,6 +433,8 @@ pub fn process_study(
         structures,
         study: maps.report.study.clone(),
         ood,
+        quality_features,
+        quality_estimate,
         quality: quality_report,
         quality_error,
         routing,

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ood::OodAssessment;
+use crate::quality::{QualityEstimate, QualityFeatures};
 use crate::routing::RoutingDecision;
 use crate::uncertainty::{ClassificationUncertainty, StructureUncertainty, StudyUncertainty};
 
@@ -31,6 +32,11 @@ pub struct StudyReport {
     /// Image statistics against the model's training distribution; `None` when
     /// the model ships no reference.
     pub ood: Option<OodAssessment>,
+    /// Every feature of `worker::quality`'s catalog for this study (`null` where undefined).
+    pub quality_features: QualityFeatures,
+    /// The learned per-structure Dice estimate, when the model ships an
+    /// estimator for the profile that ran; routed on with `predicted_dice_min`.
+    pub quality_estimate: Option<QualityEstimate>,
     /// The scan-quality classifier's verdict, when one ran.
     pub quality: Option<QualityReport>,
     /// Why the classifier could not run on this scan, when it failed (the segmentation stands).
@@ -72,6 +78,8 @@ pub struct ModelSummary {
     pub mc_dropout_passes: u32,
     /// Passes accumulated: members × flips × max(MC passes, 1).
     pub passes: usize,
+    /// The manifest's `[calibration]` class weights applied before the argmax, when it has them.
+    pub class_weights: Option<Vec<f64>>,
     /// The model grid the engine ran on.
     pub grid_dims: [usize; 3],
     pub grid_spacing_mm: [f64; 3],

@@ -19,6 +19,8 @@ pub enum ReasonCode {
     HighUncertainty,
     LowStructureAgreement,
     UnstableVolume,
+    /// The quality estimator predicts a structure's Dice below the bound.
+    LowPredictedDice,
     LowConfidence,
     /// A classifier gave a flagged class (label ≥ 1, e.g. "degraded") a mean
     /// probability above the bound.
@@ -35,6 +37,7 @@ impl ReasonCode {
             ReasonCode::HighUncertainty => "high_uncertainty",
             ReasonCode::LowStructureAgreement => "low_structure_agreement",
             ReasonCode::UnstableVolume => "unstable_volume",
+            ReasonCode::LowPredictedDice => "low_predicted_dice",
             ReasonCode::LowConfidence => "low_confidence",
             ReasonCode::FlaggedClass => "flagged_class",
             ReasonCode::UncertaintyUnknown => "uncertainty_unknown",
@@ -46,7 +49,7 @@ impl ReasonCode {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Reason {
     pub code: ReasonCode,
-    /// The figure compared (`study_uncertainty`, `pairwise_dice`, `pass_volume_cv`, `ood_score`,
+    /// The figure compared (`study_uncertainty`, `pairwise_dice`, `pass_volume_cv`, `ood_score`, `predicted_dice`,
     /// `mean_probability`, `flagged_probability`).
     pub metric: &'static str,
     /// The structure's label, for per-structure figures.

@@ -15,6 +15,10 @@
 //!   checked whatever the other figures say: a model can be confidently wrong
 //!   outside its training distribution, so agreement between passes never
 //!   excuses an out-of-distribution scan.
+//! - `predicted_dice_min`: per structure the quality estimator predicts
+//!   ([`crate::quality`]), predicted Dice `<` the bound → `low_predicted_dice`;
+//!   no estimate (no estimator for the profile that ran, or a feature it needs
+//!   undefined) → `uncertainty_unknown`.
 //! - `study_uncertainty_max`: study score `>` the bound → `high_uncertainty`.
 //! - `structure_agreement_min`: per structure (labels ≥ 1; the background is
 //!   not a structure), pooled pairwise Dice `<` the bound → `low_structure_agreement`.

@@ -18,6 +18,7 @@ pub struct RoutingPolicy {
     pub(super) structure_agreement_min: Option<f64>,
     pub(super) volume_cv_max: Option<f64>,
     pub(super) ood_score_max: Option<f64>,
+    pub(super) predicted_dice_min: Option<f64>,
     pub(super) probability_min: Option<f64>,
     pub(super) flag_probability_max: Option<f64>,
     /// The manifest's source, then the override's when one is given.
@@ -79,6 +80,7 @@ impl RoutingPolicy {
             )?,
             volume_cv_max: pick("volume_cv_max", m.volume_cv_max, o.volume_cv_max, Range::NonNegative)?,
             ood_score_max: pick("ood_score_max", m.ood_score_max, o.ood_score_max, Range::NonNegative)?,
+            predicted_dice_min: pick("predicted_dice_min", m.predicted_dice_min, o.predicted_dice_min, Range::Unit)?,
             probability_min: pick("probability_min", m.probability_min, o.probability_min, Range::Unit)?,
             flag_probability_max: pick(
                 "flag_probability_max",
@@ -101,6 +103,9 @@ impl RoutingPolicy {
     }
     pub fn ood_score_max(&self) -> Option<f64> {
         self.ood_score_max
+    }
+    pub fn predicted_dice_min(&self) -> Option<f64> {
+        self.predicted_dice_min
     }
     pub fn probability_min(&self) -> Option<f64> {
         self.probability_min

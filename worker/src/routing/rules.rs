@@ -3,6 +3,7 @@
 use super::decision::{Reason, ReasonCode, RoutingDecision};
 use super::policy::RoutingPolicy;
 use crate::ood::OodAssessment;
+use crate::quality::QualityEstimate;
 use crate::uncertainty::{ClassificationUncertainty, UncertaintyReport};
 
 #[derive(Clone, Copy)]
@@ -41,10 +42,40 @@ fn check_ood(reasons: &mut Vec<Reason>, policy: &RoutingPolicy, ood: Option<&Ood
 }
 
 impl RoutingPolicy {
-    /// Routes a segmentation study (see the module docs for the rules).
-    pub fn decide(&self, seg: &UncertaintyReport, ood: Option<&OodAssessment>) -> RoutingDecision {
+    /// Routes a segmentation study (see the module docs for the rules);
+    /// `estimate` is the profile's quality estimate, when one ran.
+    pub fn decide(
+        &self,
+        seg: &UncertaintyReport,
+        ood: Option<&OodAssessment>,
+        estimate: Option<&QualityEstimate>,
+    ) -> RoutingDecision {
         let mut reasons = Vec::new();
         check_ood(&mut reasons, self, ood);
+        match estimate {
+            Some(e) => {
+                for s in &e.structures {
+                    check(
+                        &mut reasons,
+                        self.predicted_dice_min,
+                        Bound::Min,
+                        s.predicted_dice,
+                        ReasonCode::LowPredictedDice,
+                        "predicted_dice",
+                        Some(s.label),
+                    );
+                }
+            }
+            None => check(
+                &mut reasons,
+                self.predicted_dice_min,
+                Bound::Min,
+                None,
+                ReasonCode::LowPredictedDice,
+                "predicted_dice",
+                None,
+            ),
+        }
         check(
             &mut reasons,
             self.study_uncertainty_max,

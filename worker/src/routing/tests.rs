@@ -49,6 +49,7 @@ fn thresholds() -> RoutingThresholds {
         structure_agreement_min: Some(0.9),
         volume_cv_max: Some(0.05),
         ood_score_max: Some(3.0),
+        predicted_dice_min: None,
         probability_min: Some(0.8),
         flag_probability_max: None,
         source: Some("test".into()),
@@ -69,34 +70,35 @@ fn codes(d: &RoutingDecision) -> Vec<(ReasonCode, &'static str, Option<u8>)> {
 
 #[test]
 fn good_study_is_accepted() {
-    let d = policy().decide(&good(), Some(&ood(1.0)));
+    let d = policy().decide(&good(), Some(&ood(1.0)), None);
     assert_eq!((d.decision(), d.reasons().len()), (Decision::Accept, 0));
 }
 
 #[test]
 fn each_threshold_crossed_alone_gives_its_reason() {
     let p = policy();
-    let d = p.decide(&report(Some(0.2), (Some(0.95), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(1.0)));
+    let d = p.decide(&report(Some(0.2), (Some(0.95), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(1.0)), None);
     assert_eq!(codes(&d), [(ReasonCode::HighUncertainty, "study_uncertainty", None)]);
     assert_eq!((d.reasons()[0].value, d.reasons()[0].threshold), (Some(0.2), 0.1));
 
-    let d = p.decide(&report(Some(0.05), (Some(0.85), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(1.0)));
+    let d = p.decide(&report(Some(0.05), (Some(0.85), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(1.0)), None);
     assert_eq!(codes(&d), [(ReasonCode::LowStructureAgreement, "pairwise_dice", Some(1))]);
 
-    let d = p.decide(&report(Some(0.05), (Some(0.95), Some(0.02)), (Some(0.97), Some(0.08))), Some(&ood(1.0)));
+    let d = p.decide(&report(Some(0.05), (Some(0.95), Some(0.02)), (Some(0.97), Some(0.08))), Some(&ood(1.0)), None);
     assert_eq!(codes(&d), [(ReasonCode::UnstableVolume, "pass_volume_cv", Some(2))]);
     assert_eq!(d.decision(), Decision::Review);
 }
 
 #[test]
 fn a_value_at_the_bound_passes() {
-    let d = policy().decide(&report(Some(0.1), (Some(0.9), Some(0.05)), (Some(0.9), Some(0.05))), Some(&ood(3.0)));
+    let d =
+        policy().decide(&report(Some(0.1), (Some(0.9), Some(0.05)), (Some(0.9), Some(0.05))), Some(&ood(3.0)), None);
     assert!(d.is_accept(), "{d:?}");
 }
 
 #[test]
 fn every_crossed_threshold_is_listed() {
-    let d = policy().decide(&report(Some(0.3), (Some(0.5), Some(0.2)), (Some(0.6), Some(0.01))), Some(&ood(7.0)));
+    let d = policy().decide(&report(Some(0.3), (Some(0.5), Some(0.2)), (Some(0.6), Some(0.01))), Some(&ood(7.0)), None);
     assert_eq!(
         codes(&d),
         [
@@ -112,7 +114,7 @@ fn every_crossed_threshold_is_listed() {
 #[test]
 fn missing_figures_are_unknown_not_certain() {
     // A single pass: no score, no agreement, no CV.
-    let d = policy().decide(&report(None, (None, None), (None, None)), None);
+    let d = policy().decide(&report(None, (None, None), (None, None)), None, None);
     let unknown = ReasonCode::UncertaintyUnknown;
     assert_eq!(
         codes(&d),
@@ -127,19 +129,19 @@ fn missing_figures_are_unknown_not_certain() {
     );
     assert!(d.reasons().iter().all(|r| r.value.is_none()));
     // NaN is as unknown as None.
-    let d = policy().decide(&good(), Some(&ood(f64::NAN)));
+    let d = policy().decide(&good(), Some(&ood(f64::NAN)), None);
     assert_eq!(codes(&d), [(unknown, "ood_score", None)]);
     // An unset threshold needs nothing.
-    let d = RoutingPolicy::default().decide(&report(None, (None, None), (None, None)), None);
+    let d = RoutingPolicy::default().decide(&report(None, (None, None), (None, None)), None, None);
     assert!(d.is_accept());
 }
 
 #[test]
 fn out_of_distribution_forces_review_however_certain_the_passes() {
     let perfect = report(Some(0.0), (Some(1.0), Some(0.0)), (Some(1.0), Some(0.0)));
-    let d = policy().decide(&perfect, Some(&ood(3.5)));
+    let d = policy().decide(&perfect, Some(&ood(3.5)), None);
     assert_eq!(codes(&d), [(ReasonCode::OutOfDistribution, "ood_score", None)]);
-    let d = policy().decide(&perfect, Some(&ood(f64::INFINITY)));
+    let d = policy().decide(&perfect, Some(&ood(f64::INFINITY)), None);
     assert_eq!(d.reasons()[0].code, ReasonCode::OutOfDistribution);
     let c = classification(vec![1.0, 0.0]);
     assert_eq!(
@@ -188,9 +190,9 @@ fn classification_flagged_class() {
 #[test]
 fn combined_decisions_keep_every_reason() {
     let p = policy();
-    let seg = p.decide(&good(), Some(&ood(9.0)));
+    let seg = p.decide(&good(), Some(&ood(9.0)), None);
     let cls = p.decide_classification(&classification(vec![0.3, 0.7]), Some(&ood(0.0)));
-    let accepted = p.decide(&good(), Some(&ood(0.0)));
+    let accepted = p.decide(&good(), Some(&ood(0.0)), None);
     assert!(RoutingDecision::combine([accepted.clone(), accepted]).is_accept());
     let both = RoutingDecision::combine([seg, cls]);
     assert_eq!(both.decision(), Decision::Review);
@@ -208,13 +210,13 @@ fn overrides_win_per_field() {
     assert_eq!(p.volume_cv_max(), Some(0.05));
     assert_eq!(p.sources(), ["test", "site"]);
     let study = report(Some(0.05), (Some(0.85), Some(0.02)), (Some(0.97), Some(0.01)));
-    assert!(policy().decide(&study, Some(&ood(1.0))).reasons().len() == 1);
-    assert!(p.decide(&study, Some(&ood(1.0))).is_accept());
+    assert!(policy().decide(&study, Some(&ood(1.0)), None).reasons().len() == 1);
+    assert!(p.decide(&study, Some(&ood(1.0)), None).is_accept());
     // An override can switch on a rule the manifest left off.
     let none = RoutingThresholds::default();
     let o = RoutingOverrides { ood_score_max: Some(2.0), ..Default::default() };
     let p = RoutingPolicy::new(&none, Some(&o)).expect("valid");
-    assert_eq!(p.decide(&good(), Some(&ood(2.5))).reasons()[0].code, ReasonCode::OutOfDistribution);
+    assert_eq!(p.decide(&good(), Some(&ood(2.5)), None).reasons()[0].code, ReasonCode::OutOfDistribution);
 }
 
 #[test]
@@ -256,9 +258,9 @@ fn overrides_parse_strictly_from_toml() {
 
 #[test]
 fn decision_serializes_as_report_json_wants() {
-    let accept = serde_json::to_value(policy().decide(&good(), Some(&ood(1.0)))).expect("serializes");
+    let accept = serde_json::to_value(policy().decide(&good(), Some(&ood(1.0)), None)).expect("serializes");
     assert_eq!(accept, serde_json::json!({"decision": "accept", "reasons": []}));
-    let d = policy().decide(&report(None, (Some(0.5), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(4.0)));
+    let d = policy().decide(&report(None, (Some(0.5), Some(0.02)), (Some(0.97), Some(0.01))), Some(&ood(4.0)), None);
     let v = serde_json::to_value(&d).expect("serializes");
     assert_eq!(
         v,
@@ -286,6 +288,7 @@ fn any_thresholds() -> impl Strategy<Value = RoutingThresholds> {
             structure_agreement_min: a,
             volume_cv_max: v,
             ood_score_max: o,
+            predicted_dice_min: None,
             probability_min: p,
             flag_probability_max: fl,
             source: None,
@@ -303,6 +306,7 @@ fn tighten(t: &RoutingThresholds, f: f64, set: Option<f64>) -> RoutingThresholds
         structure_agreement_min: min(t.structure_agreement_min),
         volume_cv_max: max(t.volume_cv_max),
         ood_score_max: max(t.ood_score_max),
+        predicted_dice_min: min(t.predicted_dice_min),
         probability_min: min(t.probability_min),
         flag_probability_max: max(t.flag_probability_max),
         source: None,
@@ -324,7 +328,7 @@ proptest! {
         let a = ood_score.map(ood);
         let c = classification(vec![1.0 - p1, p1]);
         for (l, r) in [
-            (loose.decide(&study, a.as_ref()), tight.decide(&study, a.as_ref())),
+            (loose.decide(&study, a.as_ref(), None), tight.decide(&study, a.as_ref(), None)),
             (loose.decide_classification(&c, a.as_ref()), tight.decide_classification(&c, a.as_ref())),
         ] {
             prop_assert_eq!(l.decision() == Decision::Review, !l.reasons().is_empty());
@@ -349,4 +353,34 @@ fn reason_codes_read_as_their_serialized_form() {
     ] {
         assert_eq!(serde_json::to_value(code).unwrap(), serde_json::Value::String(code.as_str().into()));
     }
+}
+
+fn estimate(gm: Option<f64>, wm: Option<f64>) -> crate::quality::QualityEstimate {
+    use crate::quality::{QualityEstimate, StructureEstimate};
+    let s = |label: u8, name: &str, d: Option<f64>| StructureEstimate { label, name: name.into(), predicted_dice: d };
+    QualityEstimate {
+        members: 5,
+        file: "q.onnx".into(),
+        sha256: "0".repeat(64),
+        structures: vec![s(1, "grey_matter", gm), s(2, "white_matter", wm)],
+        min_predicted_dice: gm.zip(wm).map(|(a, b)| a.min(b)),
+        missing_features: vec![],
+    }
+}
+
+#[test]
+fn predicted_dice_below_the_bound_routes_each_structure_and_no_estimate_is_unknown() {
+    let t = RoutingThresholds { predicted_dice_min: Some(0.85), source: Some("test".into()), ..Default::default() };
+    let p = RoutingPolicy::new(&t, None).expect("valid");
+    assert!(p.decide(&good(), None, Some(&estimate(Some(0.9), Some(0.85)))).is_accept(), "at the bound passes");
+    let d = p.decide(&good(), None, Some(&estimate(Some(0.84), Some(0.9))));
+    assert_eq!(codes(&d), vec![(ReasonCode::LowPredictedDice, "predicted_dice", Some(1))]);
+    assert_eq!(d.reasons()[0].value, Some(0.84));
+    let d = p.decide(&good(), None, Some(&estimate(Some(0.9), None)));
+    assert_eq!(codes(&d), vec![(ReasonCode::UncertaintyUnknown, "predicted_dice", Some(2))]);
+    let d = p.decide(&good(), None, None);
+    assert_eq!(codes(&d), vec![(ReasonCode::UncertaintyUnknown, "predicted_dice", None)]);
+    // Without the bound, an estimate (or its absence) changes nothing.
+    assert!(RoutingPolicy::default().decide(&good(), None, None).is_accept());
+    assert_eq!(ReasonCode::LowPredictedDice.as_str(), "low_predicted_dice");
 }

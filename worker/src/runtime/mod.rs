@@ -36,6 +36,7 @@
 mod library;
 mod model;
 mod provider;
+mod tabular;
 
 use std::path::PathBuf;
 
@@ -44,6 +45,7 @@ use serde::{Deserialize, Serialize};
 pub use library::{DYLIB_ENV, LibrarySource, init, loaded_library};
 pub use model::{Model, TensorInfo};
 pub use provider::Provider;
+pub use tabular::TabularModel;
 
 /// The `[runtime]` table of the worker's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

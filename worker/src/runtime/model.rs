@@ -175,7 +175,7 @@ fn split_inputs(inputs: &[Outlet]) -> Result<(TensorInfo, Option<TensorInfo>), S
     }
 }
 
-fn tensor_info(outlet: &Outlet) -> Result<(TensorInfo, TensorElementType), String> {
+pub(super) fn tensor_info(outlet: &Outlet) -> Result<(TensorInfo, TensorElementType), String> {
     let (Some(ty), Some(shape)) = (outlet.dtype().tensor_type(), outlet.dtype().tensor_shape()) else {
         return Err(format!("`{}` is not a tensor", outlet.name()));
     };
@@ -190,7 +190,7 @@ fn tensor_info(outlet: &Outlet) -> Result<(TensorInfo, TensorElementType), Strin
 /// Tries the configured providers in order and ends on the CPU. A provider is
 /// skipped, with a warning naming it and the reason, when the library was not
 /// built with it or the machine cannot run it; the CPU's error is the model's.
-fn build_session(
+pub(super) fn build_session(
     env: &Environment,
     bytes: &[u8],
     path: &Path,

@@ -1,0 +1,338 @@
+"""The learned quality estimator and the routing thresholds, fitted and judged on disjoint splits.
+
+    .venv/bin/python training/fit_quality.py --cases CASES --work RUNS --tag cpu --profile cpu \
+        [--write models/brain-tissue] [--out training/routing_evaluation_cpu.json]
+
+Reads the runs of training/routing_eval.py (WORK/<tag>/<case>/result.json) and, where
+training/volume_calibration.py wrote them, the calibrated figures (calibrated.json: the truth of the
+mask the engine writes with the manifest's class weights). Then:
+
+1. **Estimator** (train split only): one gradient-boosted regression tree ensemble per tissue
+   (scikit-learn GradientBoostingRegressor, Huber loss, depth 3, 300 trees, learning rate 0.05,
+   subsample 0.8) from the report's `quality_features` to that tissue's Dice; exported with skl2onnx
+   and joined into one ONNX graph `features` [N, F] -> `dice` [N, 2], the graph the worker runs
+   (worker::quality). Every later figure uses the ONNX graph's predictions through onnxruntime,
+   i.e. the numbers the worker computes, not scikit-learn's.
+2. **Thresholds** (calibration split only). The policy: review when the OOD score exceeds
+   `ood_score_max` or any tissue's predicted Dice is below `predicted_dice_min`.
+   - `ood_score_max`: the calibration split's out-of-distribution inputs (non-brain, non-T1, noise)
+     must all be routed: the smallest OOD score among them divided by a margin of 1.25, unless
+     that is below the 97.5th percentile of the labelled calibration cases' scores, in which case
+     the smallest OOD-input score itself (the estimator must then catch the rest).
+   - `predicted_dice_min`: a Learn-then-Test procedure (Angelopoulos et al. 2021) for the target
+     "among accepted cases, at most ALPHA = 5 % have min-tissue Dice < 0.85, with probability at
+     least 1 − DELTA = 90 %". Candidate bounds λ are tested in a fixed order, from strict to lenient
+     (from the bound that accepts 30 % of the *training* split's labelled cases down in steps of
+     0.0025); for each, the accepted calibration cases are n and the failures among them k, and the
+     p-value of H0 "risk > ALPHA" is the binomial P(Bin(n, ALPHA) ≤ k) (exact given n, since the
+     accepted cases are i.i.d. given their number). Fixed-sequence testing rejects while p ≤ DELTA;
+     the last rejected λ is the bound (no multiplicity correction is needed for a fixed sequence).
+3. **Test split only** for every reported figure: failure-detection AUROC of the predicted min Dice,
+   Spearman of predicted vs true Dice per tissue, the accepted-failure rate, the review rate on good
+   cases, per shift type; OOD inputs routed; invariance triples (the same scan, padded and cropped)
+   with equal decisions; volume errors and ECE (from calibrated.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binom
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import metrics  # noqa: E402
+from routing_eval import collect  # noqa: E402
+
+TISSUES = ["grey_matter", "white_matter"]
+LABELS = {"grey_matter": 1, "white_matter": 2}
+FAIL_DICE = 0.85
+ALPHA = 0.05
+DELTA = 0.10
+OOD_MARGIN = 1.25
+SEED = 2026
+
+
+def truth_of(r):
+    """Per-tissue truth of the engine's mask: the calibrated one when calibrated.json exists."""
+    cal = r.get("calibrated")
+    return cal["truth"] if cal else r["truth"]
+
+
+def min_dice(r):
+    return min(truth_of(r)[t]["dice"] for t in TISSUES)
+
+
+def load_runs(work: Path, tag: str):
+    runs = collect(work, tag)
+    for r in runs:
+        p = work / tag / r["name"] / "calibrated.json"
+        r["calibrated"] = json.loads(p.read_text()) if p.exists() else None
+    return runs
+
+
+def feature_matrix(runs, names):
+    rows, keep = [], []
+    for r in runs:
+        f = r.get("features") or {}
+        row = [f.get(n) for n in names]
+        ok = all(v is not None for v in row)
+        keep.append(ok)
+        rows.append([np.nan if v is None else float(v) for v in row])
+    return np.asarray(rows, dtype=np.float32), np.asarray(keep, dtype=bool)
+
+
+def export_onnx(models, n_features: int, path: Path):
+    """One graph: `features` [N, F] -> `dice` [N, len(models)], one tree ensemble per output column."""
+    import onnx
+    from onnx import compose, helper
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    graphs = []
+    for i, m in enumerate(models):
+        g = convert_sklearn(m, initial_types=[("features", FloatTensorType([None, n_features]))],
+                            target_opset={"": 17, "ai.onnx.ml": 3})
+        g = compose.add_prefix(g, prefix=f"t{i}_", rename_inputs=False)
+        graphs.append(g)
+    nodes, inits, outs = [], [], []
+    for g in graphs:
+        nodes.extend(g.graph.node)
+        inits.extend(g.graph.initializer)
+        outs.append(g.graph.output[0].name)
+    nodes.append(helper.make_node("Concat", outs, ["dice"], axis=1))
+    graph = helper.make_graph(
+        nodes, "quality_estimator",
+        [helper.make_tensor_value_info("features", onnx.TensorProto.FLOAT, [None, n_features])],
+        [helper.make_tensor_value_info("dice", onnx.TensorProto.FLOAT, [None, len(models)])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)],
+                              producer_name="neurobatch training/fit_quality.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def predict_onnx(path: Path, x: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    out = np.zeros((len(x), len(TISSUES)), np.float32)
+    ok = ~np.isnan(x).any(axis=1)
+    if ok.any():
+        out[ok] = s.run(["dice"], {"features": x[ok]})[0]
+    out[~ok] = np.nan
+    return np.clip(out, 0.0, 1.0)
+
+
+def ltt_bound(pred_min, fail, start, step=0.0025, stop=0.0):
+    """Fixed-sequence Learn-then-Test: λ from `start` down by `step`; the last λ whose p-value ≤ DELTA."""
+    chosen, trail = None, []
+    lam = start
+    while lam >= stop:
+        acc = pred_min >= lam
+        n, k = int(acc.sum()), int((acc & fail).sum())
+        p = float(binom.cdf(k, n, ALPHA)) if n > 0 else 1.0
+        trail.append({"lambda": round(lam, 4), "accepted": n, "failures": k, "p_value": p})
+        if p > DELTA:
+            break
+        chosen = lam
+        lam = round(lam - step, 6)
+    return chosen, trail
+
+
+def decide(r, pred_min, ood_max, dice_min):
+    if "error" in r:
+        return "error"
+    score = (r.get("ood") or {}).get("score")
+    if score is None or score > ood_max:
+        return "review"
+    if pred_min is None or np.isnan(pred_min) or pred_min < dice_min:
+        return "review"
+    return "accept"
+
+
+def shift_types(r):
+    return [s["type"] for s in r.get("shifts", [])] or [r["category"]]
+
+
+def summarize(runs, pred, ood_max, dice_min):
+    """Figures of one split under the policy; `pred` maps name -> (gm, wm) predictions."""
+    lab = [r for r in runs if r["labelled"] and "error" not in r and r.get("group") is None]
+    out = {"labelled": len(lab)}
+    pm = np.array([np.nanmin(pred[r["name"]]) if not np.isnan(pred[r["name"]]).all() else np.nan for r in lab])
+    md = np.array([min_dice(r) for r in lab])
+    fail = md < FAIL_DICE
+    dec = np.array([decide(r, p, ood_max, dice_min) for r, p in zip(lab, pm)])
+    acc = dec == "accept"
+    out["failing"] = int(fail.sum())
+    out["accepted"] = int(acc.sum())
+    out["accepted_failures"] = int((acc & fail).sum())
+    out["accepted_failure_rate"] = float((acc & fail).sum() / max(acc.sum(), 1))
+    out["review_rate_good"] = float(((~acc) & ~fail).sum() / max((~fail).sum(), 1))
+    out["review_rate_all"] = float((~acc).mean()) if len(acc) else None
+    ok = ~np.isnan(pm)
+    out["auroc_failure"] = metrics.auroc(-pm[ok], fail[ok])
+    out["auroc_failure_study_score"] = metrics.auroc([r["study_score"] or 0 for r, o in zip(lab, ok) if o], fail[ok])
+    for i, t in enumerate(TISSUES):
+        p = np.array([pred[r["name"]][i] for r in lab])
+        d = np.array([truth_of(r)[t]["dice"] for r in lab])
+        good = ~np.isnan(p)
+        out[f"spearman_{t}"] = metrics.spearman(p[good], d[good])
+        out[f"mae_{t}"] = float(np.abs(p[good] - d[good]).mean())
+    # Per shift type (a case counts once for each of its shifts).
+    per = {}
+    for r, a, f, d in zip(lab, acc, fail, md):
+        for s in shift_types(r):
+            e = per.setdefault(s, {"cases": 0, "failing": 0, "accepted_failures": 0, "reviewed_good": 0, "good": 0,
+                                   "dice_gm": [], "dice_wm": []})
+            e["cases"] += 1
+            e["failing"] += int(f)
+            e["accepted_failures"] += int(a and f)
+            e["good"] += int(not f)
+            e["reviewed_good"] += int((not a) and (not f))
+            e["dice_gm"].append(truth_of(r)["grey_matter"]["dice"])
+            e["dice_wm"].append(truth_of(r)["white_matter"]["dice"])
+    for e in per.values():
+        e["dice_gm"] = float(np.mean(e["dice_gm"]))
+        e["dice_wm"] = float(np.mean(e["dice_wm"]))
+    out["per_shift"] = dict(sorted(per.items()))
+    ood = [r for r in runs if not r["labelled"]]
+    out["ood_inputs"] = [{"name": r["name"], "category": r["category"], "ood_score": (r.get("ood") or {}).get("score"),
+                          "decision": decide(r, np.nan, ood_max, dice_min), "error": r.get("error")} for r in ood]
+    out["ood_routed"] = sum(1 for o in out["ood_inputs"] if o["decision"] == "review")
+    groups = {}
+    for r in runs:
+        if r.get("group"):
+            p = pred.get(r["name"])
+            pmin = np.nan if p is None or np.isnan(p).all() else float(np.nanmin(p))
+            groups.setdefault(r["group"], {})[r["variant"]] = {
+                "decision": decide(r, pmin, ood_max, dice_min), "ood_score": (r.get("ood") or {}).get("score"),
+                "predicted_min_dice": pmin, "min_dice": min_dice(r) if r["labelled"] and "error" not in r else None}
+    out["invariance"] = groups
+    out["invariance_changed"] = sum(1 for g in groups.values() if len({v["decision"] for v in g.values()}) > 1)
+    vol = {}
+    for t in TISSUES:
+        rel = [truth_of(r)[t]["volume_ml"] / truth_of(r)[t]["true_volume_ml"] - 1 for r in lab
+               if min_dice(r) >= 0.8]
+        raw = [r["truth"][t]["volume_ml"] / r["truth"][t]["true_volume_ml"] - 1 for r in lab if min_dice(r) >= 0.8]
+        vol[t] = {"median_relative_error": float(np.median(rel)) if rel else None,
+                  "median_relative_error_uncalibrated": float(np.median(raw)) if raw else None,
+                  "median_abs_relative_error": float(np.median(np.abs(rel))) if rel else None, "cases": len(rel)}
+    out["volumes"] = vol
+    eces = [(r["calibrated"]["ece_before"], r["calibrated"]["ece_after"]) for r in lab
+            if r.get("calibrated") and "ece_before" in r["calibrated"]]
+    if eces:
+        out["ece_before"] = float(np.mean([e[0] for e in eces]))
+        out["ece_after"] = float(np.mean([e[1] for e in eces]))
+        out["ece_cases"] = len(eces)
+    classifier = [(r["classifier"]["p_degraded"], min_dice(r) < FAIL_DICE) for r in lab if r.get("classifier")]
+    if classifier:
+        out["classifier_auroc_failure"] = metrics.auroc([c[0] for c in classifier], [c[1] for c in classifier])
+        out["classifier_cases"] = len(classifier)
+    out["seconds_median"] = float(np.median([r["seconds"] for r in runs if "seconds" in r]))
+    return out
+
+
+def main():
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cases", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--tag", default="cpu")
+    ap.add_argument("--profile", default="cpu")
+    ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
+    ap.add_argument("--onnx", type=Path, help="where the estimator goes (default: training/.cache/quality_<profile>.onnx)")
+    ap.add_argument("--out", type=Path, help="figures (default: training/routing_<profile>.json)")
+    args = ap.parse_args()
+    onnx_path = args.onnx or Path(f"training/.cache/quality_{args.profile}.onnx")
+    out_path = args.out or Path(f"training/routing_{args.profile}.json")
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+
+    runs = load_runs(args.work, args.tag)
+    by_split = {s: [r for r in runs if r.get("split") == s] for s in ("train", "cal", "test")}
+    any_features = next(r["features"] for r in runs if r.get("features"))
+    names = sorted(any_features)
+
+    train = [r for r in by_split["train"] if r["labelled"] and "error" not in r and r.get("group") is None]
+    x, ok = feature_matrix(train, names)
+    x = x[ok]
+    train = [r for r, k in zip(train, ok) if k]
+    models = []
+    for t in TISSUES:
+        y = np.array([truth_of(r)[t]["dice"] for r in train])
+        m = GradientBoostingRegressor(loss="huber", n_estimators=300, max_depth=3, learning_rate=0.05,
+                                      subsample=0.8, min_samples_leaf=5, random_state=SEED)
+        m.fit(x, y)
+        models.append(m)
+    export_onnx(models, len(names), onnx_path)
+    sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+
+    pred = {}
+    for r in runs:
+        xr, _ = feature_matrix([r], names)
+        pred[r["name"]] = predict_onnx(onnx_path, xr)[0] if r.get("features") else np.array([np.nan, np.nan])
+
+    # Thresholds on the calibration split.
+    cal = by_split["cal"]
+    cal_lab = [r for r in cal if r["labelled"] and "error" not in r and r.get("group") is None]
+    cal_ood = [r for r in cal if not r["labelled"] and "error" not in r]
+    ood_scores_ood = [r["ood"]["score"] for r in cal_ood if r.get("ood")]
+    lab_scores = np.array([r["ood"]["score"] for r in cal_lab if r.get("ood")])
+    q975 = float(np.quantile(lab_scores, 0.975))
+    if ood_scores_ood:
+        lowest = min(ood_scores_ood)
+        ood_max = lowest / OOD_MARGIN if lowest / OOD_MARGIN >= q975 else lowest * 0.999
+    else:
+        ood_max = q975
+    in_domain = [r for r in cal_lab if r["ood"]["score"] <= ood_max]
+    pm = np.array([np.nanmin(pred[r["name"]]) for r in in_domain])
+    fail = np.array([min_dice(r) < FAIL_DICE for r in in_domain])
+    train_pm = np.array([np.nanmin(pred[r["name"]]) for r in train])
+    start = float(np.quantile(train_pm, 0.70))  # accepts the top 30 % of the training split
+    start = float(np.ceil(start / 0.0025) * 0.0025)
+    dice_min, trail = ltt_bound(np.nan_to_num(pm, nan=-1.0), fail, start)
+    if dice_min is None:
+        dice_min = 1.0  # nothing can be accepted with the guarantee: review everything
+    dice_min = round(dice_min, 4)
+    ood_max = round(ood_max, 3)
+
+    members = max(r["passes"] for r in runs if "passes" in r)  # the cpu profile: one unflipped pass per member
+    figures = {
+        "profile": args.profile,
+        "members": members,
+        "features": names,
+        "estimator": {"file": onnx_path.name, "sha256": sha, "train_cases": len(train),
+                      "model": "GradientBoostingRegressor(huber, 300 trees, depth 3, lr 0.05, subsample 0.8) per tissue"},
+        "thresholds": {"ood_score_max": ood_max, "predicted_dice_min": dice_min, "alpha": ALPHA, "delta": DELTA,
+                       "fail_dice": FAIL_DICE, "ltt_start": start, "ltt_trail": trail,
+                       "calibration_cases": len(cal_lab), "calibration_in_domain": len(in_domain),
+                       "calibration_ood_inputs": len(cal_ood), "ood_q975_labelled": q975,
+                       "ood_min_of_ood_inputs": min(ood_scores_ood) if ood_scores_ood else None},
+        "splits": {s: summarize(rs, pred, ood_max, dice_min) for s, rs in by_split.items() if rs},
+    }
+    out_path.write_text(json.dumps(figures, indent=1, default=float))
+    # The worker's parity test (worker/tests/quality.rs): test-split rows and onnxruntime's predictions.
+    rows = [r for r in by_split.get("test", []) if r.get("features") and not np.isnan(pred[r["name"]]).any()][:24]
+    fixture = {"profile": args.profile, "members": members, "sha256": sha, "generated_by": "training/fit_quality.py",
+               "rows": [{"name": r["name"], "features": r["features"],
+                         "predicted": [float(v) for v in pred[r["name"]]]} for r in rows]}
+    fixture_path = Path(__file__).resolve().parent.parent / "worker/tests/fixtures/quality" / f"estimator_{members}_members.json"
+    fixture_path.parent.mkdir(parents=True, exist_ok=True)
+    fixture_path.write_text(json.dumps(fixture, indent=1) + "\n")
+    t = figures["splits"].get("test", {})
+    print(json.dumps({k: v for k, v in t.items() if k not in ("per_shift", "ood_inputs", "invariance")}, indent=1,
+                     default=float))
+    print("thresholds:", {k: v for k, v in figures["thresholds"].items() if k != "ltt_trail"})
+    print("wrote", out_path, onnx_path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""Class weights that remove the ensemble's volume bias (the manifest's `[calibration]`), fitted on the
+training split's runs, and the calibrated masks' figures for every run (read by training/fit_quality.py).
+
+    .venv/bin/python training/volume_calibration.py fit --cases CASES --work RUNS --tag cpu
+    .venv/bin/python training/volume_calibration.py apply --cases CASES --work RUNS --tag cpu \
+        --weights training/.cache/class_weights.json
+
+The engine's mask is argmax_c(w_c · p_c) of the ensemble-mean probabilities resampled trilinearly to
+the scan's grid (worker/src/pipeline/grid.rs `to_native_grid`; background 1 outside the model grid).
+`fit` reproduces that from each run's `model_grid/probability_<c>.nii.gz` (the runs are made with
+`--keep-model-grid` and without weights) and chooses w = (1, w_gm, w_wm) so that the median relative
+volume error of each tissue over the training split is 0 (alternating bisection on log w; the
+median of a sum of step functions is monotone in each weight). `apply` writes, per run,
+`calibrated.json`: Dice and volumes of the weighted mask on the labels' grid, and the voxel ECE of
+the probabilities before and after the weights (confidence = the largest class probability,
+correct = its class is the truth; over the voxels where the truth or the prediction is a tissue;
+15 equal-width bins, Guo et al. 2017). Only runs whose labels lie on the scan's own grid are used
+for fitting and ECE (the truth of a resampled scan is on another grid); Dice and volumes are
+measured for every labelled run, on the labels' grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.processing import resample_from_to
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import metrics  # noqa: E402
+
+NAMES = {1: "grey_matter", 2: "white_matter"}
+
+
+def native_probabilities(run: Path, image: nib.Nifti1Image) -> np.ndarray:
+    """The run's mean probabilities (3, X, Y, Z) trilinearly on the scan's grid, as the engine resamples them
+    (scipy's affine_transform: the scan's voxel -> the model grid's voxel is one affine map). Only the
+    scan voxels within reach of the model grid are interpolated; the rest are background (1, 0, 0), as
+    the engine's fill values make them."""
+    shape = image.shape[:3]
+    grids = [nib.load(run / "model_grid" / f"probability_{c}.nii.gz") for c in range(3)]
+    g = grids[0]
+    # The model grid's corners in scan voxels, grown by one voxel: the box outside which every voxel is fill.
+    to_scan = np.linalg.inv(image.affine) @ g.affine
+    corners = np.array([[i, j, k, 1.0] for i in (-1, g.shape[0]) for j in (-1, g.shape[1]) for k in (-1, g.shape[2])])
+    ijk = (to_scan @ corners.T)[:3]
+    lo = np.clip(np.floor(ijk.min(axis=1)).astype(int), 0, np.array(shape))
+    hi = np.clip(np.ceil(ijk.max(axis=1)).astype(int) + 1, 0, np.array(shape))
+    out = np.zeros((3,) + tuple(shape), np.float32)
+    out[0] = 1.0
+    if np.any(hi <= lo):
+        return out
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    for c, grid in enumerate(grids):
+        m = np.linalg.inv(grid.affine) @ image.affine
+        offset = m[:3, :3] @ lo + m[:3, 3]
+        vol = np.asarray(grid.dataobj, dtype=np.float32)
+        out[c][box] = ndimage.affine_transform(vol, m[:3, :3], offset, output_shape=tuple(hi - lo), order=1,
+                                               mode="constant", cval=1.0 if c == 0 else 0.0)
+    return out
+
+
+def weighted_argmax(p: np.ndarray, w) -> np.ndarray:
+    return np.argmax(p * np.asarray(w, np.float32)[:, None, None, None], axis=0).astype(np.uint8)
+
+
+def cases_by_name(cases_dir: Path) -> dict:
+    return {c["name"]: c for c in json.loads((cases_dir / "cases.json").read_text())}
+
+
+def same_grid(a: nib.Nifti1Image, b: nib.Nifti1Image) -> bool:
+    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=1e-4)
+
+
+def runs_of(work: Path, tag: str, cases: dict, split: str | None):
+    for result_path in sorted((work / tag).glob("*/result.json")):
+        r = json.loads(result_path.read_text())
+        case = cases.get(r["name"])
+        if case is None or not case.get("labels") or "error" in r:
+            continue
+        if split and case.get("split") != split:
+            continue
+        if not (result_path.parent / "model_grid" / "probability_0.nii.gz").exists():
+            continue
+        yield result_path.parent, case
+
+
+class Uncertain:
+    """The voxels of one run whose weighted argmax can change for weights within a factor of 4,
+    and the fixed label counts of the rest, so that volumes for many weights cost little."""
+
+    def __init__(self, p: np.ndarray, truth: np.ndarray, voxel_ml: float):
+        top = np.sort(p, axis=0)
+        ambiguous = top[-2] * 4.0 > top[-1]
+        self.p = p[:, ambiguous]
+        fixed = np.argmax(p[:, ~ambiguous], axis=0)
+        self.fixed = np.bincount(fixed, minlength=3)
+        self.voxel_ml = voxel_ml
+        self.true = {c: float((truth == c).sum() * voxel_ml) for c in NAMES}
+
+    def volumes(self, w) -> dict:
+        lab = np.argmax(self.p * np.asarray(w, np.float32)[:, None], axis=0)
+        n = self.fixed + np.bincount(lab, minlength=3)
+        return {c: float(n[c] * self.voxel_ml) for c in NAMES}
+
+    def rel_errors(self, w) -> dict:
+        v = self.volumes(w)
+        return {c: v[c] / self.true[c] - 1.0 for c in NAMES}
+
+
+def fit(args):
+    cases = cases_by_name(args.cases)
+    items = []
+    for run, case in runs_of(args.work, args.tag, cases, "train"):
+        image = nib.load(args.cases / case["image"])
+        labels = nib.load(args.cases / case["labels"])
+        if not same_grid(image, labels):
+            continue
+        p = native_probabilities(run, image)
+        truth = np.asarray(labels.dataobj).astype(np.uint8)
+        items.append(Uncertain(p, truth, abs(np.linalg.det(image.affine[:3, :3])) / 1000.0))
+        if args.limit and len(items) >= args.limit:
+            break
+    if not items:
+        raise SystemExit("no training runs with model_grid outputs and labels on the scan's grid")
+    logw = {1: 0.0, 2: 0.0}
+
+    def median_error(c, lw):
+        w = [1.0, np.exp(lw[1]), np.exp(lw[2])]
+        return float(np.median([it.rel_errors(w)[c] for it in items]))
+
+    before = {NAMES[c]: median_error(c, {1: 0.0, 2: 0.0}) for c in NAMES}
+    for _ in range(3):  # alternate: each tissue's weight moves its own volume most
+        for c in NAMES:
+            lo, hi = -1.4, 1.4
+            for _ in range(22):
+                mid = (lo + hi) / 2
+                trial = {**logw, c: mid}
+                if median_error(c, trial) < 0:
+                    lo = mid
+                else:
+                    hi = mid
+            logw[c] = (lo + hi) / 2
+    weights = [1.0, round(float(np.exp(logw[1])), 4), round(float(np.exp(logw[2])), 4)]
+    after = {NAMES[c]: median_error(c, {k: float(np.log(weights[k])) for k in NAMES}) for c in NAMES}
+    out = {"class_weights": weights, "cases": len(items), "median_relative_volume_error_before": before,
+           "median_relative_volume_error_after": after,
+           "rule": "w = (1, w_gm, w_wm) such that each tissue's median relative volume error over the training "
+                   f"split ({len(items)} runs with labels on the scan's grid) is 0; the mask is argmax_c(w_c p_c)"}
+    args.weights.parent.mkdir(parents=True, exist_ok=True)
+    args.weights.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+
+
+def voxel_ece(p: np.ndarray, truth: np.ndarray, w) -> float:
+    q = p * np.asarray(w, np.float32)[:, None, None, None]
+    q /= np.maximum(q.sum(axis=0, keepdims=True), 1e-12)
+    pred = np.argmax(q, axis=0)
+    region = (truth > 0) | (pred > 0)
+    conf = q.max(axis=0)[region]
+    return metrics.ece(conf, (pred == truth)[region])
+
+
+def apply(args):
+    cases = cases_by_name(args.cases)
+    weights = json.loads(args.weights.read_text())["class_weights"]
+    n = 0
+    for run, case in runs_of(args.work, args.tag, cases, None):
+        dest = run / "calibrated.json"
+        if dest.exists() and not args.force:
+            continue
+        image = nib.load(args.cases / case["image"])
+        labels = nib.load(args.cases / case["labels"])
+        p = native_probabilities(run, image)
+        mask = nib.Nifti1Image(weighted_argmax(p, weights), image.affine)
+        raw = nib.Nifti1Image(weighted_argmax(p, [1.0, 1.0, 1.0]), image.affine)
+        out = {"class_weights": weights}
+        if not same_grid(image, labels):
+            mask = resample_from_to(mask, labels, order=0)
+            raw = resample_from_to(raw, labels, order=0)
+        t = np.asarray(labels.dataobj).astype(np.uint8)
+        m = np.asarray(mask.dataobj).round().astype(np.uint8)
+        r = np.asarray(raw.dataobj).round().astype(np.uint8)
+        voxel_ml = abs(np.linalg.det(labels.affine[:3, :3])) / 1000.0
+        # `uncalibrated_python` checks this script against the engine's own mask (the run had no weights).
+        engine = np.asarray(resample_from_to(nib.load(run / "mask.nii.gz"), labels, order=0).dataobj
+                            if not same_grid(image, labels) else nib.load(run / "mask.nii.gz").dataobj)
+        out["agreement_with_engine_mask"] = float((engine.round().astype(np.uint8) == r).mean())
+        out["truth"] = {name: {"dice": metrics.dice(m == c, t == c), "volume_ml": float((m == c).sum() * voxel_ml),
+                               "true_volume_ml": float((t == c).sum() * voxel_ml),
+                               "uncalibrated_dice": metrics.dice(r == c, t == c),
+                               "uncalibrated_volume_ml": float((r == c).sum() * voxel_ml)}
+                        for c, name in NAMES.items()}
+        if same_grid(image, labels) and case.get("split") == "test":
+            out["ece_before"] = voxel_ece(p, t, [1.0, 1.0, 1.0])
+            out["ece_after"] = voxel_ece(p, t, weights)
+        dest.write_text(json.dumps(out, indent=1))
+        n += 1
+    print(f"{n} runs calibrated")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["fit", "apply"])
+    ap.add_argument("--cases", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--tag", default="cpu")
+    ap.add_argument("--weights", type=Path, default=Path("training/.cache/class_weights.json"))
+    ap.add_argument("--limit", type=int, help="fit on at most this many runs")
+    ap.add_argument("--force", action="store_true")
+    args = ap.parse_args()
+    fit(args) if args.command == "fit" else apply(args)
+
+
+if __name__ == "__main__":
+    main()

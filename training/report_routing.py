@@ -94,20 +94,26 @@ def main():
     w("")
     w(f"A study goes to review when its OOD score exceeds **`ood_score_max` = {th['ood_score_max']}** or when "
       f"the quality estimator predicts a tissue Dice below **`predicted_dice_min` = {th['predicted_dice_min']}** "
-      "(or cannot predict one). Target: *among accepted cases, at most "
-      f"{th['alpha']:.0%} have min-tissue Dice < {th['fail_dice']}, with {1 - th['delta']:.0%} confidence*.")
+      "(or cannot predict one).")
     w("")
     w(f"- Estimator: {fig['estimator']['model']}, fitted on {fig['estimator']['train_cases']} training cases; "
       f"{len(fig['features'])} features from `report.json`'s `quality_features` (worker/src/quality/features.rs); "
-      f"`models/brain-tissue/{Path(fig['estimator']['file']).name.replace('quality_', 'quality_')}` "
-      f"sha256 `{fig['estimator']['sha256'][:16]}…`.")
+      f"`models/brain-tissue/quality_cpu.onnx`, sha256 `{fig['estimator']['sha256'][:16]}…`.")
     w(f"- `ood_score_max`: the calibration split's out-of-distribution inputs ({th['calibration_ood_inputs']}) "
-      f"must all be routed; their smallest score is {fmt(th['ood_min_of_ood_inputs'], 2)}, the 97.5th "
-      f"percentile of the labelled calibration cases' scores {fmt(th['ood_q975_labelled'], 2)}.")
-    n_rej = sum(1 for t in th["ltt_trail"] if t["p_value"] <= th["delta"])
-    w(f"- `predicted_dice_min`: fixed-sequence Learn-then-Test on {th['calibration_in_domain']} in-domain "
-      f"calibration cases, from λ = {th['ltt_start']} down in steps of 0.0025; {n_rej} bounds rejected "
-      "\"risk > α\" before the first that did not (binomial p-values; `training/routing_cpu.json` has the trail).")
+      f"must all be routed; their smallest score is {fmt(th['ood_min_of_ood_inputs'], 2)} (bound = that / 1.25); "
+      f"the 97.5th percentile of the labelled calibration cases' scores is {fmt(th['ood_q975_labelled'], 2)}.")
+    w(f"- `predicted_dice_min`: conformal risk control on the {th['calibration_in_domain']} in-domain calibration "
+      f"cases for **\"the rate of studies accepted with min-tissue Dice < {th['fail_dice']} is at most "
+      f"{th['alpha']:.0%}\"** (expectation over calibration sets): the most lenient λ with (accepted failures + 1) "
+      f"/ (n + 1) ≤ {th['alpha']}; {th['crc_calibration_accepted_failures']} accepted failures on the calibration split.")
+    lt = th["ltt_trail"][0] if th["ltt_trail"] else None
+    w(f"- The high-probability form (*among accepted at most {th['alpha']:.0%} fail, with {1 - th['delta']:.0%} "
+      "confidence*, fixed-sequence Learn-then-Test with binomial p-values, from the bound that accepts 30 % of the "
+      f"training split, λ = {th['ltt_start']}): "
+      + ("certified at λ = " + str(th["ltt_bound"]) if th.get("ltt_bound") is not None else
+         f"**not certifiable on this calibration split** — the first bound accepts {lt['accepted']} cases "
+         f"({lt['failures']} failing), p = {lt['p_value']:.2f} > {th['delta']}; any certificate needs ≥ 45 accepted "
+         "calibration cases without a failure") + ".")
     w("")
     w("## Test split: does the policy hold on cases it has not seen?")
     w("")

@@ -78,10 +78,10 @@ def main():
         cpu = by_profile.get("cpu", fits[0])
         th = cpu["thresholds"]
         source = ("training/EVALUATION.md, Routing: ood_score_max routes every out-of-distribution input of the "
-                  "calibration split; each profile's predicted_dice_min is the Learn-then-Test bound for "
-                  f"'at most {th['alpha']:.0%} of accepted cases below min-tissue Dice {th['fail_dice']}, "
-                  f"with {1 - th['delta']:.0%} confidence' on the calibration split (seeds 700000+), "
-                  "its estimator fitted on the training split (600000+), figures on the test split (800000+)")
+                  "calibration split; predicted_dice_min is the conformal-risk-control bound for 'the rate of "
+                  f"studies accepted with min-tissue Dice < {th['fail_dice']} is at most {th['alpha']:.0%}' "
+                  "(expectation over calibration sets) on the calibration split (seeds 700000+); the estimator "
+                  "fitted on the training split (600000+); figures on the test split (800000+)")
         tail += ("\n[routing]\n"
                  f"ood_score_max = {fmt(th['ood_score_max'])}\n"
                  f"predicted_dice_min = {fmt(th['predicted_dice_min'])}\n"

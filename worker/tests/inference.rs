@@ -614,23 +614,41 @@ fn logits_get_a_softmax_per_voxel() {
     assert!(max_diff <= 1e-6, "{max_diff}");
 }
 
-/// The shipped tissue model calibrates the study bound per profile: `full`
-/// (8 flips) disagrees more than `cpu` (no flips) on the same scan, so it
-/// carries its own `study_uncertainty_max`; overriding the passes drops it.
+/// The shipped tissue model routes both profiles on one estimator and one bound
+/// (the estimate comes from the unflipped passes, worker::quality); a profile may
+/// still carry its own bound, which an overridden pass set drops.
 #[test]
-fn a_profile_routes_with_its_own_study_bound() {
+fn profiles_share_the_shipped_bound_and_a_profile_bound_replaces_it() {
     use worker::pipeline::{ModelRunner, ProfileChoice};
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/brain-tissue");
-    let runner = |choice: ProfileChoice| {
-        ModelRunner::new(load_model_folder(&dir, &common::config()).unwrap(), &choice, None, 1).unwrap()
-    };
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/brain-tissue");
     let named = |name: &str| ProfileChoice { name: Some(name.into()), ..ProfileChoice::default() };
-    let base = load_model_folder(&dir, &common::config()).unwrap().manifest().routing.study_uncertainty_max;
-    let full = runner(named("full"));
-    let full_bound = full.profile().study_uncertainty_max;
-    assert!(full_bound.is_some() && full_bound > base, "full {full_bound:?} vs base {base:?}");
-    assert_eq!(full.policy().study_uncertainty_max(), full_bound);
-    assert_eq!(runner(named("cpu")).policy().study_uncertainty_max(), base);
-    let fewer = runner(ProfileChoice { members: Some(2), ..named("full") });
-    assert_eq!(fewer.policy().study_uncertainty_max(), base, "an overridden pass set falls back to [routing]");
+    let runner = |dir: &PathBuf, choice: ProfileChoice| {
+        ModelRunner::new(load_model_folder(dir, &common::config()).unwrap(), &choice, None, 1).unwrap()
+    };
+    let model = load_model_folder(&shipped, &common::config()).unwrap();
+    let base = model.manifest().routing.predicted_dice_min;
+    assert!(base.is_some(), "the shipped model routes on the predicted Dice");
+    assert!(model.quality_estimator(5).is_some() && model.quality_estimator(2).is_none());
+    let (full, cpu) = (runner(&shipped, named("full")), runner(&shipped, named("cpu")));
+    assert_eq!(full.profile().tta_axes, vec![0], "left-right flips only");
+    assert_eq!((full.policy().predicted_dice_min(), cpu.policy().predicted_dice_min()), (base, base));
+    assert_eq!((full.profile().members, cpu.profile().members), (5, 5), "one base pass set, one estimator");
+
+    // A copy whose `full` profile carries its own bound.
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("model-folders/profile-bound");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(&shipped).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let text = std::fs::read_to_string(dir.join("manifest.toml")).unwrap();
+    let edited =
+        text.replacen("[inference.profiles.full]\n", "[inference.profiles.full]\npredicted_dice_min = 0.93\n", 1);
+    assert_ne!(edited, text);
+    std::fs::write(dir.join("manifest.toml"), edited).unwrap();
+    assert_eq!(runner(&dir, named("full")).policy().predicted_dice_min(), Some(0.93));
+    assert_eq!(runner(&dir, named("cpu")).policy().predicted_dice_min(), base);
+    let fewer = runner(&dir, ProfileChoice { members: Some(2), ..named("full") });
+    assert_eq!(fewer.policy().predicted_dice_min(), base, "an overridden pass set falls back to [routing]");
 }

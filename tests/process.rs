@@ -223,7 +223,9 @@ fn padding_the_field_of_view_changes_neither_estimate_nor_decision() {
     let (orig, pad, full) = (&runs[0], &runs[1], &runs[2]);
     let ood = |r: &Value| r["ood"]["score"].as_f64().expect("ood score");
     eprintln!("OOD {} vs padded {}; predicted {:?} vs {:?}", ood(orig), ood(pad), predicted(orig), predicted(pad));
-    assert!((ood(orig) - ood(pad)).abs() <= 0.05 * ood(orig).max(1.0), "OOD {} vs {}", ood(orig), ood(pad));
+    // The padded grid samples the head at another 2 mm phase: the score moves by resampling, a few
+    // hundredths of one training spread (the fraction-of-grid signal moved a padded scan by 5 units).
+    assert!((ood(orig) - ood(pad)).abs() <= 0.25, "OOD {} vs {}", ood(orig), ood(pad));
     for (a, b) in predicted(orig).iter().zip(predicted(pad)) {
         assert!((a - b).abs() <= 0.01, "predicted Dice {a} vs padded {b}");
     }

@@ -235,7 +235,10 @@ def summarize(runs, pred, ood_max, dice_min):
     for t in TISSUES:
         rel = [truth_of(r)[t]["volume_ml"] / truth_of(r)[t]["true_volume_ml"] - 1 for r in lab
                if min_dice(r) >= 0.8]
-        raw = [r["truth"][t]["volume_ml"] / r["truth"][t]["true_volume_ml"] - 1 for r in lab if min_dice(r) >= 0.8]
+        # Without the weights: the unweighted argmax of the same probabilities (calibrated.json), not the
+        # engine's mask, which carries the weights for runs made after they shipped.
+        raw = [r["calibrated"]["truth"][t]["uncalibrated_volume_ml"] / r["calibrated"]["truth"][t]["true_volume_ml"] - 1
+               for r in lab if min_dice(r) >= 0.8 and r.get("calibrated")]
         vol[t] = {"median_relative_error": float(np.median(rel)) if rel else None,
                   "median_relative_error_uncalibrated": float(np.median(raw)) if raw else None,
                   "median_abs_relative_error": float(np.median(np.abs(rel))) if rel else None, "cases": len(rel)}

@@ -133,8 +133,8 @@ def main():
         ("failure-detection AUROC, raw study score (for comparison)", "auroc_failure_study_score", fmt),
         ("Spearman(predicted, true) grey matter (target ≥ 0.7)", "spearman_grey_matter", fmt),
         ("Spearman(predicted, true) white matter (target ≥ 0.7)", "spearman_white_matter", fmt),
-        ("mean |predicted − true| Dice, grey matter", "mae_grey_matter", fmt),
-        ("mean |predicted − true| Dice, white matter", "mae_white_matter", fmt),
+        ("mean absolute error of the predicted Dice, grey matter", "mae_grey_matter", fmt),
+        ("mean absolute error of the predicted Dice, white matter", "mae_white_matter", fmt),
     ]
     for label, key, f in rows:
         w(f"| {label} | {f(test.get(key))} | {f(cal.get(key))} |")

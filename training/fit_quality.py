@@ -126,8 +126,9 @@ def predict_onnx(path: Path, x: np.ndarray) -> np.ndarray:
     s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = np.zeros((len(x), len(TISSUES)), np.float32)
     ok = ~np.isnan(x).any(axis=1)
-    if ok.any():
-        out[ok] = s.run(["dice"], {"features": x[ok]})[0]
+    for i in np.flatnonzero(ok):
+        # One row per run, as the worker runs it (a batch may sum the trees in another order).
+        out[i] = s.run(["dice"], {"features": x[i : i + 1]})[0][0]
     out[~ok] = np.nan
     return np.clip(out, 0.0, 1.0)
 
@@ -265,7 +266,6 @@ def main():
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--model", type=Path, default=Path("models/brain-tissue"))
     ap.add_argument("--onnx", type=Path, help="where the estimator goes (default: training/.cache/quality_<profile>.onnx)")
     ap.add_argument("--out", type=Path, help="figures (default: training/routing_<profile>.json)")
     args = ap.parse_args()
@@ -292,10 +292,9 @@ def main():
     export_onnx(models, len(names), onnx_path)
     sha = hashlib.sha256(onnx_path.read_bytes()).hexdigest()
 
-    pred = {}
-    for r in runs:
-        xr, _ = feature_matrix([r], names)
-        pred[r["name"]] = predict_onnx(onnx_path, xr)[0] if r.get("features") else np.array([np.nan, np.nan])
+    # One session for every run (a run without features — a failed study — predicts nothing).
+    x_all, _ = feature_matrix(runs, names)
+    pred = dict(zip((r["name"] for r in runs), predict_onnx(onnx_path, x_all)))
 
     # Thresholds on the calibration split.
     cal = by_split["cal"]

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fit_quality import load_runs, truth_of  # noqa: E402
 
 TISSUES = ["grey_matter", "white_matter"]
 
@@ -29,24 +33,9 @@ def pct(x):
     return "—" if x is None else f"{100 * x:.1f} %"
 
 
-def truth_of(r):
-    p = Path(r["_dir"]) / "calibrated.json"
-    if p.exists():
-        return json.loads(p.read_text())["truth"]
-    return r["truth"]
-
-
-def load_runs(folder: Path):
-    out = {}
-    for p in sorted(folder.glob("*/result.json")):
-        r = json.loads(p.read_text())
-        r["_dir"] = str(p.parent)
-        out[r["name"]] = r
-    return out
-
-
 def full_comparison(full_dir: Path, cpu_dir: Path):
-    full, cpu = load_runs(full_dir), load_runs(cpu_dir)
+    full = {r["name"]: r for r in load_runs(full_dir.parent, full_dir.name)}
+    cpu = {r["name"]: r for r in load_runs(cpu_dir.parent, cpu_dir.name)}
     rows, per = [], {}
     for name, f in full.items():
         c = cpu.get(name)

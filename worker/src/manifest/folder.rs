@@ -122,20 +122,32 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         .prepare()
         .map_err(|e| ManifestError::Harmonization { path: manifest_path.clone(), reason: one_line(e) })?;
 
-    // Every checksum before any session: a tampered folder fails fast and whole.
+    // Every checksum (members and quality estimators) before any session: a tampered folder fails fast and whole.
     let mut verified = Vec::with_capacity(manifest.members.len());
     for member in &manifest.members {
         let file = dir.join(&member.file);
         if !file.is_file() {
             return Err(ManifestError::MissingMember { path: file, manifest: manifest_path });
         }
-        let bytes = read_capped(&file, MAX_MEMBER_BYTES)
-            .map_err(|reason| ManifestError::MemberRead { path: file.clone(), reason })?;
-        let actual = format!("{:x}", Sha256::digest(&bytes));
-        if actual != member.sha256 {
-            return Err(ManifestError::ChecksumMismatch { path: file, expected: member.sha256.clone(), actual });
-        }
+        let bytes = read_verified(&file, &member.sha256).map_err(|e| match e {
+            Unverified::Read(reason) => ManifestError::MemberRead { path: file.clone(), reason },
+            Unverified::Mismatch { actual } => {
+                ManifestError::ChecksumMismatch { path: file.clone(), expected: member.sha256.clone(), actual }
+            }
+        })?;
         verified.push((file, bytes, member));
+    }
+    let mut verified_estimators = Vec::with_capacity(manifest.quality_estimators.len());
+    for spec in &manifest.quality_estimators {
+        let file = dir.join(&spec.file);
+        let bytes = read_verified(&file, &spec.sha256).map_err(|e| ManifestError::Estimator {
+            path: file.clone(),
+            reason: match e {
+                Unverified::Read(reason) => reason,
+                Unverified::Mismatch { actual } => format!("sha256 is {actual} but the manifest says {}", spec.sha256),
+            },
+        })?;
+        verified_estimators.push((file, bytes, spec));
     }
 
     // Lanes run the windows of a segmentation; a classifier runs whole volumes one pass at a time.
@@ -157,17 +169,10 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         }
         members.push(LoadedMember { file, sha256: member.sha256.clone(), seed: member.seed, sessions });
     }
-    let mut estimators = Vec::with_capacity(manifest.quality_estimators.len());
-    for spec in &manifest.quality_estimators {
-        let file = dir.join(&spec.file);
-        let estimator_err = |reason: String| ManifestError::Estimator { path: file.clone(), reason };
-        let bytes = read_capped(&file, MAX_MEMBER_BYTES).map_err(estimator_err)?;
-        let actual = format!("{:x}", Sha256::digest(&bytes));
-        if actual != spec.sha256 {
-            return Err(estimator_err(format!("sha256 is {actual} but the manifest says {}", spec.sha256)));
-        }
+    let mut estimators = Vec::with_capacity(verified_estimators.len());
+    for (file, bytes, spec) in verified_estimators {
         let estimator = QualityEstimator::from_bytes(spec.clone(), &bytes, &file, config)
-            .map_err(|e| estimator_err(e.to_string()))?;
+            .map_err(|e| ManifestError::Estimator { path: file.clone(), reason: e.to_string() })?;
         estimators.push(estimator);
     }
     info!(
@@ -179,6 +184,19 @@ pub fn load_model_folder(dir: &Path, config: &RuntimeConfig) -> Result<LoadedMod
         "model folder loaded"
     );
     Ok(LoadedModel { dir: dir.to_path_buf(), manifest, harmonizer, members, estimators })
+}
+
+/// Why a file the manifest lists could not be used.
+enum Unverified {
+    Read(String),
+    Mismatch { actual: String },
+}
+
+/// The bytes of a file the manifest lists (at most an ONNX file's size), checked against its sha256.
+fn read_verified(path: &Path, expected: &str) -> Result<Vec<u8>, Unverified> {
+    let bytes = read_capped(path, MAX_MEMBER_BYTES).map_err(Unverified::Read)?;
+    let actual = format!("{:x}", Sha256::digest(&bytes));
+    if actual == expected { Ok(bytes) } else { Err(Unverified::Mismatch { actual }) }
 }
 
 fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, String> {

@@ -80,22 +80,6 @@ impl Manifest {
                 return Err(format!("{field}.structures: label {l} is background, unknown or listed twice"));
             }
         }
-        let bounds = std::iter::once(("routing", self.routing.predicted_dice_min, "default"))
-            .chain(self.inference.profiles.iter().map(|(n, p)| ("profile", p.predicted_dice_min, n.as_str())));
-        for (who, bound, profile) in bounds {
-            let Some(v) = bound else { continue };
-            let field = if who == "routing" {
-                "routing.predicted_dice_min".to_string()
-            } else {
-                format!("inference.profiles.{profile}.predicted_dice_min")
-            };
-            if !(0.0..=1.0).contains(&v) {
-                return Err(format!("{field}: {v} is not in [0, 1]"));
-            }
-            if self.routing.source.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Err(format!("{field}: routing.source must say where it comes from"));
-            }
-        }
         Ok(())
     }
 
@@ -178,12 +162,18 @@ impl Manifest {
             }
             validate_tta_axes(&format!("{field}.tta_axes"), &p.tta_axes)?;
             validate_mc_passes(&format!("{field}.mc_dropout_passes"), p.mc_dropout_passes)?;
-            if let Some(v) = p.study_uncertainty_max {
-                if !(v.is_finite() && v >= 0.0) {
-                    return Err(format!("{field}.study_uncertainty_max: {v} is not a non-negative number"));
+            // A profile's own bounds replace [routing]'s when it runs: same ranges, same cited source.
+            for (key, bound, range) in [
+                ("study_uncertainty_max", p.study_uncertainty_max, (0.0, f64::INFINITY)),
+                ("predicted_dice_min", p.predicted_dice_min, (0.0, 1.0)),
+            ] {
+                let Some(v) = bound else { continue };
+                if !(v.is_finite() && (range.0..=range.1).contains(&v)) {
+                    let want = if range.1.is_finite() { "in [0, 1]" } else { "a non-negative number" };
+                    return Err(format!("{field}.{key}: {v} is not {want}"));
                 }
                 if self.routing.source.as_deref().is_none_or(str::is_empty) {
-                    return Err(format!("{field}.study_uncertainty_max: routing.source must say where it comes from"));
+                    return Err(format!("{field}.{key}: routing.source must say where it comes from"));
                 }
             }
         }

@@ -178,7 +178,12 @@ impl ModelRunner {
 
     /// The quality estimate, when the folder ships an estimator for this run's base pass set
     /// (its members, deterministic; `worker::quality`).
-    fn estimate(&self, features: &QualityFeatures, source: &str) -> Result<Option<QualityEstimate>, PipelineError> {
+    fn estimate(
+        &self,
+        features: &QualityFeatures,
+        label_names: &[String],
+        source: &str,
+    ) -> Result<Option<QualityEstimate>, PipelineError> {
         if self.profile.mc_dropout_passes > 0 {
             return Ok(None);
         }
@@ -186,7 +191,7 @@ impl ModelRunner {
             return Ok(None);
         };
         estimator
-            .estimate(features, &self.label_names())
+            .estimate(features, label_names)
             .map(Some)
             .map_err(|e| PipelineError::QualityEstimate { input: source.to_string(), reason: e.to_string() })
     }
@@ -330,7 +335,7 @@ pub fn process_study(
         spacing_mm: native.spacing(),
         label_names: &label_names,
     });
-    let quality_estimate = seg.estimate(&quality_features, &source)?;
+    let quality_estimate = seg.estimate(&quality_features, &label_names, &source)?;
     let seg_routing = seg.policy.decide(&maps.report, ood.as_ref(), quality_estimate.as_ref());
     clock.lap("ood_routing");
 

@@ -433,6 +433,8 @@ fn studies_arrive_by_s3_prefix_and_by_backfill() {
     let stack = Stack::new("s3in");
     let mut vars = stack.vars(free_port());
     vars.push(("NEUROBATCH__SCHEDULER__S3_PREFIX".into(), "incoming/".into()));
+    // The archive folder backfilled below is a configured source (issue 15).
+    vars.push(("NEUROBATCH__SCHEDULER__ALLOWED_ROOTS".into(), stack.root().join("archive").display().to_string()));
     // Two studies uploaded by a PACS-side process under incoming/: a NIfTI and a DICOM folder.
     stack.rt.block_on(async {
         let nifti = std::fs::read(common::testdata("daemon/studies/t1_03.nii.gz")).expect("read");
@@ -459,6 +461,17 @@ fn studies_arrive_by_s3_prefix_and_by_backfill() {
         let status = backfill.wait_exit(Duration::from_secs(120));
         assert!(status.success(), "{}", backfill.log_text());
         assert!(backfill.log_text().contains(expect), "{}", backfill.log_text());
+    }
+    // Places that are not configured sources are refused before anything is
+    // listed or read: a folder beside the archive, and another bucket.
+    let elsewhere = stack.root().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("elsewhere");
+    common::daemon::copy_entry(&common::testdata("daemon/studies/t1_05.nii.gz"), &elsewhere.join("t1_05.nii.gz"));
+    for (run, source) in [(3, elsewhere.display().to_string()), (4, "s3://some-other-bucket/studies".to_string())] {
+        let mut refused = Proc::start(&format!("backfill-{run}"), stack.root(), &["backfill", &source], &vars);
+        let status = refused.wait_exit(Duration::from_secs(120));
+        assert!(!status.success(), "{}", refused.log_text());
+        assert!(refused.log_text().contains("not inside a configured source"), "{}", refused.log_text());
     }
     let rows = stack.wait_all_final(3, &[&scheduler, &worker], Duration::from_secs(300));
     succeeded_once(&rows);

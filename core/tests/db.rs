@@ -222,7 +222,7 @@ fn results(review: bool) -> JobResults {
         }],
         review: review.then(|| NewReviewItem {
             reasons: serde_json::json!([{ "code": "high_uncertainty", "metric": "study_uncertainty", "value": 0.4 }]),
-            uncertainty: 0.4,
+            uncertainty: Some(0.4),
         }),
     }
 }
@@ -235,7 +235,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1, 2]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -260,7 +260,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -651,7 +651,7 @@ async fn review_cases(store: &JobStore, n: usize) -> Vec<i64> {
         rows.review = Some(NewReviewItem {
             reasons: serde_json::json!([{"code": if i % 2 == 0 { "high_uncertainty" } else { "out_of_distribution" },
                 "metric": "m", "value": 1.0, "threshold": 0.5}]),
-            uncertainty: 0.1 * (i as f64 + 1.0),
+            uncertainty: Some(0.1 * (i as f64 + 1.0)),
         });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
     }
@@ -689,11 +689,92 @@ on_both!(twenty_reviewers_claiming_ten_cases_get_each_case_exactly_once, |db| {
     assert_eq!(got, want, "every case claimed exactly once, ten reviewers left empty-handed");
 });
 
+on_both!(an_unknown_uncertainty_is_null_sorts_first_and_keeps_the_averages_finite, |db| {
+    // A case routed because its uncertainty could not be computed (issue 18:
+    // stored as f64::MAX, it made PostgreSQL's AVG overflow and every
+    // scheduler pass's metrics fail).
+    let store = db.open().await;
+    for (i, u) in [Some(0.2), None, Some(0.5)].into_iter().enumerate() {
+        let id = ok(store.enqueue(&new_job(&format!("8.{i}"), &[&format!("8.{i}.1")], "1"), at(0)).await).id();
+        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        let mut rows = results(true);
+        rows.review = Some(NewReviewItem { reasons: serde_json::json!([]), uncertainty: u });
+        assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
+    }
+    let all = ok(store.review_items(&ReviewFilter::default(), at(3)).await);
+    let order: Vec<Option<f64>> = all.iter().map(|i| i.uncertainty).collect();
+    assert_eq!(order, vec![None, Some(0.5), Some(0.2)], "unknown first, then the most uncertain");
+    assert_eq!(serde_json::to_value(&all[0]).unwrap_or_default()["uncertainty"], serde_json::Value::Null);
+    let stats = ok(store.admin_stats(at(4)).await);
+    assert_eq!(stats.review_backlog, 3);
+    let mean = stats.routing.iter().find_map(|r| r.mean_uncertainty).unwrap_or(f64::NAN);
+    assert!((mean - 0.35).abs() < 1e-12, "the mean of the known scores, {mean}");
+    let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(5)).await);
+    assert_eq!(first.map(|i| i.uncertainty), Some(None), "the unknown case is claimed first");
+});
+
+/// Applies the embedded migrations up to `version` only, as an older release left the database.
+async fn migrate_up_to(db: &TestDb, version: i64) {
+    use neurobatch_core::db::{POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+    let files = ok_io(tempfile::tempdir());
+    let embedded = match db.backend {
+        Backend::Postgres => POSTGRES_MIGRATIONS,
+        Backend::Sqlite => SQLITE_MIGRATIONS,
+    };
+    for (v, description, sql) in embedded.iter().filter(|m| m.0 <= version) {
+        ok_io(std::fs::write(files.path().join(format!("{v:04}_{description}.sql")), sql));
+    }
+    let migrator = sqlx::migrate::Migrator::new(files.path()).await.unwrap_or_else(|e| panic!("{e}"));
+    // Creates the SQLite file and its folder.
+    JobStore::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}")).close().await;
+    match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}"));
+            migrator.run(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+            pool.close().await;
+        }
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}"));
+            migrator.run(&pool).await.unwrap_or_else(|e| panic!("{e}"));
+            pool.close().await;
+        }
+    }
+}
+
+fn ok_io<T>(r: std::io::Result<T>) -> T {
+    r.unwrap_or_else(|e| panic!("{e}"))
+}
+
+on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
+    // A database written by a release that stored an unknown uncertainty as f64::MAX.
+    migrate_up_to(&db, 2).await;
+    let store = JobStore::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2]);
+    for (i, u) in [f64::MAX, 0.3].into_iter().enumerate() {
+        let id = ok(store.enqueue(&new_job(&format!("7.{i}"), &[&format!("7.{i}.1")], "1"), at(0)).await).id();
+        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        let mut rows = results(true);
+        rows.review = Some(NewReviewItem { reasons: serde_json::json!([]), uncertainty: Some(u) });
+        assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
+    }
+    // Comments and audit events reference the review items: the migration keeps them valid.
+    let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(3)).await).map(|i| i.id);
+    ok(store.migrate().await);
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3]);
+    let all = ok(store.review_items(&ReviewFilter::default(), at(4)).await);
+    assert_eq!(all.iter().map(|i| i.uncertainty).collect::<Vec<_>>(), vec![None, Some(0.3)]);
+    assert_eq!(all[0].id, first.unwrap_or_default(), "ids survive");
+    assert_eq!(all[0].claimed_by.as_deref(), Some("ann"), "the other columns survive");
+    let stats = ok(store.admin_stats(at(4)).await);
+    assert_eq!(stats.routing.iter().find_map(|r| r.mean_uncertainty), Some(0.3));
+});
+
 on_both!(the_review_queue_orders_filters_leases_and_decides, |db| {
     let store = db.open().await;
     let ids = review_cases(&store, 4).await;
     let all = ok(store.review_items(&ReviewFilter::default(), at(3)).await);
-    let order: Vec<(Priority, f64)> = all.iter().map(|i| (i.priority, (i.uncertainty * 10.0).round())).collect();
+    let order: Vec<(Priority, f64)> =
+        all.iter().map(|i| (i.priority, (i.uncertainty.unwrap_or(f64::NAN) * 10.0).round())).collect();
     assert_eq!(
         order,
         vec![(Priority::Stat, 4.0), (Priority::Routine, 3.0), (Priority::Routine, 2.0), (Priority::Routine, 1.0)]

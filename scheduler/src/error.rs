@@ -17,6 +17,13 @@ pub enum SchedulerError {
     /// The source exists but could not be read.
     #[error("source `{input}`: cannot read: {reason}")]
     Read { input: String, reason: String },
+    /// The source lies outside every configured place (the same answer
+    /// whether or not it exists).
+    #[error(
+        "source `{input}`: not inside a configured source (scheduler.inbox, scheduler.allowed_roots, the storage \
+         bucket, scheduler.allowed_s3_prefixes)"
+    )]
+    NotAllowed { input: String },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
@@ -31,21 +38,42 @@ pub enum SchedulerError {
     Task { what: &'static str, reason: String },
 }
 
+/// How much of a caller's input an error repeats.
+const INPUT_SHOWN: usize = 256;
+
+/// `input` cut to [`INPUT_SHOWN`] bytes (on a character boundary) with `…`:
+/// a 64 MB string in a request is not echoed back or logged whole.
+fn shown(input: &str) -> String {
+    if input.len() <= INPUT_SHOWN {
+        return input.to_string();
+    }
+    let mut end = INPUT_SHOWN;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", input.get(..end).unwrap_or_default())
+}
+
 impl SchedulerError {
     pub(crate) fn bad(input: &str, reason: impl Into<String>) -> Self {
-        SchedulerError::BadSource { input: input.to_string(), reason: reason.into() }
+        SchedulerError::BadSource { input: shown(input), reason: reason.into() }
     }
 
     pub(crate) fn read(input: impl std::fmt::Display, reason: impl std::fmt::Display) -> Self {
-        SchedulerError::Read { input: input.to_string(), reason: reason.to_string() }
+        SchedulerError::Read { input: shown(&input.to_string()), reason: reason.to_string() }
+    }
+
+    pub(crate) fn not_allowed(input: &str) -> Self {
+        SchedulerError::NotAllowed { input: shown(input) }
     }
 
     /// The HTTP status the API answers this error with: the caller's fault
-    /// (400), a backend that is down or refused the operation (503), or the
+    /// (400), a source outside the configured ones (403), a backend that is down or refused the operation (503), or the
     /// scheduler's own failure (500).
     pub fn http_status(&self) -> u16 {
         match self {
             SchedulerError::BadSource { .. } | SchedulerError::Read { .. } => 400,
+            SchedulerError::NotAllowed { .. } => 403,
             SchedulerError::Db(_) | SchedulerError::Storage(_) | SchedulerError::Queue(_) => 503,
             SchedulerError::Config { .. } | SchedulerError::Http { .. } | SchedulerError::Task { .. } => 500,
         }

@@ -102,7 +102,7 @@ pub(crate) fn failure(e: &SchedulerError) -> Response {
 #[utoipa::path(post, path = "/v1/studies", tag = "studies", request_body = SubmitRequest, security(("bearer" = [])),
     responses((status = 202, description = "a new job", body = Submission),
         (status = 200, description = "a known study (same job) or an ineligible one (reason recorded)", body = Submission),
-        (status = 409, description = "not a complete study yet", body = Submission), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+        (status = 409, description = "not a complete study yet", body = Submission), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not, or the source is not inside a configured source (scheduler.inbox, scheduler.allowed_roots, the storage bucket, scheduler.allowed_s3_prefixes)", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn submit(State(s): State<Scheduler>, caller: Caller, body: Bytes) -> Response {
     if let Some(r) = caller.refuse_unless(&[Role::Service, Role::Admin]) {
         return r;

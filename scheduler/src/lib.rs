@@ -4,14 +4,16 @@
 //! returns jobs whose worker died to the queue. docs/scheduler.md describes
 //! the rules; docs/daemon.md the job store underneath.
 //!
-//! One stage per module: `source` (where a study is), `stage` (what it is,
-//! its series and snapshot), `select` (the series rules), `submit` (key,
-//! versions, snapshot copy, enqueue), `inbox` and `s3poll` (finding studies),
-//! `dispatch` (outbox and reaper), `http` (the API). This file holds the
+//! One stage per module: `confine` (which sources may be read), `source`
+//! (where a study is), `stage` (what it is, its series and snapshot),
+//! `select` (the series rules), `submit` (key, versions, snapshot copy,
+//! enqueue), `inbox` and `s3poll` (finding studies), `dispatch` (outbox,
+//! reaper, dead jobs to the DLQ), `http` (the API). This file holds the
 //! [`Scheduler`] handle and its loops.
 
 mod admin;
 mod auth;
+mod confine;
 mod dispatch;
 mod error;
 pub mod export;
@@ -77,6 +79,7 @@ struct Inner {
     queue: Queue,
     objects: ObjectStore,
     s3: S3Settings,
+    confinement: confine::Confinement,
     pipeline: PipelineSpec,
     rules: select::Rules,
     window: Option<NightlyWindow>,
@@ -113,6 +116,7 @@ impl Scheduler {
                 reason: "must be at least 1".into(),
             });
         }
+        let confinement = confine::Confinement::from_config(config, &objects)?;
         if matches!(queue, Queue::Memory(_)) {
             let n = store.republish_queued().await?;
             if n > 0 {
@@ -122,6 +126,7 @@ impl Scheduler {
         Ok(Scheduler {
             inner: Arc::new(Inner {
                 s3: S3Settings::from_config(&config.storage),
+                confinement,
                 health: observe::health_over(&store, &queue, &objects),
                 config: config.clone(),
                 store,
@@ -141,6 +146,13 @@ impl Scheduler {
     /// records a new version even when the study's job exists.
     pub async fn submit(&self, source: &str, priority: Priority, force: bool) -> Result<Submission, SchedulerError> {
         self.stage(source, priority, force, submit::Versioning::BySnapshot).await
+    }
+
+    /// Whether `source` (a path, `file://` or `s3://` URI) lies inside the
+    /// configured sources — what [`submit`](Self::submit) checks first; for a
+    /// caller that lists a place before submitting what is under it (`backfill`).
+    pub async fn check_source(&self, source: &str) -> Result<(), SchedulerError> {
+        source::check(source.trim(), &self.inner.confinement).await
     }
 
     /// Runs every loop until `shutdown` is cancelled: inbox scan, S3 prefix
@@ -178,7 +190,10 @@ impl Scheduler {
         let s = self.clone();
         tasks.spawn(every("reaper", token.clone(), interval, move || {
             let s = s.clone();
-            async move { s.reap_once().await.map(drop) }
+            async move {
+                s.reap_once().await?;
+                s.announce_dead_once().await.map(drop)
+            }
         }));
         let s = self.clone();
         tasks.spawn(every("metrics", token.clone(), interval, move || {

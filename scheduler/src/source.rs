@@ -1,13 +1,15 @@
 //! Where a submitted study is: a local path, `file:///abs/path` or
-//! `s3://bucket/prefix`, made readable locally (an S3 study is downloaded
-//! into a temporary folder) and, when it already lies inside the configured
-//! object store, its own URL there (then no snapshot is copied).
+//! `s3://bucket/prefix`, checked against the configured sources
+//! (`confine.rs`), made readable locally (an S3 study is downloaded into a
+//! temporary folder) and, when it already lies inside the configured object
+//! store, its own URL there (then no snapshot is copied).
 
 use std::path::{Path, PathBuf};
 
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 
 use crate::SchedulerError;
+use crate::confine::Confinement;
 
 /// A source made local.
 #[derive(Debug)]
@@ -22,43 +24,53 @@ pub(crate) struct LocalSource {
     pub _download: Option<tempfile::TempDir>,
 }
 
-/// Resolves `input` against the configured store `objects`.
+/// Resolves `input` against the configured store `objects`, inside `allowed`.
 pub(crate) async fn resolve(
     input: &str,
     objects: &ObjectStore,
     s3: &S3Settings,
+    allowed: &Confinement,
 ) -> Result<LocalSource, SchedulerError> {
     let input = input.trim();
     if input.is_empty() {
         return Err(SchedulerError::bad(input, "empty"));
     }
     if input.starts_with("s3://") {
+        // Before any client is built: an S3 URI outside the configured places
+        // never reaches the SDK (nor its search for credentials).
+        allowed.s3(input)?;
         return download(input, objects, s3).await;
     }
-    let path = match input.split_once("://") {
-        Some(("file", rest)) => {
-            if !rest.starts_with('/') {
-                return Err(SchedulerError::bad(input, "expected file:///absolute/path"));
-            }
-            PathBuf::from(rest)
-        }
-        Some((scheme, _)) => {
-            return Err(SchedulerError::bad(
-                input,
-                format!("unknown scheme `{scheme}` (expected a path, file:// or s3://)"),
-            ));
-        }
-        None => PathBuf::from(input),
-    };
-    let path = tokio::fs::canonicalize(&path).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SchedulerError::bad(input, "no such file or folder"),
-        _ => SchedulerError::read(input, e),
-    })?;
+    let path = allowed.local(input, &local_path(input)?).await?;
     let in_store = match objects {
         ObjectStore::File(f) => in_file_store(&path, f.root()).await.map(|rel| objects.url_of(&rel)),
         ObjectStore::S3(_) => None,
     };
     Ok(LocalSource { uri: format!("file://{}", path.display()), path, in_store, _download: None })
+}
+
+/// Whether `input` lies inside the configured sources, reading nothing.
+pub(crate) async fn check(input: &str, allowed: &Confinement) -> Result<(), SchedulerError> {
+    if input.starts_with("s3://") {
+        return allowed.s3(input);
+    }
+    allowed.local(input, &local_path(input)?).await.map(drop)
+}
+
+/// The path of a local source: a path, or `file:///abs/path`.
+fn local_path(input: &str) -> Result<PathBuf, SchedulerError> {
+    match input.split_once("://") {
+        Some(("file", rest)) if rest.starts_with('/') => Ok(PathBuf::from(rest)),
+        Some(("file", _)) => Err(SchedulerError::bad(input, "expected file:///absolute/path")),
+        Some((scheme, _)) => Err(SchedulerError::bad(
+            input,
+            format!(
+                "unknown scheme `{}` (expected a path, file:// or s3://)",
+                scheme.chars().take(32).collect::<String>()
+            ),
+        )),
+        None => Ok(PathBuf::from(input)),
+    }
 }
 
 /// The key prefix of a folder inside a file store's root, if it is one.

@@ -54,7 +54,7 @@ impl Scheduler {
         versioning: Versioning,
     ) -> Result<Submission, SchedulerError> {
         let inner = &self.inner;
-        let local = source::resolve(input, &inner.objects, &inner.s3).await?;
+        let local = source::resolve(input, &inner.objects, &inner.s3, &inner.confinement).await?;
         let rules = inner.rules.clone();
         let path = local.path.clone();
         let inspected = joined("staging", tokio::task::spawn_blocking(move || stage::inspect(&path, &rules)).await)??;

@@ -37,6 +37,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     daemon::runtime()?.block_on(async {
         let backends = Backends::connect(&config, "backfill").await?;
         let scheduler = daemon::scheduler(&config, &backends, spec).await?;
+        // Only a configured source is listed at all (scheduler.allowed_roots, …).
+        scheduler.check_source(&args.source).await?;
         let sources = list_sources(&args.source, &S3Settings::from_config(&config.storage)).await?;
         let bar = ProgressBar::new(sources.len() as u64);
         bar.set_style(

@@ -107,6 +107,13 @@ pub struct SchedulerConfig {
     /// The built review viewer (`scripts/build-web.sh`); empty: `web/dist` under the
     /// working directory or above the executable.
     pub ui_dir: PathBuf,
+    /// Local folders besides the inbox (and a file object store's root) whose
+    /// studies may be submitted (`POST /v1/studies`, `backfill`); nothing
+    /// else on the server's disk is read.
+    pub allowed_roots: Vec<PathBuf>,
+    /// `s3://bucket[/prefix]` places besides the storage bucket's prefix
+    /// whose studies may be submitted.
+    pub allowed_s3_prefixes: Vec<String>,
 }
 
 /// `[pipeline]`: what every study is run through, and which series qualify.
@@ -221,6 +228,8 @@ impl Default for SchedulerConfig {
             listen: "127.0.0.1:8080".into(),
             s3_prefix: String::new(),
             ui_dir: PathBuf::new(),
+            allowed_roots: Vec::new(),
+            allowed_s3_prefixes: Vec::new(),
         }
     }
 }

@@ -138,7 +138,21 @@ impl JobStore {
         })
     }
 
-    /// Records that the queue confirmed the job's message. False when it was already marked.
+    /// Dead jobs whose message is not on the dead-letter queue yet (those the
+    /// reaper declared dead), oldest first. [`mark_published`](Self::mark_published)
+    /// records the broker's confirmation.
+    pub async fn dead_unannounced(&self, limit: u32) -> Result<Vec<Job>, DbError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE published_at IS NULL AND state = 'dead' ORDER BY id LIMIT $1"
+        );
+        dispatch!(self, |pool| {
+            let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(pool).await?;
+            rows.iter().map(|row| job_from_row!(row)).collect()
+        })
+    }
+
+    /// Records that the queue confirmed the job's message (to the jobs queue,
+    /// or for a dead job to the dead-letter queue). False when it was already marked.
     pub async fn mark_published(&self, id: JobId, now: DateTime<Utc>) -> Result<bool, DbError> {
         let now = stored(now);
         dispatch!(self, |pool| {
@@ -323,7 +337,9 @@ impl JobStore {
     /// One reaper pass: running jobs whose lease expired at `now` go back to
     /// `queued` and unpublished (the outbox sends them again; a duplicate
     /// message is harmless because `claim` decides), or to `dead` when that
-    /// was their last allowed attempt.
+    /// was their last allowed attempt — also unpublished, so that
+    /// [`dead_unannounced`](Self::dead_unannounced) hands them to the
+    /// dead-letter queue (no worker holds a delivery to dead-letter).
     pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<Reaped, DbError> {
         let now = stored(now);
         dispatch!(self, |pool| {
@@ -339,7 +355,7 @@ impl JobStore {
             .fetch_all(&mut *tx)
             .await?;
             let mut dead: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
-                "UPDATE jobs SET state = 'dead', finished_at = $1, updated_at = $1, \
+                "UPDATE jobs SET state = 'dead', finished_at = $1, updated_at = $1, published_at = NULL, \
                  last_error = 'lease expired on the last attempt (worker ' || COALESCE(lease_owner, '?') || ')', \
                  lease_owner = NULL, lease_expires_at = NULL \
                  WHERE state = 'running' AND lease_expires_at <= $1 AND attempts >= max_attempts \

@@ -28,10 +28,8 @@ pub struct ReviewItem {
     pub reasons: serde_json::Value,
     pub priority: Priority,
     /// The study's uncertainty score; `null` when the worker could not compute
-    /// it (stored as the largest float, so such cases sort first).
-    #[serde(serialize_with = "known_or_null")]
-    #[schema(value_type = Option<f64>)]
-    pub uncertainty: f64,
+    /// it (such cases sort first).
+    pub uncertainty: Option<f64>,
     /// `<pipeline>@<model version>`.
     pub model: String,
     /// Manufacturer and model of the scanner, when the headers said.
@@ -43,10 +41,6 @@ pub struct ReviewItem {
     pub decided_at: Option<DateTime<Utc>>,
     pub escalated: bool,
     pub created_at: DateTime<Utc>,
-}
-
-fn known_or_null<S: serde::Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-    if v.is_finite() && *v < f64::MAX { s.serialize_some(v) } else { s.serialize_none() }
 }
 
 /// Filters of the review queue; `None` matches everything.
@@ -171,8 +165,8 @@ impl JobStore {
         })
     }
 
-    /// The review queue: by priority (stat first), then uncertainty (highest
-    /// first), then age (oldest first).
+    /// The review queue: by priority (stat first), then uncertainty (unknown,
+    /// then highest first), then age (oldest first).
     pub async fn review_items(&self, filter: &ReviewFilter, now: DateTime<Utc>) -> Result<Vec<ReviewItem>, DbError> {
         let now = stored(now);
         self.expire_review_claims(now).await?;
@@ -182,7 +176,7 @@ impl JobStore {
              AND (CAST($3 AS TEXT) IS NULL OR j.pipeline = $3 OR j.pipeline || '@' || j.model_version = $3) \
              AND (CAST($4 AS TEXT) IS NULL OR r.scanner_manufacturer = $4 OR r.scanner_model = $4) \
              AND (CAST($5 AS BIGINT) IS NULL OR ri.priority = $5) \
-             ORDER BY ri.priority, ri.uncertainty DESC, ri.created_at, ri.id LIMIT $6 OFFSET $7"
+             ORDER BY ri.priority, ri.uncertainty DESC NULLS FIRST, ri.created_at, ri.id LIMIT $6 OFFSET $7"
         );
         let reason = filter.reason.as_ref().map(|r| format!("%\"code\":\"{}\"%", r.replace(['%', '"', '\\'], "")));
         let limit = i64::from(if filter.limit == 0 { 100 } else { filter.limit.min(1000) });
@@ -229,7 +223,7 @@ impl JobStore {
         let sql = format!(
             "UPDATE review_items SET state = 'claimed', claimed_by = $1, lease_expires_at = $2, updated_at = $3 \
              WHERE state = 'pending' AND id = (SELECT id FROM review_items WHERE state = 'pending' \
-             ORDER BY priority, uncertainty DESC, created_at, id LIMIT 1 {pick}) RETURNING id, study_id"
+             ORDER BY priority, uncertainty DESC NULLS FIRST, created_at, id LIMIT 1 {pick}) RETURNING id, study_id"
         );
         let claimed: Option<(i64, i64)> = dispatch!(self, |pool| {
             let mut tx = pool.begin_write().await?;

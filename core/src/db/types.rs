@@ -148,8 +148,10 @@ pub struct ClassificationOutput {
 pub struct NewReviewItem {
     /// The routing reasons, as the worker's report writes them (a JSON array).
     pub reasons: serde_json::Value,
-    /// Orders the queue within a priority, highest first.
-    pub uncertainty: f64,
+    /// The study's uncertainty score; orders the queue within a priority,
+    /// highest first. `None` when the worker could not compute it: stored as
+    /// NULL, and such cases come first (nothing is known about them).
+    pub uncertainty: Option<f64>,
 }
 
 /// Everything a succeeded job writes, in one transaction.

@@ -243,6 +243,21 @@ impl MemoryQueue {
         st.reviews.clear();
     }
 
+    /// A job's message straight onto the dead-letter queue.
+    pub(super) fn publish_dead_letter(
+        &self,
+        job: &JobMessage,
+        payload: Vec<u8>,
+        reason: DeadReason,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        if self.state().closed_handles.contains(&self.handle) {
+            return Err(QueueError::Closed);
+        }
+        self.dead_letter_payload(payload, reason, error, job.attempt);
+        Ok(())
+    }
+
     fn dead_letter_payload(&self, payload: Vec<u8>, reason: DeadReason, error: &str, attempts: u32) {
         let message = JobMessage::from_json(&payload).ok();
         self.state().dead.push_back(DeadLetter {

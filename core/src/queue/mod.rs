@@ -130,6 +130,23 @@ impl Queue {
         }
     }
 
+    /// Puts a job's message on the dead-letter queue with `reason` and the
+    /// last error, its `attempt` counted as the attempts used: for a job that
+    /// died without a delivery in hand (its lease expired on the last
+    /// attempt). Returns once the broker confirmed it.
+    pub async fn publish_dead_letter(
+        &self,
+        job: &JobMessage,
+        reason: DeadReason,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        let payload = job.to_json()?;
+        match self {
+            Queue::Amqp(q) => q.publish_dead_letter(job, payload, reason, error).await,
+            Queue::Memory(q) => q.publish_dead_letter(job, payload, reason, error),
+        }
+    }
+
     /// Publishes a review event once per distinct reason code, with routing
     /// key `<reason>.<model>`; returns once the broker confirmed every copy.
     pub async fn publish_review(&self, event: &ReviewEvent) -> Result<(), QueueError> {
@@ -275,6 +292,9 @@ pub enum DeadReason {
     Permanent,
     /// Not a job message this build can read.
     Malformed,
+    /// Its worker's lease expired on the last attempt (the worker crashed,
+    /// was killed or lost its connections while holding it).
+    LeaseExpired,
 }
 
 impl DeadReason {
@@ -283,6 +303,7 @@ impl DeadReason {
             DeadReason::Exhausted => "exhausted",
             DeadReason::Permanent => "permanent",
             DeadReason::Malformed => "malformed",
+            DeadReason::LeaseExpired => "lease_expired",
         }
     }
 
@@ -291,6 +312,7 @@ impl DeadReason {
             "exhausted" => Some(DeadReason::Exhausted),
             "permanent" => Some(DeadReason::Permanent),
             "malformed" => Some(DeadReason::Malformed),
+            "lease_expired" => Some(DeadReason::LeaseExpired),
             _ => None,
         }
     }

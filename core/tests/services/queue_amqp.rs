@@ -36,6 +36,11 @@ async fn permanent_failure_is_dead_lettered_at_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_without_a_delivery_is_dead_lettered_by_message() {
+    scenarios::a_job_without_a_delivery_is_dead_lettered_by_message(&Env::amqp("deadmsg")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stat_before_routine() {
     scenarios::stat_before_routine(&Env::amqp("prio")).await;
 }

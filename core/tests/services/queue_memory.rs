@@ -25,6 +25,11 @@ async fn permanent_failure_is_dead_lettered_at_once() {
 }
 
 #[tokio::test]
+async fn a_job_without_a_delivery_is_dead_lettered_by_message() {
+    scenarios::a_job_without_a_delivery_is_dead_lettered_by_message(&Env::memory("deadmsg")).await;
+}
+
+#[tokio::test]
 async fn stat_before_routine() {
     scenarios::stat_before_routine(&Env::memory("prio")).await;
 }

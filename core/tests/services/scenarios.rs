@@ -102,6 +102,25 @@ pub async fn permanent_failure_is_dead_lettered_at_once(env: &Env) {
     q.close().await.unwrap();
 }
 
+pub async fn a_job_without_a_delivery_is_dead_lettered_by_message(env: &Env) {
+    // The reaper's case: the job's worker vanished on its last attempt, so no
+    // delivery is in hand; its message goes straight onto the dead-letter queue.
+    let q = env.open().await;
+    let mut j = job(5, Priority::Routine);
+    j.attempt = 3;
+    q.publish_dead_letter(&j, DeadReason::LeaseExpired, "lease expired on the last attempt (worker w-1)")
+        .await
+        .unwrap();
+    assert_eq!(q.queued().await.unwrap(), 0, "not on the jobs queue");
+    let dead = q.pop_dead_letter().await.unwrap().expect("dead-lettered");
+    assert_eq!(dead.reason, Some(DeadReason::LeaseExpired));
+    assert_eq!(dead.last_error, "lease expired on the last attempt (worker w-1)");
+    assert_eq!(dead.attempts, 3);
+    assert_eq!(dead.message.as_ref(), Some(&j));
+    assert!(q.pop_dead_letter().await.unwrap().is_none());
+    q.close().await.unwrap();
+}
+
 pub async fn stat_before_routine(env: &Env) {
     let q = env.open().await;
     let routine: Vec<_> = (0..3).map(|n| job(n, Priority::Routine)).collect();

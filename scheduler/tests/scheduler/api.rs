@@ -102,7 +102,7 @@ async fn api(db: Db) {
         ("POST", "/v1/studies", Some("not json"), 400, "request body"),
         ("POST", "/v1/studies", Some(r#"{"url": "x"}"#), 400, "request body"),
         ("POST", "/v1/studies", Some(r#"{"uri": "ftp://h/x"}"#), 400, "ftp://h/x"),
-        ("POST", "/v1/studies", Some(r#"{"uri": "/no/such/study"}"#), 400, "/no/such/study"),
+        ("POST", "/v1/studies", Some(r#"{"uri": "/no/such/study"}"#), 403, "not inside a configured source"),
         ("POST", "/v1/studies", Some(r#"{"uri": "/tmp", "priority": "urgent"}"#), 400, "priority `urgent`"),
     ] {
         let (status, text) = http(addr, method, path, body).await;

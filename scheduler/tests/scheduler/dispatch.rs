@@ -114,6 +114,44 @@ async fn dispatch_window_and_reaper_postgres() {
     dispatch_window_and_reaper(Db::Postgres).await;
 }
 
+async fn a_job_dead_of_expired_leases_reaches_the_dead_letter_queue(db: Db) {
+    // Issue 18: the reaper declared such a job dead and only logged it, so an
+    // operator watching the DLQ never saw it.
+    let app = App::start(db, "dead_lease", |_| {}).await;
+    let scan = app.dir.path().join("scan.nii");
+    ok(std::fs::copy(testdata("nifti/anatomical.nii"), &scan));
+    let id = job_id(&ok(app.sched.submit(&scan.display().to_string(), Priority::Stat, false).await));
+    let max = app.config.worker.max_attempts;
+    // Each attempt's worker vanishes: the next claim finds the lease expired.
+    let start = Utc::now() - chrono::TimeDelta::hours(1);
+    for attempt in 0..max {
+        let t = start + chrono::TimeDelta::minutes(i64::from(attempt));
+        assert!(ok(app.store.claim(id, &format!("worker-{attempt}"), Duration::from_secs(30), t).await).is_some());
+    }
+    let reaped = ok(app.sched.reap_once().await);
+    assert_eq!(reaped.dead, vec![id]);
+    assert_eq!(ok(app.sched.announce_dead_once().await), 1);
+    assert_eq!(ok(app.sched.announce_dead_once().await), 0, "announced once");
+    let dead = ok(app.queue.pop_dead_letter().await).unwrap_or_else(|| panic!("job {id} is not on the DLQ"));
+    assert_eq!(dead.reason, Some(neurobatch_core::queue::DeadReason::LeaseExpired));
+    assert_eq!(dead.attempts, max);
+    assert!(dead.last_error.starts_with("lease expired on the last attempt (worker worker-"), "{}", dead.last_error);
+    let msg = dead.message.unwrap_or_else(|| panic!("the dead letter is the job's message"));
+    check_message(&app, &msg, id, max).await;
+    assert!(ok(app.queue.pop_dead_letter().await).is_none());
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_dead_of_expired_leases_reaches_the_dead_letter_queue_sqlite() {
+    a_job_dead_of_expired_leases_reaches_the_dead_letter_queue(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_dead_of_expired_leases_reaches_the_dead_letter_queue_postgres() {
+    a_job_dead_of_expired_leases_reaches_the_dead_letter_queue(Db::Postgres).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_queue_restart_publishes_queued_jobs_again() {
     let app = App::start(Db::Sqlite, "restart", |_| {}).await;

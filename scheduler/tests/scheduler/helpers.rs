@@ -16,11 +16,15 @@ pub fn ok<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
 }
 
 /// The test data folder (`scripts/env.sh` sets `NEUROBATCH_TESTDATA`).
-pub fn testdata(rel: &str) -> PathBuf {
-    let root = std::env::var_os("NEUROBATCH_TESTDATA")
+pub fn testdata_root() -> PathBuf {
+    std::env::var_os("NEUROBATCH_TESTDATA")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"));
-    let p = root.join(rel);
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.testdata"))
+}
+
+/// A file or folder of the test data.
+pub fn testdata(rel: &str) -> PathBuf {
+    let p = testdata_root().join(rel);
     assert!(p.exists(), "test data {} is missing: run `source scripts/env.sh` and scripts/testdata", p.display());
     p
 }
@@ -100,6 +104,8 @@ impl App {
         config.scheduler.quiet_period_secs = 0;
         config.scheduler.nightly_window = String::new();
         config.scheduler.poll_interval_secs = 1;
+        // Tests submit files from their own folder and the test data.
+        config.scheduler.allowed_roots = vec![dir.path().to_path_buf(), testdata_root()];
         edit(&mut config);
         ok(config.validate());
         let store = ok(JobStore::connect(&url).await);

@@ -251,9 +251,10 @@ async fn a_corrupt_nifti_file_is_enqueued_for_the_worker_to_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_sources_are_refused_with_their_name() {
     let app = App::start(Db::Sqlite, "bad", |_| {}).await;
+    let missing = app.dir.path().join("no/such/study").display().to_string();
     for (input, expect) in [
         ("ftp://host/study", "unknown scheme `ftp`"),
-        ("/no/such/study", "no such file or folder"),
+        (missing.as_str(), "no such file or folder"),
         ("file://relative/path", "expected file:///absolute/path"),
         ("", "empty"),
     ] {

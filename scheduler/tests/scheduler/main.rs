@@ -9,3 +9,4 @@ mod dispatch;
 mod helpers;
 mod ingest;
 mod review;
+mod sources;

@@ -13,8 +13,14 @@ use crate::helpers::{App, Db, http_as, json, ok, serve, testdata};
 
 /// `n` review cases whose mask is the MNI tissue labels (stored in the app's object store).
 async fn cases(app: &App, n: usize) -> Vec<i64> {
+    let scores: Vec<Option<f64>> = (0..n).map(|i| Some(0.1 * (i as f64 + 1.0))).collect();
+    cases_scored(app, &scores).await
+}
+
+/// One review case per study uncertainty score (`None`: unknown).
+async fn cases_scored(app: &App, scores: &[Option<f64>]) -> Vec<i64> {
     let mask = ok(std::fs::read(testdata("process/labels.nii.gz")));
-    for i in 0..n {
+    for (i, score) in scores.iter().enumerate() {
         let key = format!("study/s{i}/pipeline/brain-tissue/model/brain-tissue@1.0.0/v1");
         ok(app.objects.put(&format!("{key}/mask.nii.gz"), mask.clone()).await);
         ok(app.objects.put(&format!("{key}/image.nii.gz"), mask.clone()).await);
@@ -49,13 +55,42 @@ async fn cases(app: &App, n: usize) -> Vec<i64> {
             classifications: vec![],
             review: Some(NewReviewItem {
                 reasons: serde_json::json!([{"code": "out_of_distribution", "metric": "ood_score", "value": 12.0, "threshold": 9.7}]),
-                uncertainty: 0.1 * (i as f64 + 1.0),
+                uncertainty: *score,
             }),
         };
         ok(app.store.complete(job_id, "w", &results, Utc::now()).await);
     }
     let items = ok(app.store.review_items(&Default::default(), Utc::now()).await);
     items.iter().map(|i| i.id).collect()
+}
+
+async fn metrics_and_admin_stats_with_an_unknown_uncertainty(db: Db) {
+    // Issue 18: a case routed for unknown uncertainty made PostgreSQL's AVG
+    // overflow, so every scheduler pass failed to record the gauges.
+    let s = serve(db, "unknown_uncertainty", |_| {}).await;
+    let admin = s.app.token("root", Role::Admin).await;
+    cases_scored(&s.app, &[None, Some(0.4), Some(0.2)]).await;
+    ok(s.app.sched.record_gauges_once().await);
+    let (status, metrics) = s.call(None, "GET", "/metrics", None).await;
+    assert_eq!(status, 200, "{metrics}");
+    assert!(metrics.lines().any(|l| l == "neurobatch_review_backlog 3"), "{metrics}");
+    let (status, stats) = s.call(Some(&admin), "GET", "/v1/admin/stats", None).await;
+    assert_eq!(status, 200, "{stats}");
+    let mean = json(&stats)["routing"][0]["mean_uncertainty"].as_f64().unwrap_or(f64::NAN);
+    assert!((mean - 0.3).abs() < 1e-9, "{stats}");
+    let (_, queue) = s.call(Some(&admin), "GET", "/v1/review/items", None).await;
+    assert_eq!(json(&queue)["items"][0]["uncertainty"], serde_json::Value::Null, "the unknown case first: {queue}");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_admin_stats_with_an_unknown_uncertainty_postgres() {
+    metrics_and_admin_stats_with_an_unknown_uncertainty(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_admin_stats_with_an_unknown_uncertainty_sqlite() {
+    metrics_and_admin_stats_with_an_unknown_uncertainty(Db::Sqlite).await;
 }
 
 /// Method, path, body, and the status for: no token, reviewer, admin, service, a revoked token.

@@ -35,7 +35,7 @@ pub fn job_results(output: &StudyOutput) -> JobResults {
         classifications: report.quality.iter().map(classification).collect(),
         review: review.then(|| NewReviewItem {
             reasons: output.report_json["routing"]["reasons"].clone(),
-            uncertainty: report.study.score.filter(|s| s.is_finite()).unwrap_or(f64::MAX),
+            uncertainty: report.study.score.filter(|s| s.is_finite()),
         }),
     }
 }

@@ -101,6 +101,30 @@ impl AmqpQueue {
             .await
     }
 
+    /// A job's message straight onto the dead-letter queue (the job died
+    /// without a delivery to dead-letter: its worker vanished on the last attempt).
+    pub(super) async fn publish_dead_letter(
+        &self,
+        job: &JobMessage,
+        payload: Vec<u8>,
+        reason: DeadReason,
+        error: &str,
+    ) -> Result<(), QueueError> {
+        self.inner
+            .publish(Publish {
+                exchange: &self.inner.names.dead_exchange,
+                routing_key: "",
+                payload: &payload,
+                properties: BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_content_type("application/json".into())
+                    .with_message_id(job.job_id.to_string().into())
+                    .with_headers(error_headers(error, Some(reason), job.attempt)),
+                mandatory: true,
+            })
+            .await
+    }
+
     pub(super) async fn publish_review(&self, key: &str, payload: &[u8]) -> Result<(), QueueError> {
         let properties = BasicProperties::default()
             .with_delivery_mode(2)

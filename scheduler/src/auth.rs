@@ -55,19 +55,42 @@ impl Caller {
     }
 }
 
+/// The token of an `Authorization` value: the scheme is case-insensitive
+/// (RFC 7235: `Bearer`, `bearer`, `BEARER`); `None` for another scheme or an
+/// empty token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 impl FromRequestParts<Scheduler> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, s: &Scheduler) -> Result<Self, Self::Rejection> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim).filter(|t| !t.is_empty())
-        else {
+        let Some(token) = header.and_then(bearer_token) else {
             return Err(error(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer <token>)"));
         };
         match s.inner.store.token_by_sha256(&token_sha256(token)).await {
             Ok(Some(t)) => Ok(Caller { name: t.name, role: t.role }),
             Ok(None) => Err(error(StatusCode::UNAUTHORIZED, "unknown or revoked token")),
             Err(e) => Err(failure(&e.into())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_trimmed() {
+        for value in ["Bearer nbt_x", "bearer nbt_x", "BEARER  nbt_x ", "  bEaReR nbt_x"] {
+            assert_eq!(bearer_token(value), Some("nbt_x"), "{value:?}");
+        }
+        for value in ["Basic nbt_x", "Bearer", "Bearer   ", "Bearernbt_x", "nbt_x", ""] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }
 }

@@ -89,12 +89,23 @@ pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Resp
     (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
 }
 
+/// The answer to a failed operation. The caller's own mistakes (4xx) are
+/// named; a server-side failure (5xx) answers a generic message and a request
+/// id, and only the log (under that id) has the detail — SQL, the S3 SDK's
+/// text, hosts and paths stay inside.
 pub(crate) fn failure(e: &SchedulerError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if status.is_server_error() {
-        tracing::warn!(error = %e, "http request failed");
+    if !status.is_server_error() {
+        return error(status, e);
     }
-    error(status, e)
+    let request_id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::warn!(%request_id, error = %e, "http request failed");
+    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+        "a backend (database, object store or queue) is unavailable; try again later"
+    } else {
+        "internal error"
+    };
+    (status, Json(serde_json::json!({ "error": message, "request_id": request_id }))).into_response()
 }
 
 /// `POST /v1/studies`: 202 with the new job, 200 for an existing job or an

@@ -2,7 +2,7 @@
 
 use neurobatch_core::domain::Role;
 
-use crate::helpers::{Db, http, http_as, json, ok, serve, testdata};
+use crate::helpers::{Db, http, http_as, http_raw, json, ok, serve, testdata};
 
 async fn api(db: Db) {
     let served = serve(db, "api", |c| c.pipeline.min_slices = 1000).await;
@@ -122,4 +122,41 @@ async fn http_api_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_api_postgres() {
     api(Db::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backend_answers_503_without_its_internals() {
+    // Issue 15: a 503 forwarded the full SQL or S3 SDK error text.
+    let s = serve(Db::Sqlite, "internals", |_| {}).await;
+    let admin = s.app.token("root", Role::Admin).await;
+    let db_file = s.app.dir.path().join("nb.db").display().to_string();
+    s.app.store.close().await;
+    let (status, text) = s.call(Some(&admin), "GET", "/v1/studies", None).await;
+    assert_eq!(status, 503, "{text}");
+    let body = json(&text);
+    assert_eq!(body["error"], "a backend (database, object store or queue) is unavailable; try again later");
+    assert_eq!(body["request_id"].as_str().map(str::len), Some(32), "{text}");
+    for internal in ["pool", "sqlx", "closed", "database:", db_file.as_str()] {
+        assert!(!text.contains(internal), "{internal:?} in {text}");
+    }
+    // An unknown token cannot be told from a known one while the database is down.
+    let (status, text) = s.call(Some("nbt_unknown"), "GET", "/v1/studies", None).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(!text.contains("pool"), "{text}");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let s = serve(Db::Sqlite, "bearer", |_| {}).await;
+    let admin = s.app.token("root", Role::Admin).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let (status, text) = http_raw(
+            s.addr,
+            &format!("GET /v1/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: {scheme} {admin}\r\n\r\n"),
+        )
+        .await;
+        assert_eq!(status, 200, "{scheme}: {text}");
+    }
+    s.finish().await;
 }

@@ -198,7 +198,7 @@ pub async fn http_as(
     path: &str,
     body: Option<&[u8]>,
 ) -> (u16, String) {
-    let mut stream = ok(tokio::net::TcpStream::connect(addr).await);
+    let stream = ok(tokio::net::TcpStream::connect(addr).await);
     let body = body.unwrap_or(b"");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let mut request = format!(
@@ -208,7 +208,16 @@ pub async fn http_as(
     )
     .into_bytes();
     request.extend_from_slice(body);
-    ok(stream.write_all(&request).await);
+    exchange(stream, &request).await
+}
+
+/// One request written as given (headers and all): status and body.
+pub async fn http_raw(addr: std::net::SocketAddr, request: &str) -> (u16, String) {
+    exchange(ok(tokio::net::TcpStream::connect(addr).await), request.as_bytes()).await
+}
+
+async fn exchange(mut stream: tokio::net::TcpStream, request: &[u8]) -> (u16, String) {
+    ok(stream.write_all(request).await);
     let mut raw = Vec::new();
     ok(ok(tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut raw))
         .await

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the run and test commands need, pinned and idempotently:
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
+#   - Debian's dcmtk (echoscu/storescu: the DICOM peer of the Storage SCP tests)
 #   - Debian's chromium (the review viewer's browser test, driven by playwright-core;
 #     the web build itself is scripts/build-web.sh: npm ci from web/package-lock.json)
 #   - rustfmt and clippy for the toolchain in use
@@ -29,6 +30,16 @@ if [[ "$installed" != "$DCM2NIIX_VERSION" ]]; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcm2niix=$DCM2NIIX_VERSION" >/dev/null
+fi
+
+# --- dcmtk (Debian): echoscu and storescu, the second DICOM peer of the Storage SCP tests
+DCMTK_VERSION="3.6.7-9~deb12u4"
+installed="$(dpkg-query -W -f='${Version}' dcmtk 2>/dev/null || true)"
+if [[ "$installed" != "$DCMTK_VERSION" ]]; then
+  log "installing dcmtk $DCMTK_VERSION"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcmtk=$DCMTK_VERSION" >/dev/null
 fi
 
 # --- chromium (Debian) for the browser test ------------------------------------

@@ -33,6 +33,9 @@ pub enum SchedulerError {
     /// The HTTP API could not listen or serve.
     #[error("http api on {addr}: {reason}")]
     Http { addr: String, reason: String },
+    /// The DICOM node could not listen.
+    #[error("dicom listener on {addr}: {reason}")]
+    Dicom { addr: String, reason: String },
     /// A background task of the scheduler panicked or was cancelled.
     #[error("scheduler task {what}: {reason}")]
     Task { what: &'static str, reason: String },
@@ -75,7 +78,10 @@ impl SchedulerError {
             SchedulerError::BadSource { .. } | SchedulerError::Read { .. } => 400,
             SchedulerError::NotAllowed { .. } => 403,
             SchedulerError::Db(_) | SchedulerError::Storage(_) | SchedulerError::Queue(_) => 503,
-            SchedulerError::Config { .. } | SchedulerError::Http { .. } | SchedulerError::Task { .. } => 500,
+            SchedulerError::Config { .. }
+            | SchedulerError::Http { .. }
+            | SchedulerError::Dicom { .. }
+            | SchedulerError::Task { .. } => 500,
         }
     }
 }

@@ -14,6 +14,7 @@
 mod admin;
 mod auth;
 mod confine;
+mod dicom;
 mod dispatch;
 mod error;
 pub mod export;
@@ -155,6 +156,19 @@ impl Scheduler {
         source::check(source.trim(), &self.inner.confinement).await
     }
 
+    /// Serves the DICOM Storage SCP (`[dicom]`) on `listener` until
+    /// `shutdown`: received studies land in the inbox, one folder per study
+    /// (docs/dicom.md). An error when `dicom.listen` is empty.
+    pub async fn serve_dicom(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), SchedulerError> {
+        let node = dicom::Node::from_config(&self.inner.config)?
+            .ok_or(SchedulerError::Config { key: "dicom.listen", reason: "empty: the DICOM node is off".into() })?;
+        node.serve(listener, shutdown).await
+    }
+
     /// Runs every loop until `shutdown` is cancelled: inbox scan, S3 prefix
     /// poll (when configured), dispatch and reaper, each every
     /// `poll_interval`, and the HTTP API on `scheduler.listen`. A pass that
@@ -170,6 +184,10 @@ impl Scheduler {
         let token = shutdown.child_token();
         let interval = self.inner.config.scheduler.poll_interval();
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some((node, dicom_listener)) = dicom::bind(&self.inner.config).await? {
+            let t = token.clone();
+            tasks.spawn(async move { node.serve(dicom_listener, t).await });
+        }
         let s = self.clone();
         tasks.spawn(every("inbox", token.clone(), interval, move || {
             let s = s.clone();

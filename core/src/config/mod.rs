@@ -45,6 +45,122 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub worker: WorkerConfig,
     pub pipeline: PipelineConfig,
+    pub dicom: DicomConfig,
+}
+
+/// `[dicom]`: the DICOM node (Storage SCP with C-ECHO) that receives studies
+/// from a PACS or a modality into the inbox (docs/dicom.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DicomConfig {
+    /// `host:port` to listen on (e.g. `127.0.0.1:11112`); empty: off.
+    pub listen: String,
+    /// This node's AE title: associations calling another title are refused.
+    pub ae_title: String,
+    /// Callers allowed to associate: `AET` (from any host) or `AET@host`
+    /// (an IP address). Empty: every caller is refused, unless `allow_any_caller`.
+    pub allowed_callers: Vec<String>,
+    /// Accept any calling AE title from any host (a closed network only).
+    pub allow_any_caller: bool,
+    /// Largest P-DATA PDU this node receives, in bytes.
+    pub max_pdu: u32,
+    /// Associations served at once; further connections are closed at once.
+    pub max_associations: u32,
+    /// An association idle this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Largest data set of one instance, in bytes; a larger one is refused
+    /// (its C-STORE answers "out of resources") and nothing of it is kept.
+    pub max_instance_bytes: u64,
+}
+
+/// One entry of `dicom.allowed_callers`: a calling AE title, and the host it
+/// must come from when one is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomCaller {
+    pub ae_title: String,
+    pub host: Option<std::net::IpAddr>,
+}
+
+/// An AE title as PS3.5 allows it: 1–16 characters of printable ASCII
+/// without a backslash, not only spaces; leading and trailing spaces are not
+/// significant.
+pub fn valid_ae_title(title: &str) -> Result<&str, String> {
+    let trimmed = title.trim_matches(' ');
+    if trimmed.is_empty() || title.len() > 16 {
+        return Err(format!("AE title `{title}`: expected 1 to 16 characters"));
+    }
+    if !title.bytes().all(|b| (0x20..0x7f).contains(&b) && b != b'\\') {
+        return Err("AE title: printable ASCII without a backslash".into());
+    }
+    Ok(trimmed)
+}
+
+impl DicomConfig {
+    /// The parsed `allowed_callers`.
+    pub fn callers(&self) -> Result<Vec<DicomCaller>, String> {
+        self.allowed_callers
+            .iter()
+            .map(|entry| {
+                let (title, host) = match entry.rsplit_once('@') {
+                    Some((t, h)) => {
+                        let host = h
+                            .trim()
+                            .parse::<std::net::IpAddr>()
+                            .map_err(|_| format!("`{entry}`: the host after @ must be an IP address"))?;
+                        (t, Some(host))
+                    }
+                    None => (entry.as_str(), None),
+                };
+                Ok(DicomCaller { ae_title: valid_ae_title(title)?.to_string(), host })
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Ok(());
+        }
+        if !self.listen.contains(':') {
+            return Err(invalid("dicom.listen", format!("`{}`: expected host:port", self.listen)));
+        }
+        valid_ae_title(&self.ae_title).map_err(|r| invalid("dicom.ae_title", r))?;
+        let callers = self.callers().map_err(|r| invalid("dicom.allowed_callers", r))?;
+        if callers.is_empty() && !self.allow_any_caller {
+            return Err(invalid(
+                "dicom.allowed_callers",
+                "empty: every caller would be refused (list the PACS's AE titles, or set dicom.allow_any_caller)"
+                    .into(),
+            ));
+        }
+        if !(4_096..=16_777_216).contains(&self.max_pdu) {
+            return Err(invalid("dicom.max_pdu", "expected 4096 to 16777216 bytes".into()));
+        }
+        if self.max_associations == 0 {
+            return Err(invalid("dicom.max_associations", "must be at least 1".into()));
+        }
+        if self.idle_timeout_secs == 0 {
+            return Err(invalid("dicom.idle_timeout_secs", "must be at least 1".into()));
+        }
+        if self.max_instance_bytes < 1024 {
+            return Err(invalid("dicom.max_instance_bytes", "must be at least 1024".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Default for DicomConfig {
+    fn default() -> Self {
+        Self {
+            listen: String::new(),
+            ae_title: "NEUROBATCH".into(),
+            allowed_callers: Vec::new(),
+            allow_any_caller: false,
+            max_pdu: 65_536,
+            max_associations: 16,
+            idle_timeout_secs: 60,
+            max_instance_bytes: 1 << 30,
+        }
+    }
 }
 
 /// `[database]`: the job store, the source of truth for job state.
@@ -303,6 +419,7 @@ impl Config {
         if self.scheduler.poll_interval_secs == 0 {
             return Err(invalid("scheduler.poll_interval_secs", "must be at least 1".into()));
         }
+        self.dicom.validate()?;
         let w = &self.worker;
         if w.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1".into()));

@@ -17,7 +17,9 @@ use super::{DicomError, ScanOptions, guard};
 
 /// Transfer syntaxes the pinned dicom-pixeldata features (native, rle, jpeg,
 /// openjp2) and dicom-object's deflate decode.
-const DECODABLE: &[&str] = &[
+/// The transfer syntaxes whose pixel data this reader decodes (what the
+/// Storage SCP accepts, so nothing is received that cannot be read).
+pub const DECODABLE: &[&str] = &[
     guard::IMPLICIT_LE,
     "1.2.840.10008.1.2.1",
     guard::EXPLICIT_BE,

@@ -138,6 +138,17 @@ pub(crate) fn parse(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObjec
     opts.from_reader(bytes).map_err(|e| e.to_string())
 }
 
+/// The StudyInstanceUID of one Part 10 file, read as the scan reads a file
+/// (the preamble, the size limit and the element-length check first, the
+/// header only); `Ok(None)` when the file has none. The error is the reason
+/// the file is not readable DICOM.
+pub fn study_uid_of_file(path: &Path, opts: &ScanOptions) -> Result<Option<String>, SkipReason> {
+    let bytes = read_dicom_bytes(path, opts).map_err(|s| s.reason)?;
+    guard::check_lengths(&bytes).map_err(SkipReason::Corrupt)?;
+    let obj = parse(&bytes, true).map_err(SkipReason::Corrupt)?;
+    Ok(string(&obj, tags::STUDY_INSTANCE_UID).filter(|u| !u.trim().is_empty()))
+}
+
 fn read_instance(path: &Path, opts: &ScanOptions) -> Result<Instance, SkippedFile> {
     let bytes = read_dicom_bytes(path, opts)?;
     let corrupt = |r: String| skip(path, SkipReason::Corrupt(r));

@@ -5,6 +5,7 @@
 //! Studies are the real DICOM and NIfTI test data (`$NEUROBATCH_TESTDATA`).
 
 mod api;
+mod dicom;
 mod dispatch;
 mod helpers;
 mod ingest;

@@ -1,0 +1,185 @@
+//! The DICOM node (issue 14, receiving) against a real peer: dcmtk's
+//! `echoscu` and `storescu` (Debian `dcmtk`, installed by scripts/setup.sh)
+//! associate with the Storage SCP on a loopback port. Received studies land
+//! in the inbox, one folder per study, and the inbox scan stages them with
+//! their StudyInstanceUID; unknown callers and wrong called titles are
+//! rejected at association; garbage on the port and unsupported SOP classes
+//! end only their own association.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use dicom_ul::ClientAssociationOptions;
+use scheduler::Submission;
+use tokio::io::AsyncWriteExt as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{App, Db, age, ok, testdata};
+
+/// A scheduler with its DICOM node on a free loopback port.
+struct Node {
+    app: App,
+    port: u16,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), scheduler::SchedulerError>>,
+}
+
+impl Node {
+    async fn start(name: &str) -> Node {
+        let app = App::start(Db::Sqlite, name, |c| {
+            c.dicom.listen = "127.0.0.1:0".into();
+            c.dicom.allowed_callers = vec!["TESTSCU".into(), "HOSTBOUND@10.99.99.99".into()];
+            c.dicom.idle_timeout_secs = 5;
+        })
+        .await;
+        let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
+        let port = ok(listener.local_addr()).port();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn({
+            let (s, t) = (app.sched.clone(), stop.clone());
+            async move { s.serve_dicom(listener, t).await }
+        });
+        Node { app, port, stop, server }
+    }
+
+    async fn finish(self) {
+        self.stop.cancel();
+        ok(ok(self.server.await));
+        self.app.finish().await;
+    }
+
+    /// Runs a dcmtk tool against the node (`tool options peer port files`): its success and its output.
+    async fn dcmtk(&self, tool: &str, options: &[&str], files: &[String]) -> (bool, String) {
+        let mut cmd = Command::new(tool);
+        cmd.args(options).arg("127.0.0.1").arg(self.port.to_string()).args(files);
+        let out = ok(ok(tokio::task::spawn_blocking(move || cmd.output()).await));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    /// The study folders the node wrote into the inbox, with their file counts.
+    fn study_folders(&self) -> Vec<(PathBuf, usize)> {
+        let mut out: Vec<(PathBuf, usize)> = std::fs::read_dir(&self.app.inbox)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dicom-")))
+            .map(|p| {
+                let n = ok(std::fs::read_dir(&p)).count();
+                (p, n)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn incoming_leftovers(&self) -> usize {
+        std::fs::read_dir(self.app.inbox.join(".dicom-incoming")).map(|rd| rd.count()).unwrap_or(0)
+    }
+}
+
+fn files_of(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = ok(std::fs::read_dir(dir)).map(|e| ok(e).path().display().to_string()).collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dcmtk_echoes_and_stores_a_study_that_the_inbox_then_stages() {
+    let node = Node::start("scp_store").await;
+    let (ok_echo, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
+    assert!(ok_echo, "C-ECHO: {text}");
+
+    let study = testdata("dicom/derived/axial");
+    let files = files_of(&study);
+    let args = ["-aet", "TESTSCU", "-aec", "NEUROBATCH"];
+    let (stored, text) = node.dcmtk("storescu", &args, &files).await;
+    assert!(stored, "C-STORE: {text}");
+    let folders = node.study_folders();
+    assert_eq!(folders.len(), 1, "one folder per study: {folders:?}");
+    assert_eq!(folders[0].1, files.len(), "every instance, once");
+    assert_eq!(node.incoming_leftovers(), 0, "no partial file left");
+    let uid = imaging::dicom::study_uid_of_file(Path::new(&files[0]), &Default::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|| panic!("the test study has a StudyInstanceUID"));
+    assert!(!folders[0].0.display().to_string().contains(&uid), "no UID in a file name");
+
+    // The quiet period over, the inbox stages the received study like any DICOM folder.
+    age(&node.app.inbox, 120);
+    let subs = ok(node.app.sched.scan_inbox_once().await);
+    let [Submission::Enqueued { study_key, series, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert_eq!(study_key, &uid);
+    assert_eq!(series.len(), 1);
+
+    // Sent again: the same instances replace themselves, and the study is the same job.
+    let (stored, text) = node.dcmtk("storescu", &args, &files).await;
+    assert!(stored, "{text}");
+    assert_eq!(node.study_folders().iter().map(|f| f.1).collect::<Vec<_>>(), vec![files.len()]);
+    age(&node.app.inbox, 120);
+    let subs = ok(node.app.sched.scan_inbox_once().await);
+    assert!(matches!(subs.as_slice(), [Submission::Existing { .. }] | []), "{subs:?}");
+
+    // Late instances of the same study (another series, sent in implicit VR only) join its folder.
+    let implicit = files_of(&testdata("dicom/derived/implicit"));
+    let same_study = imaging::dicom::study_uid_of_file(Path::new(&implicit[0]), &Default::default());
+    assert_eq!(same_study.ok().flatten().as_deref(), Some(uid.as_str()), "the test data: one study, two series");
+    let (stored, text) = node.dcmtk("storescu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH", "-xi"], &implicit).await;
+    assert!(stored, "implicit VR: {text}");
+    let folders = node.study_folders();
+    assert_eq!(folders.iter().map(|f| f.1).collect::<Vec<_>>(), vec![files.len() + implicit.len()], "{folders:?}");
+    assert_eq!(node.incoming_leftovers(), 0);
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_callers_and_wrong_called_titles_are_rejected_at_association() {
+    let node = Node::start("scp_reject").await;
+    for (aet, aec, why) in [
+        ("INTRUDER", "NEUROBATCH", "a caller not in allowed_callers"),
+        ("HOSTBOUND", "NEUROBATCH", "a caller allowed only from another host"),
+        ("TESTSCU", "SOMEONE", "a called title that is not this node's"),
+    ] {
+        let (accepted, text) = node.dcmtk("echoscu", &["-aet", aet, "-aec", aec], &[]).await;
+        assert!(!accepted, "{why}: {text}");
+        assert!(text.to_ascii_lowercase().contains("reject"), "{why}: {text}");
+    }
+    let (accepted, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
+    assert!(accepted, "the allowed caller still gets in: {text}");
+    assert!(node.study_folders().is_empty());
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_unsupported_contexts_end_only_their_own_association() {
+    let node = Node::start("scp_garbage").await;
+    // Random bytes, a truncated PDU header, and an absurd PDU length.
+    let absurd = [0x01u8, 0x00, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x01];
+    for bytes in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0x01, 0x00, 0x00], absurd.to_vec()] {
+        let mut s = ok(tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await);
+        let _ = s.write_all(&bytes).await;
+        let _ = s.shutdown().await;
+    }
+    // An association proposing Verification and a SOP class the node does not store.
+    let addr = format!("NEUROBATCH@127.0.0.1:{}", node.port);
+    let sr = "1.2.840.10008.5.1.4.1.1.88.11";
+    let assoc = ok(tokio::task::spawn_blocking(move || {
+        ClientAssociationOptions::new()
+            .calling_ae_title("TESTSCU")
+            .with_abstract_syntax("1.2.840.10008.1.1")
+            .with_abstract_syntax(sr)
+            .establish_with(&addr)
+    })
+    .await);
+    let assoc = assoc.unwrap_or_else(|e| panic!("association: {e}"));
+    // dicom-ul's client keeps only the accepted contexts: the SR one is not among them.
+    let accepted: Vec<&str> =
+        assoc.presentation_contexts().iter().map(|pc| pc.abstract_syntax.trim_end_matches('\0')).collect();
+    assert_eq!(accepted, vec!["1.2.840.10008.1.1"], "{sr} is refused at negotiation");
+    ok(tokio::task::spawn_blocking(move || assoc.release()).await).unwrap_or_else(|e| panic!("release: {e}"));
+    // The node keeps serving.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (accepted, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
+    assert!(accepted, "{text}");
+    node.finish().await;
+}

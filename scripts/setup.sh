@@ -2,6 +2,7 @@
 # Installs everything the run and test commands need, pinned and idempotently:
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
 #   - Debian's dcmtk (echoscu/storescu: the DICOM peer of the Storage SCP tests)
+#   - Debian's orthanc (the PACS that C-STOREs a study to neurobatch in the round-trip test)
 #   - Debian's chromium (the review viewer's browser test, driven by playwright-core;
 #     the web build itself is scripts/build-web.sh: npm ci from web/package-lock.json)
 #   - rustfmt and clippy for the toolchain in use
@@ -40,6 +41,17 @@ if [[ "$installed" != "$DCMTK_VERSION" ]]; then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcmtk=$DCMTK_VERSION" >/dev/null
+fi
+
+# --- Orthanc (Debian): the PACS of the DICOM round-trip test --------------------
+# The test runs its own Orthanc on free loopback ports; the package's service is not used.
+ORTHANC_VERSION="1.10.1+dfsg-2+deb12u1"
+installed="$(dpkg-query -W -f='${Version}' orthanc 2>/dev/null || true)"
+if [[ "$installed" != "$ORTHANC_VERSION" ]]; then
+  log "installing orthanc $ORTHANC_VERSION"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "orthanc=$ORTHANC_VERSION" >/dev/null
 fi
 
 # --- chromium (Debian) for the browser test ------------------------------------

@@ -27,10 +27,16 @@ struct Node {
 
 impl Node {
     async fn start(name: &str) -> Node {
+        Node::start_with(name, |_| {}).await
+    }
+
+    /// A node whose `[dicom]` settings `edit` adjusts after the tests' defaults.
+    async fn start_with(name: &str, edit: impl FnOnce(&mut neurobatch_core::config::DicomConfig)) -> Node {
         let app = App::start(Db::Sqlite, name, |c| {
             c.dicom.listen = "127.0.0.1:0".into();
             c.dicom.allowed_callers = vec!["TESTSCU".into(), "HOSTBOUND@10.99.99.99".into()];
             c.dicom.idle_timeout_secs = 5;
+            edit(&mut c.dicom);
         })
         .await;
         let listener = ok(tokio::net::TcpListener::bind("127.0.0.1:0").await);
@@ -181,5 +187,121 @@ async fn garbage_and_unsupported_contexts_end_only_their_own_association() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (accepted, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
     assert!(accepted, "{text}");
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_over_the_size_limit_is_refused_and_nothing_of_it_kept() {
+    // The test instances are about 24 KiB each; the limit is 16 KiB.
+    let node = Node::start_with("scp_limit", |d| d.max_instance_bytes = 16 * 1024).await;
+    let files = files_of(&testdata("dicom/derived/axial"));
+    let (_, text) = node.dcmtk("storescu", &["-v", "-aet", "TESTSCU", "-aec", "NEUROBATCH"], &files[..2]).await;
+    assert!(text.contains("Received Store Response (Refused: OutOfResources)"), "status 0xA700: {text}");
+    assert!(node.study_folders().is_empty(), "{:?}", node.study_folders());
+    assert_eq!(node.incoming_leftovers(), 0, "the partial file is removed");
+    node.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn associations_beyond_the_limit_are_closed_and_the_node_recovers() {
+    let node = Node::start_with("scp_many", |d| d.max_associations = 2).await;
+    // Two silent connections hold both slots (until the 5 s idle timeout at the latest).
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(ok(tokio::net::TcpStream::connect(("127.0.0.1", node.port)).await));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (accepted, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
+    assert!(!accepted, "a third association is refused while two are held: {text}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (accepted, text) = node.dcmtk("echoscu", &["-aet", "TESTSCU", "-aec", "NEUROBATCH"], &[]).await;
+    assert!(accepted, "the slots are free again: {text}");
+    node.finish().await;
+}
+
+/// An Orthanc of its own (Debian `orthanc`) on free loopback ports, with a
+/// temporary storage folder and neurobatch registered as a modality; killed on drop.
+struct Orthanc {
+    child: std::process::Child,
+    http: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Orthanc {
+    async fn start(scp_port: u16) -> Orthanc {
+        let dir = ok(tempfile::tempdir());
+        let free = || ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+        let (http_port, dicom_port) = (free(), free());
+        let config = serde_json::json!({
+            "Name": "neurobatch-test",
+            "StorageDirectory": dir.path().join("storage"),
+            "IndexDirectory": dir.path().join("index"),
+            "HttpPort": http_port,
+            "DicomPort": dicom_port,
+            "DicomAet": "ORTHANC",
+            "RemoteAccessAllowed": false,
+            "AuthenticationEnabled": false,
+            "Plugins": [],
+            "DicomModalities": { "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] }
+        });
+        let file = dir.path().join("orthanc.json");
+        ok(std::fs::write(&file, config.to_string()));
+        let log = ok(std::fs::File::create(dir.path().join("orthanc.log")));
+        let child = Command::new("Orthanc")
+            .arg(&file)
+            .stdout(ok(log.try_clone()))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("Orthanc (Debian `orthanc`, installed by scripts/setup.sh): {e}"));
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
+        let orthanc = Orthanc { child, http, _dir: dir };
+        for _ in 0..150 {
+            if tokio::net::TcpStream::connect(http).await.is_ok() {
+                return orthanc;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("Orthanc did not listen on {http} within 30 s");
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orthanc_sends_a_study_by_c_store_and_the_inbox_stages_it() {
+    let node = Node::start_with("scp_orthanc", |d| d.allowed_callers = vec!["ORTHANC@127.0.0.1".into()]).await;
+    let orthanc = Orthanc::start(node.port).await;
+    // The PACS holds a study (uploaded through its REST API) …
+    let files = files_of(&testdata("dicom/derived/axial"));
+    let mut study_id = String::new();
+    for f in &files {
+        let (status, text) =
+            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
+        assert_eq!(status, 200, "upload {f}: {text}");
+        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
+    }
+    // … and is asked to send it to neurobatch, as an operator or a routing rule would.
+    let (status, text) =
+        crate::helpers::http_as(orthanc.http, None, "POST", "/modalities/neurobatch/store", Some(study_id.as_bytes()))
+            .await;
+    assert_eq!(status, 200, "C-STORE from Orthanc: {text}");
+    let folders = node.study_folders();
+    assert_eq!(folders.iter().map(|f| f.1).collect::<Vec<_>>(), vec![files.len()], "{folders:?}");
+    age(&node.app.inbox, 120);
+    let subs = ok(node.app.sched.scan_inbox_once().await);
+    let uid = imaging::dicom::study_uid_of_file(Path::new(&files[0]), &Default::default()).ok().flatten();
+    let [Submission::Enqueued { study_key, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert_eq!(Some(study_key), uid.as_ref());
+    // Orthanc's C-ECHO to neurobatch works too.
+    let (status, text) =
+        crate::helpers::http_as(orthanc.http, None, "POST", "/modalities/neurobatch/echo", Some(b"{}")).await;
+    assert_eq!(status, 200, "C-ECHO from Orthanc: {text}");
+    drop(orthanc);
     node.finish().await;
 }

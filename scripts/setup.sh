@@ -2,7 +2,8 @@
 # Installs everything the run and test commands need, pinned and idempotently:
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
 #   - Debian's dcmtk (echoscu/storescu: the DICOM peer of the Storage SCP tests)
-#   - Debian's orthanc (the PACS that C-STOREs a study to neurobatch in the round-trip test)
+#   - Debian's orthanc and orthanc-dicomweb (the PACS that sends a study to neurobatch by C-STORE
+#     and by STOW-RS in the round-trip tests)
 #   - Debian's chromium (the review viewer's browser test, driven by playwright-core;
 #     the web build itself is scripts/build-web.sh: npm ci from web/package-lock.json)
 #   - rustfmt and clippy for the toolchain in use
@@ -45,13 +46,17 @@ fi
 
 # --- Orthanc (Debian): the PACS of the DICOM round-trip test --------------------
 # The test runs its own Orthanc on free loopback ports; the package's service is not used.
+# Its DICOMweb plugin sends a study to neurobatch by STOW-RS in the STOW test.
 ORTHANC_VERSION="1.10.1+dfsg-2+deb12u1"
+ORTHANC_DICOMWEB_VERSION="1.7+dfsg-6+b2"
 installed="$(dpkg-query -W -f='${Version}' orthanc 2>/dev/null || true)"
-if [[ "$installed" != "$ORTHANC_VERSION" ]]; then
-  log "installing orthanc $ORTHANC_VERSION"
+installed_dicomweb="$(dpkg-query -W -f='${Version}' orthanc-dicomweb 2>/dev/null || true)"
+if [[ "$installed" != "$ORTHANC_VERSION" || "$installed_dicomweb" != "$ORTHANC_DICOMWEB_VERSION" ]]; then
+  log "installing orthanc $ORTHANC_VERSION and orthanc-dicomweb $ORTHANC_DICOMWEB_VERSION"
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "orthanc=$ORTHANC_VERSION" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "orthanc=$ORTHANC_VERSION" "orthanc-dicomweb=$ORTHANC_DICOMWEB_VERSION" >/dev/null
 fi
 
 # --- chromium (Debian) for the browser test ------------------------------------

@@ -63,6 +63,8 @@ impl Scheduler {
             .route("/v1/admin/stats", get(admin::stats))
             .route("/v1/admin/jobs", get(admin::jobs))
             .route("/v1/admin/jobs/{id}/retry", post(admin::retry))
+            .route("/dicomweb/studies", post(crate::dicomweb::stow))
+            .route("/dicomweb/studies/{study}", post(crate::dicomweb::stow_study))
             .route("/review", get(ui::redirect))
             .route("/review/", get(ui::index))
             .route("/review/{*path}", get(ui::file))

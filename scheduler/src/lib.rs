@@ -15,6 +15,7 @@ mod admin;
 mod auth;
 mod confine;
 mod dicom;
+mod dicomweb;
 mod dispatch;
 mod error;
 pub mod export;

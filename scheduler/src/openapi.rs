@@ -68,12 +68,13 @@ impl Modify for BearerAuth {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "neurobatch", description = "Study submission and status, the review queue, and administration."),
+    info(title = "neurobatch", description = "Study submission and status, STOW-RS, the review queue, and administration."),
     paths(
         crate::http::submit, crate::http::list, crate::http::study,
         crate::review::me, crate::review::list, crate::review::claim_next, crate::review::case, crate::review::object,
         crate::review::release, crate::review::decide, crate::review::correct, crate::review::comment,
         crate::admin::stats, crate::admin::jobs, crate::admin::retry,
+        crate::dicomweb::stow, crate::dicomweb::stow_study,
     ),
     components(schemas(
         ErrorBody, Me, ReviewItems, Jobs, Case, crate::Submission, crate::PipelineLabel,
@@ -85,6 +86,7 @@ impl Modify for BearerAuth {
         (name = "studies", description = "Submitting studies (service, admin) and their status (reviewer, admin)"),
         (name = "review", description = "The review queue (reviewer, admin)"),
         (name = "admin", description = "Jobs and figures (admin)"),
+        (name = "dicomweb", description = "STOW-RS: DICOM instances into the inbox (service, admin); docs/dicom.md"),
     )
 )]
 pub struct ApiDoc;

@@ -35,7 +35,7 @@ use rayon::prelude::*;
 
 pub use geometry::{GeometryError, SliceGeometry, StackGeometry, assemble_stack};
 pub use pixels::DECODABLE as DECODABLE_TRANSFER_SYNTAXES;
-pub use scan::{SkipReason, SkippedFile, study_uid_of_file};
+pub use scan::{InstanceIdentity, SkipReason, SkippedFile, instance_identity, study_uid_of_file};
 pub use series::SeriesSummary;
 
 use crate::volume::{SourceMeta, Volume, voxel_count};

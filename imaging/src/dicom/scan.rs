@@ -138,15 +138,35 @@ pub(crate) fn parse(bytes: &[u8], header_only: bool) -> Result<DefaultDicomObjec
     opts.from_reader(bytes).map_err(|e| e.to_string())
 }
 
-/// The StudyInstanceUID of one Part 10 file, read as the scan reads a file
-/// (the preamble, the size limit and the element-length check first, the
-/// header only); `Ok(None)` when the file has none. The error is the reason
-/// the file is not readable DICOM.
-pub fn study_uid_of_file(path: &Path, opts: &ScanOptions) -> Result<Option<String>, SkipReason> {
+/// What names one Part 10 file: its study, SOP class and instance (blank
+/// values are `None`), and its transfer syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceIdentity {
+    pub study_uid: Option<String>,
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub transfer_syntax: String,
+}
+
+/// The identity of one Part 10 file, read as the scan reads a file (the
+/// preamble, the size limit and the element-length check first, the header
+/// only). The error is the reason the file is not readable DICOM.
+pub fn instance_identity(path: &Path, opts: &ScanOptions) -> Result<InstanceIdentity, SkipReason> {
     let bytes = read_dicom_bytes(path, opts).map_err(|s| s.reason)?;
-    guard::check_lengths(&bytes).map_err(SkipReason::Corrupt)?;
+    let checked = guard::check_lengths(&bytes).map_err(SkipReason::Corrupt)?;
     let obj = parse(&bytes, true).map_err(SkipReason::Corrupt)?;
-    Ok(string(&obj, tags::STUDY_INSTANCE_UID).filter(|u| !u.trim().is_empty()))
+    let uid = |tag: Tag| string(&obj, tag).filter(|u| !u.trim().is_empty());
+    Ok(InstanceIdentity {
+        study_uid: uid(tags::STUDY_INSTANCE_UID),
+        sop_class_uid: uid(tags::SOP_CLASS_UID),
+        sop_instance_uid: uid(tags::SOP_INSTANCE_UID),
+        transfer_syntax: checked.transfer_syntax,
+    })
+}
+
+/// The StudyInstanceUID of one Part 10 file ([`instance_identity`]).
+pub fn study_uid_of_file(path: &Path, opts: &ScanOptions) -> Result<Option<String>, SkipReason> {
+    instance_identity(path, opts).map(|i| i.study_uid)
 }
 
 fn read_instance(path: &Path, opts: &ScanOptions) -> Result<Instance, SkippedFile> {

@@ -139,7 +139,7 @@ async fn on_pdata(
                         let (class, instance, limit) =
                             (sop_class_uid.clone(), sop_instance_uid.clone(), settings.max_instance_bytes);
                         let incoming = tokio::task::spawn_blocking(move || {
-                            Incoming::create(&inbox, &class, &instance, &ts, limit)
+                            Incoming::for_data_set(&inbox, &class, &instance, &ts, limit)
                         })
                         .await
                         .map_err(|e| e.to_string())?;
@@ -195,12 +195,12 @@ async fn finish(instance: Result<Incoming, super::instance::InstanceError>, sett
             return e.status();
         }
     };
-    let (inbox, max) = (settings.inbox.clone(), settings.max_instance_bytes.saturating_add(1 << 16));
-    match tokio::task::spawn_blocking(move || instance.finish(&inbox, max)).await {
+    let inbox = settings.inbox.clone();
+    match tokio::task::spawn_blocking(move || instance.finish(&inbox, None)).await {
         Ok(Ok(_)) => SUCCESS,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "dicom instance refused");
-            e.status()
+        Ok(Err(refused)) => {
+            tracing::warn!(error = %refused.error, "dicom instance refused");
+            refused.error.status()
         }
         Err(e) => {
             tracing::error!(error = %e, "dicom instance: the writer task failed");

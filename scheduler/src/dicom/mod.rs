@@ -12,7 +12,7 @@
 
 mod access;
 mod association;
-mod instance;
+pub(crate) mod instance;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,14 +25,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::SchedulerError;
 
-/// The storage SOP classes received (and Verification for C-ECHO).
-pub const ABSTRACT_SYNTAXES: &[&str] = &[
-    uids::VERIFICATION,
-    uids::MR_IMAGE_STORAGE,
-    uids::ENHANCED_MR_IMAGE_STORAGE,
-    uids::CT_IMAGE_STORAGE,
-    uids::ENHANCED_CT_IMAGE_STORAGE,
-];
+/// The storage SOP classes received, by C-STORE and by STOW-RS.
+pub const STORAGE_SOP_CLASSES: &[&str] =
+    &[uids::MR_IMAGE_STORAGE, uids::ENHANCED_MR_IMAGE_STORAGE, uids::CT_IMAGE_STORAGE, uids::ENHANCED_CT_IMAGE_STORAGE];
 
 /// The listener's settings, checked once.
 #[derive(Debug, Clone)]
@@ -123,7 +118,8 @@ impl Node {
             .max_pdu_length(self.max_pdu)
             .read_timeout(self.settings.idle)
             .write_timeout(self.settings.idle);
-        for uid in ABSTRACT_SYNTAXES {
+        options = options.with_abstract_syntax(uids::VERIFICATION);
+        for uid in STORAGE_SOP_CLASSES {
             options = options.with_abstract_syntax(*uid);
         }
         for ts in imaging::dicom::DECODABLE_TRANSFER_SYNTAXES {

@@ -16,6 +16,8 @@ async fn api(db: Db) {
     let paths: std::collections::BTreeSet<&str> =
         doc["paths"].as_object().map(|p| p.keys().map(String::as_str).collect()).unwrap_or_default();
     let want = [
+        "/dicomweb/studies",
+        "/dicomweb/studies/{study}",
         "/v1/admin/jobs",
         "/v1/admin/jobs/{id}/retry",
         "/v1/admin/stats",

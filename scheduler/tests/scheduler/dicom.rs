@@ -230,10 +230,16 @@ struct Orthanc {
 
 impl Orthanc {
     async fn start(scp_port: u16) -> Orthanc {
+        Orthanc::start_with(scp_port, None).await
+    }
+
+    /// With `stow` = (neurobatch's DICOMweb root URL, a bearer token): Orthanc's
+    /// DICOMweb plugin (Debian `orthanc-dicomweb`) with neurobatch as a DICOMweb server.
+    async fn start_with(scp_port: u16, stow: Option<(String, String)>) -> Orthanc {
         let dir = ok(tempfile::tempdir());
         let free = || ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
         let (http_port, dicom_port) = (free(), free());
-        let config = serde_json::json!({
+        let mut config = serde_json::json!({
             "Name": "neurobatch-test",
             "StorageDirectory": dir.path().join("storage"),
             "IndexDirectory": dir.path().join("index"),
@@ -245,6 +251,14 @@ impl Orthanc {
             "Plugins": [],
             "DicomModalities": { "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] }
         });
+        if let Some((url, token)) = stow {
+            config["Plugins"] = serde_json::json!(["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]);
+            config["DicomWeb"] = serde_json::json!({
+                "Enable": true,
+                "Root": "/dicom-web/",
+                "Servers": { "neurobatch": { "Url": url, "HttpHeaders": { "Authorization": format!("Bearer {token}") } } }
+            });
+        }
         let file = dir.path().join("orthanc.json");
         ok(std::fs::write(&file, config.to_string()));
         let log = ok(std::fs::File::create(dir.path().join("orthanc.log")));
@@ -304,4 +318,136 @@ async fn orthanc_sends_a_study_by_c_store_and_the_inbox_stages_it() {
     assert_eq!(status, 200, "C-ECHO from Orthanc: {text}");
     drop(orthanc);
     node.finish().await;
+}
+
+/// A `multipart/related; type="application/dicom"` body of `parts` (content type, bytes).
+fn multipart_related(boundary: &str, parts: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (content_type, bytes) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
+/// The SOP instance UIDs of a response module sequence (`00081199` stored, `00081198` failed),
+/// with the failure reasons of the latter.
+fn sequence(module: &serde_json::Value, tag: &str) -> Vec<(String, Option<u64>)> {
+    module[tag]["Value"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|i| {
+                    let uid = i["00081155"]["Value"][0].as_str().unwrap_or("").to_string();
+                    (uid, i["00081197"]["Value"][0].as_u64())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stow_rs_stores_instances_into_the_inbox_and_answers_the_response_module() {
+    use crate::helpers::{http_typed, json};
+    use neurobatch_core::domain::Role;
+    let s = crate::helpers::serve(Db::Sqlite, "stow", |_| {}).await;
+    let service = s.app.token("pacs-bridge", Role::Service).await;
+    let reviewer = s.app.token("reader", Role::Reviewer).await;
+    let files = files_of(&testdata("dicom/derived/axial"));
+    let uids: Vec<String> = files[..5]
+        .iter()
+        .map(|f| {
+            imaging::dicom::instance_identity(Path::new(f), &Default::default())
+                .ok()
+                .and_then(|i| i.sop_instance_uid)
+                .unwrap_or_default()
+        })
+        .collect();
+    let study = imaging::dicom::study_uid_of_file(Path::new(&files[0]), &Default::default()).ok().flatten();
+    let study = study.unwrap_or_else(|| panic!("a study UID"));
+    let mut parts: Vec<(&str, Vec<u8>)> =
+        files[..5].iter().map(|f| ("application/dicom", ok(std::fs::read(f)))).collect();
+    parts.push(("application/dicom", b"not a DICOM file at all".to_vec()));
+    parts.push(("text/plain", b"hello".to_vec()));
+    let body = multipart_related("nb-boundary-1", &parts);
+    let ct = "multipart/related; type=\"application/dicom\"; boundary=nb-boundary-1";
+
+    let (status, text) = http_typed(s.addr, Some(&reviewer), "POST", "/dicomweb/studies", ct, &body).await;
+    assert_eq!(status, 403, "a reviewer may not store: {text}");
+    let (status, text) =
+        http_typed(s.addr, Some(&service), "POST", "/dicomweb/studies", "application/dicom", &body).await;
+    assert_eq!(status, 415, "{text}");
+
+    let (status, text) = http_typed(s.addr, Some(&service), "POST", "/dicomweb/studies", ct, &body).await;
+    assert_eq!(status, 202, "some stored, some failed: {text}");
+    let module = json(&text);
+    let stored: Vec<String> = sequence(&module, "00081199").into_iter().map(|(u, _)| u).collect();
+    assert_eq!(stored, uids);
+    let failed = sequence(&module, "00081198");
+    assert_eq!(failed.iter().map(|f| f.1).collect::<Vec<_>>(), vec![Some(0xC000), Some(0xC000)], "{text}");
+    let folders: Vec<usize> = std::fs::read_dir(&s.app.inbox)
+        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| ok(std::fs::read_dir(e.path())).count())
+        .collect();
+    assert_eq!(folders, vec![5], "one study folder with the five instances");
+    assert_eq!(std::fs::read_dir(s.app.inbox.join(".dicom-incoming")).map(|r| r.count()).unwrap_or(0), 0);
+
+    // To a named study: instances of another study fail with 0x0110 and their UIDs; nothing is stored.
+    let body = multipart_related("b2", &parts[..2]);
+    let ct2 = "multipart/related; type=\"application/dicom\"; boundary=b2";
+    let (status, text) = http_typed(s.addr, Some(&service), "POST", "/dicomweb/studies/1.2.3.4", ct2, &body).await;
+    assert_eq!(status, 409, "{text}");
+    let failed = sequence(&json(&text), "00081198");
+    assert_eq!(failed, vec![(uids[0].clone(), Some(0x0110)), (uids[1].clone(), Some(0x0110))]);
+    // And to its own study: stored (again: the same files).
+    let (status, text) =
+        http_typed(s.addr, Some(&service), "POST", &format!("/dicomweb/studies/{study}"), ct2, &body).await;
+    assert_eq!(status, 200, "{text}");
+    s.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
+    use neurobatch_core::domain::Role;
+    let s = crate::helpers::serve(Db::Sqlite, "stow_orthanc", |_| {}).await;
+    let token = s.app.token("orthanc", Role::Service).await;
+    let url = format!("http://{}/dicomweb/", s.addr);
+    let orthanc = Orthanc::start_with(1, Some((url, token))).await;
+    let files = files_of(&testdata("dicom/derived/axial"));
+    let mut study_id = String::new();
+    for f in &files {
+        let (status, text) =
+            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
+        assert_eq!(status, 200, "upload {f}: {text}");
+        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
+    }
+    let request = serde_json::json!({ "Resources": [study_id] }).to_string();
+    let (status, text) = crate::helpers::http_as(
+        orthanc.http,
+        None,
+        "POST",
+        "/dicom-web/servers/neurobatch/stow",
+        Some(request.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, 200, "STOW-RS from Orthanc: {text}");
+    let folders: Vec<usize> = std::fs::read_dir(&s.app.inbox)
+        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| ok(std::fs::read_dir(e.path())).count())
+        .collect();
+    assert_eq!(folders, vec![files.len()]);
+    age(&s.app.inbox, 120);
+    let subs = ok(s.app.sched.scan_inbox_once().await);
+    let uid = imaging::dicom::study_uid_of_file(Path::new(&files[0]), &Default::default()).ok().flatten();
+    let [Submission::Enqueued { study_key, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert_eq!(Some(study_key), uid.as_ref());
+    drop(orthanc);
+    s.finish().await;
 }

@@ -198,11 +198,22 @@ pub async fn http_as(
     path: &str,
     body: Option<&[u8]>,
 ) -> (u16, String) {
+    http_typed(addr, token, method, path, "application/json", body.unwrap_or(b"")).await
+}
+
+/// A request with a body of `content_type`.
+pub async fn http_typed(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String) {
     let stream = ok(tokio::net::TcpStream::connect(addr).await);
-    let body = body.unwrap_or(b"");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
          {auth}Content-Length: {}\r\n\r\n",
         body.len()
     )

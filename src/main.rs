@@ -52,6 +52,8 @@ enum Command {
     Worker(commands::worker::Args),
     /// Submit every study under a folder or S3 prefix.
     Backfill(commands::backfill::Args),
+    /// Pull studies of a date range from the PACS's DICOMweb service into the inbox.
+    Pull(commands::pull::Args),
     /// API tokens for reviewers, admins and services.
     #[command(subcommand)]
     Token(commands::token::Command),
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Scheduler(args) => commands::scheduler::run(&args),
         Command::Worker(args) => commands::worker::run(&args),
         Command::Backfill(args) => commands::backfill::run(&args),
+        Command::Pull(args) => commands::pull::run(&args),
         Command::Token(cmd) => commands::token::run(&cmd),
         Command::ExportDataset(args) => commands::export::run(&args),
     };

@@ -235,7 +235,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -260,7 +260,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -760,13 +760,25 @@ on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
     // Comments and audit events reference the review items: the migration keeps them valid.
     let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(3)).await).map(|i| i.id);
     ok(store.migrate().await);
-    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3]);
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4]);
     let all = ok(store.review_items(&ReviewFilter::default(), at(4)).await);
     assert_eq!(all.iter().map(|i| i.uncertainty).collect::<Vec<_>>(), vec![None, Some(0.3)]);
     assert_eq!(all[0].id, first.unwrap_or_default(), "ids survive");
     assert_eq!(all[0].claimed_by.as_deref(), Some("ann"), "the other columns survive");
     let stats = ok(store.admin_stats(at(4)).await);
     assert_eq!(stats.routing.iter().find_map(|r| r.mean_uncertainty), Some(0.3));
+});
+
+on_both!(pulled_series_are_remembered_with_their_instance_count, |db| {
+    let store = db.open().await;
+    assert_eq!(ok(store.pulled_instances("1.2", "1.2.3").await), None);
+    ok(store.record_pull("1.2", "1.2.3", 40, at(0)).await);
+    ok(store.record_pull("1.2", "1.2.4", 7, at(0)).await);
+    assert_eq!(ok(store.pulled_instances("1.2", "1.2.3").await), Some(40));
+    // Pulled again after it grew: one row, the new count.
+    ok(store.record_pull("1.2", "1.2.3", 41, at(60)).await);
+    assert_eq!(ok(store.pulled_instances("1.2", "1.2.3").await), Some(41));
+    assert_eq!(db.count("pacs_pulls").await, 2);
 });
 
 on_both!(the_review_queue_orders_filters_leases_and_decides, |db| {

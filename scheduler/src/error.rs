@@ -33,6 +33,9 @@ pub enum SchedulerError {
     /// The HTTP API could not listen or serve.
     #[error("http api on {addr}: {reason}")]
     Http { addr: String, reason: String },
+    /// The PACS's DICOMweb service failed or refused (its address without credentials).
+    #[error("pacs {pacs}: {reason}")]
+    Pacs { pacs: String, reason: String },
     /// The DICOM node could not listen.
     #[error("dicom listener on {addr}: {reason}")]
     Dicom { addr: String, reason: String },
@@ -77,7 +80,10 @@ impl SchedulerError {
         match self {
             SchedulerError::BadSource { .. } | SchedulerError::Read { .. } => 400,
             SchedulerError::NotAllowed { .. } => 403,
-            SchedulerError::Db(_) | SchedulerError::Storage(_) | SchedulerError::Queue(_) => 503,
+            SchedulerError::Db(_)
+            | SchedulerError::Storage(_)
+            | SchedulerError::Queue(_)
+            | SchedulerError::Pacs { .. } => 503,
             SchedulerError::Config { .. }
             | SchedulerError::Http { .. }
             | SchedulerError::Dicom { .. }

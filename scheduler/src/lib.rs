@@ -7,8 +7,10 @@
 //! One stage per module: `confine` (which sources may be read), `source`
 //! (where a study is), `stage` (what it is, its series and snapshot),
 //! `select` (the series rules), `submit` (key, versions, snapshot copy,
-//! enqueue), `inbox` and `s3poll` (finding studies), `dispatch` (outbox,
-//! reaper, dead jobs to the DLQ), `http` (the API). This file holds the
+//! enqueue), `inbox`, `s3poll` and `pull` (finding studies: the inbox, an S3
+//! prefix, the PACS's DICOMweb), `dicom` and `dicomweb` (receiving DICOM by
+//! C-STORE and STOW-RS), `dispatch` (outbox, reaper, dead jobs to the DLQ),
+//! `http` (the API). This file holds the
 //! [`Scheduler`] handle and its loops.
 
 mod admin;
@@ -23,6 +25,7 @@ mod http;
 mod inbox;
 mod observe;
 pub mod openapi;
+mod pull;
 mod review;
 mod s3poll;
 pub mod select;
@@ -46,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 pub use auth::{Caller, new_token, token_sha256};
 pub use error::SchedulerError;
 pub use neurobatch_core::db::Reaped;
+pub use pull::PullReport;
 pub use submit::Submission;
 
 /// What every job of this scheduler runs: the pipeline and the versions in its job key.
@@ -87,6 +91,7 @@ struct Inner {
     window: Option<NightlyWindow>,
     inbox_seen: Mutex<HashMap<PathBuf, inbox::Cheap>>,
     s3_seen: Mutex<HashMap<String, s3poll::Tracked>>,
+    pull_state: Mutex<pull::PullState>,
     health: neurobatch_core::health::Health,
 }
 
@@ -139,6 +144,7 @@ impl Scheduler {
                 window,
                 inbox_seen: Mutex::new(HashMap::new()),
                 s3_seen: Mutex::new(HashMap::new()),
+                pull_state: Mutex::new(pull::PullState::default()),
             }),
         })
     }
@@ -199,6 +205,13 @@ impl Scheduler {
             tasks.spawn(every("s3 poll", token.clone(), interval, move || {
                 let s = s.clone();
                 async move { s.poll_s3_once().await.map(drop) }
+            }));
+        }
+        if !self.inner.config.pacs.url.expose().is_empty() {
+            let s = self.clone();
+            tasks.spawn(every("pacs pull", token.clone(), interval, move || {
+                let s = s.clone();
+                async move { s.pull_nightly_once(chrono::Local::now()).await.map(drop) }
             }));
         }
         let s = self.clone();

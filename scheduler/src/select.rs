@@ -129,6 +129,19 @@ impl Rules {
         why
     }
 
+    /// The series worth retrieving when only what a query tells is known
+    /// (modality, description, instance count as `slices`, no orientation):
+    /// the one [`select`](Self::select) would choose, or — when orientations
+    /// are configured, which only the images tell — every series the other
+    /// rules accept (the staging of the retrieved study makes the final choice).
+    pub fn worth_retrieving(&self, candidates: &[Candidate]) -> Vec<usize> {
+        let unoriented = Rules { orientations: Vec::new(), ..self.clone() };
+        if self.orientations.is_empty() {
+            return unoriented.select(candidates).chosen.into_iter().collect();
+        }
+        (0..candidates.len()).filter(|&i| unoriented.refusals(&candidates[i]).is_empty()).collect()
+    }
+
     /// Picks ONE stack: among the eligible ones the one with the most slices,
     /// ties broken by the lowest SeriesInstanceUID (then the first found), so
     /// the choice does not depend on file order.
@@ -161,6 +174,32 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn before_retrieval_the_best_series_or_every_one_whose_orientation_is_unknown() {
+        let mut p = neurobatch_core::config::PipelineConfig {
+            modalities: vec!["MR".into()],
+            min_slices: 10,
+            ..Default::default()
+        };
+        let unknown = |uid: &str, modality: &str, slices: usize| Candidate {
+            series_uid: uid.into(),
+            modality: Some(modality.into()),
+            description: None,
+            slices,
+            orientation: None,
+        };
+        let found =
+            [unknown("1.1", "MR", 40), unknown("1.2", "MR", 176), unknown("1.3", "CT", 300), unknown("1.4", "MR", 5)];
+        let rules = |p: &neurobatch_core::config::PipelineConfig| Rules::new(p).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rules(&p).worth_retrieving(&found), vec![1], "the largest eligible series");
+        p.orientations = vec!["axial".into()];
+        assert_eq!(
+            rules(&p).worth_retrieving(&found),
+            vec![0, 1],
+            "every eligible MR series: orientation is not known yet"
+        );
+    }
 
     fn cand(uid: &str, modality: &str, desc: &str, slices: usize, o: Orientation) -> Candidate {
         Candidate {

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod migrate;
 pub mod model;
 pub mod process;
+pub mod pull;
 pub mod scheduler;
 pub mod serve;
 pub mod token;

@@ -46,6 +46,27 @@ pub struct Config {
     pub worker: WorkerConfig,
     pub pipeline: PipelineConfig,
     pub dicom: DicomConfig,
+    pub pacs: PacsConfig,
+}
+
+/// `[pacs]`: the PACS's DICOMweb service that the nightly pull queries
+/// (QIDO-RS) and retrieves from (WADO-RS) (docs/dicom.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PacsConfig {
+    /// The DICOMweb root (`https://pacs/dicom-web`), with `user:password@`
+    /// for basic authentication; empty: no pull.
+    pub url: SecretUrl,
+    /// The nightly pull asks for studies of the last this many days (today included).
+    pub days: u32,
+    /// Seconds one request to the PACS may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for PacsConfig {
+    fn default() -> Self {
+        Self { url: SecretUrl::new(""), days: 2, timeout_secs: 300 }
+    }
 }
 
 /// `[dicom]`: the DICOM node (Storage SCP with C-ECHO) that receives studies
@@ -420,6 +441,18 @@ impl Config {
             return Err(invalid("scheduler.poll_interval_secs", "must be at least 1".into()));
         }
         self.dicom.validate()?;
+        if !self.pacs.url.expose().is_empty() {
+            let scheme = self.pacs.url.scheme();
+            if !matches!(scheme.as_str(), "http" | "https") {
+                return Err(invalid("pacs.url", format!("scheme \"{scheme}\" is not http or https")));
+            }
+            if self.pacs.days == 0 {
+                return Err(invalid("pacs.days", "must be at least 1".into()));
+            }
+            if self.pacs.timeout_secs == 0 {
+                return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));
+            }
+        }
         let w = &self.worker;
         if w.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1".into()));

@@ -23,12 +23,14 @@ pub const POSTGRES: &[Embedded] = &[
     (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
     (2, "review", include_str!("../../../migrations/postgres/0002_review.sql")),
     (3, "unknown_uncertainty", include_str!("../../../migrations/postgres/0003_unknown_uncertainty.sql")),
+    (4, "pacs_pulls", include_str!("../../../migrations/postgres/0004_pacs_pulls.sql")),
 ];
 /// `migrations/sqlite/`, in version order.
 pub const SQLITE: &[Embedded] = &[
     (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
     (2, "review", include_str!("../../../migrations/sqlite/0002_review.sql")),
     (3, "unknown_uncertainty", include_str!("../../../migrations/sqlite/0003_unknown_uncertainty.sql")),
+    (4, "pacs_pulls", include_str!("../../../migrations/sqlite/0004_pacs_pulls.sql")),
 ];
 
 #[derive(Debug)]

@@ -36,6 +36,7 @@ mod admin;
 mod complete;
 mod jobs;
 mod migrate;
+mod pulls;
 mod review;
 mod rows;
 mod studies;

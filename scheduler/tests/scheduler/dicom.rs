@@ -233,8 +233,8 @@ impl Orthanc {
         Orthanc::start_with(scp_port, None).await
     }
 
-    /// With `stow` = (neurobatch's DICOMweb root URL, a bearer token): Orthanc's
-    /// DICOMweb plugin (Debian `orthanc-dicomweb`) with neurobatch as a DICOMweb server.
+    /// With `stow` = (neurobatch's DICOMweb root URL, a bearer token): neurobatch
+    /// registered as a DICOMweb server of Orthanc's DICOMweb plugin.
     async fn start_with(scp_port: u16, stow: Option<(String, String)>) -> Orthanc {
         let dir = ok(tempfile::tempdir());
         let free = || ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
@@ -251,12 +251,13 @@ impl Orthanc {
             "Plugins": [],
             "DicomModalities": { "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] }
         });
+        // Its DICOMweb plugin (Debian `orthanc-dicomweb`): QIDO-RS and WADO-RS for the pull,
+        // and neurobatch as a STOW-RS destination when `stow` is given.
+        config["Plugins"] = serde_json::json!(["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]);
+        config["DicomWeb"] = serde_json::json!({ "Enable": true, "Root": "/dicom-web/" });
         if let Some((url, token)) = stow {
-            config["Plugins"] = serde_json::json!(["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]);
-            config["DicomWeb"] = serde_json::json!({
-                "Enable": true,
-                "Root": "/dicom-web/",
-                "Servers": { "neurobatch": { "Url": url, "HttpHeaders": { "Authorization": format!("Bearer {token}") } } }
+            config["DicomWeb"]["Servers"] = serde_json::json!({
+                "neurobatch": { "Url": url, "HttpHeaders": { "Authorization": format!("Bearer {token}") } }
             });
         }
         let file = dir.path().join("orthanc.json");
@@ -293,13 +294,7 @@ async fn orthanc_sends_a_study_by_c_store_and_the_inbox_stages_it() {
     let orthanc = Orthanc::start(node.port).await;
     // The PACS holds a study (uploaded through its REST API) …
     let files = files_of(&testdata("dicom/derived/axial"));
-    let mut study_id = String::new();
-    for f in &files {
-        let (status, text) =
-            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
-        assert_eq!(status, 200, "upload {f}: {text}");
-        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
-    }
+    let study_id = upload(&orthanc, &files).await;
     // … and is asked to send it to neurobatch, as an operator or a routing rule would.
     let (status, text) =
         crate::helpers::http_as(orthanc.http, None, "POST", "/modalities/neurobatch/store", Some(study_id.as_bytes()))
@@ -419,13 +414,7 @@ async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
     let url = format!("http://{}/dicomweb/", s.addr);
     let orthanc = Orthanc::start_with(1, Some((url, token))).await;
     let files = files_of(&testdata("dicom/derived/axial"));
-    let mut study_id = String::new();
-    for f in &files {
-        let (status, text) =
-            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
-        assert_eq!(status, 200, "upload {f}: {text}");
-        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
-    }
+    let study_id = upload(&orthanc, &files).await;
     let request = serde_json::json!({ "Resources": [study_id] }).to_string();
     let (status, text) = crate::helpers::http_as(
         orthanc.http,
@@ -450,4 +439,79 @@ async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
     assert_eq!(Some(study_key), uid.as_ref());
     drop(orthanc);
     s.finish().await;
+}
+
+/// Uploads `files` to Orthanc through its REST API; the Orthanc id of their study.
+async fn upload(orthanc: &Orthanc, files: &[String]) -> String {
+    let mut study_id = String::new();
+    for f in files {
+        let (status, text) =
+            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
+        assert_eq!(status, 200, "upload {f}: {text}");
+        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
+    }
+    study_id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_queries_orthanc_and_retrieves_the_chosen_series_once() {
+    let orthanc = Orthanc::start(1).await;
+    let axial = files_of(&testdata("dicom/derived/axial"));
+    let implicit = files_of(&testdata("dicom/derived/implicit"));
+    upload(&orthanc, &axial).await;
+    upload(&orthanc, &implicit).await;
+    let url = format!("http://{}/dicom-web/", orthanc.http);
+    let app = App::start(Db::Sqlite, "pull", |c| c.pacs.url = neurobatch_core::config::SecretUrl::new(&url)).await;
+    let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap_or_else(|e| panic!("{e}"));
+
+    // The test studies are dated 2024-01-01: another range finds nothing.
+    let none = ok(app.sched.pull_once(day("2023-12-01"), day("2023-12-31")).await);
+    assert_eq!(none, scheduler::PullReport::default());
+
+    // One study with two 41-instance MR series: the rules choose one, and only it is retrieved.
+    let first = ok(app.sched.pull_once(day("2024-01-01"), day("2024-01-01")).await);
+    assert_eq!(
+        (
+            first.series_found,
+            first.series_chosen,
+            first.series_known,
+            first.series_pulled,
+            first.instances,
+            first.refused
+        ),
+        (2, 1, 0, 1, 41, 0),
+        "{first:?}"
+    );
+    let folders: Vec<usize> = std::fs::read_dir(&app.inbox)
+        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| ok(std::fs::read_dir(e.path())).count())
+        .collect();
+    assert_eq!(folders, vec![41]);
+    age(&app.inbox, 120);
+    let subs = ok(app.sched.scan_inbox_once().await);
+    let uid = imaging::dicom::study_uid_of_file(Path::new(&axial[0]), &Default::default()).ok().flatten();
+    let [Submission::Enqueued { study_key, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert_eq!(Some(study_key), uid.as_ref());
+
+    // The second night finds the same series and fetches nothing.
+    let second = ok(app.sched.pull_once(day("2024-01-01"), day("2024-01-01")).await);
+    assert_eq!((second.series_found, second.series_known, second.series_pulled, second.instances), (2, 1, 0, 0));
+    drop(orthanc);
+    app.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pacs_that_cannot_be_reached_is_an_error_naming_it_without_credentials() {
+    let port = ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
+    let url = format!("http://bridge:s3cret@127.0.0.1:{port}/dicom-web");
+    let app = App::start(Db::Sqlite, "pull_down", |c| c.pacs.url = neurobatch_core::config::SecretUrl::new(&url)).await;
+    let day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).unwrap_or_default();
+    let err = app.sched.pull_once(day, day).await.map(drop).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with(&format!("pacs http://127.0.0.1:{port}/dicom-web: QIDO-RS series query")), "{text}");
+    assert!(!text.contains("s3cret") && !text.contains("bridge"), "{text}");
+    assert_eq!(err.http_status(), 503);
+    app.finish().await;
 }

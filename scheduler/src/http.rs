@@ -20,6 +20,11 @@ use crate::auth::Caller;
 use crate::{Scheduler, SchedulerError, Submission};
 use neurobatch_core::db::{StudyDetail, StudySummary};
 
+/// The largest JSON request body (a submission, a decision, a comment): 413 beyond.
+pub(crate) const JSON_BODY_LIMIT: usize = 64 << 10;
+/// The largest corrected mask upload.
+const CORRECTION_BODY_LIMIT: usize = 300 << 20;
+
 /// Studies per page when `limit` is absent, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 1000;
@@ -58,7 +63,12 @@ impl Scheduler {
             .route("/v1/review/items/{id}/objects/{name}", get(review::object))
             .route("/v1/review/items/{id}/release", post(review::release))
             .route("/v1/review/items/{id}/decision", post(review::decide))
-            .route("/v1/review/items/{id}/correction", put(review::correct))
+            // Corrected masks are whole volumes; every other body is a small JSON document
+            // (STOW-RS bodies are streamed part by part, each part bounded by dicom.max_instance_bytes).
+            .route(
+                "/v1/review/items/{id}/correction",
+                put(review::correct).layer(axum::extract::DefaultBodyLimit::max(CORRECTION_BODY_LIMIT)),
+            )
             .route("/v1/review/items/{id}/comments", post(review::comment))
             .route("/v1/admin/stats", get(admin::stats))
             .route("/v1/admin/jobs", get(admin::jobs))
@@ -68,8 +78,15 @@ impl Scheduler {
             .route("/review", get(ui::redirect))
             .route("/review/", get(ui::index))
             .route("/review/{*path}", get(ui::file))
-            // Corrected masks are whole volumes.
-            .layer(axum::extract::DefaultBodyLimit::max(300 << 20))
+            .layer(axum::extract::DefaultBodyLimit::max(JSON_BODY_LIMIT))
+            // No answer is to be sniffed into another type (an uploaded mask served as HTML, say).
+            .layer(axum::middleware::map_response(|mut r: Response| async move {
+                r.headers_mut().insert(
+                    axum::http::header::X_CONTENT_TYPE_OPTIONS,
+                    axum::http::HeaderValue::from_static("nosniff"),
+                );
+                r
+            }))
             .with_state(self.clone())
     }
 

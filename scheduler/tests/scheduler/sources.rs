@@ -59,13 +59,20 @@ async fn a_service_token_reaches_only_the_configured_sources() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_huge_uri_is_not_echoed_back() {
+async fn a_huge_uri_is_not_echoed_back_and_a_huge_body_is_refused_unread() {
     let s = serve(crate::helpers::Db::Sqlite, "echo", |_| {}).await;
     let service = s.app.token("pacs-bridge", Role::Service).await;
-    let uri = format!("/{}", "a".repeat(1 << 20));
+    // 32 KiB of URI in a body under the JSON limit: refused, 256 bytes of it repeated at most.
+    let uri = format!("/{}", "a".repeat(32 << 10));
     let body = serde_json::json!({ "uri": uri }).to_string();
     let (status, text) = s.call(Some(&service), "POST", "/v1/studies", Some(body.as_bytes())).await;
     assert_eq!(status, 403, "{}", text.chars().take(300).collect::<String>());
-    assert!(text.len() < 1024, "a 1 MiB URI came back as a {} byte body", text.len());
+    assert!(text.len() < 1024, "a 32 KiB URI came back as a {} byte body", text.len());
+    // A 1 MiB JSON body is over the 64 KiB limit of JSON routes (it was taken up to 300 MB).
+    let uri = format!("/{}", "a".repeat(1 << 20));
+    let body = serde_json::json!({ "uri": uri }).to_string();
+    let (status, text) = s.call(Some(&service), "POST", "/v1/studies", Some(body.as_bytes())).await;
+    assert_eq!(status, 413, "{}", text.chars().take(300).collect::<String>());
+    assert!(text.len() < 1024, "{} bytes", text.len());
     s.finish().await;
 }

@@ -47,17 +47,27 @@ pub enum SchedulerError {
 /// How much of a caller's input an error repeats.
 const INPUT_SHOWN: usize = 256;
 
-/// `input` cut to [`INPUT_SHOWN`] bytes (on a character boundary) with `…`:
-/// a 64 MB string in a request is not echoed back or logged whole.
+/// `input` cut to [`INPUT_SHOWN`] bytes (on a character boundary) with `…`,
+/// control characters escaped (`\n`): a 64 MB string in a request is not
+/// echoed back or logged whole, and a file name with a newline cannot forge
+/// a log line.
 fn shown(input: &str) -> String {
-    if input.len() <= INPUT_SHOWN {
-        return input.to_string();
-    }
-    let mut end = INPUT_SHOWN;
+    let mut end = input.len().min(INPUT_SHOWN);
     while !input.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", input.get(..end).unwrap_or_default())
+    let mut out = String::with_capacity(end + 8);
+    for c in input.get(..end).unwrap_or_default().chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if end < input.len() {
+        out.push('…');
+    }
+    out
 }
 
 impl SchedulerError {

@@ -2,12 +2,18 @@
 //! each) are staged once they have been quiet for `quiet_period`. A cheap
 //! fingerprint per entry (file count, total size, newest mtime) remembers
 //! what was staged, so an unchanged entry is not staged again and a changed
-//! one (new instances) is. Entries are never moved or deleted.
+//! one (new instances) is. Entries are never moved or deleted. An entry that
+//! cannot be staged through no fault of the backends (a name that is not
+//! UTF-8, an unreadable or refused entry) is recorded once as an ineligible
+//! study with the reason, and not tried again until it changes. Entry names
+//! reach the log escaped (`?path`): a name with a newline cannot forge a line.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use neurobatch_core::domain::Priority;
+
+use sha2::{Digest as _, Sha256};
 
 use crate::stage::is_hidden;
 use crate::submit::Versioning;
@@ -35,20 +41,21 @@ impl Scheduler {
             let cheap = match cheap {
                 Ok(c) => c,
                 Err(reason) => {
-                    tracing::warn!(entry = %path.display(), %reason, "inbox entry skipped");
+                    if let Some(sub) = self.refuse_entry(&path, &reason, &reason).await? {
+                        out.push(sub);
+                    }
                     continue;
                 }
             };
             if cheap.writing {
-                out.push(Submission::NotReady { reason: format!("{}: still being written", path.display()) });
+                out.push(Submission::NotReady { reason: format!("{path:?}: still being written") });
                 continue;
             }
             let age = SystemTime::now().duration_since(cheap.newest).unwrap_or(Duration::ZERO);
             if age < quiet {
                 out.push(Submission::NotReady {
                     reason: format!(
-                        "{}: changed {} s ago, ready after {} s without changes",
-                        path.display(),
+                        "{path:?}: changed {} s ago, ready after {} s without changes",
                         age.as_secs(),
                         quiet.as_secs()
                     ),
@@ -58,17 +65,53 @@ impl Scheduler {
             if self.inner.inbox_seen.lock().unwrap_or_else(|e| e.into_inner()).get(&path) == Some(&cheap) {
                 continue;
             }
-            match self.stage(&path.display().to_string(), Priority::Routine, false, Versioning::BySnapshot).await {
+            let Some(source) = path.to_str() else {
+                let reason = "the entry's name is not UTF-8: rename it";
+                if let Some(sub) = self.refuse_entry(&path, reason, &format!("{cheap:?}")).await? {
+                    out.push(sub);
+                }
+                continue;
+            };
+            match self.stage(source, Priority::Routine, false, Versioning::BySnapshot).await {
                 Ok(sub) => {
                     if !matches!(sub, Submission::NotReady { .. }) {
                         self.inner.inbox_seen.lock().unwrap_or_else(|e| e.into_inner()).insert(path.clone(), cheap);
                     }
                     out.push(sub);
                 }
-                Err(e) => tracing::warn!(entry = %path.display(), error = %e, "inbox entry skipped"),
+                // The entry's own fault: recorded once. A backend's: tried again next pass.
+                Err(e) if e.http_status() < 500 => {
+                    if let Some(sub) = self.refuse_entry(&path, &e.to_string(), &format!("{cheap:?}")).await? {
+                        out.push(sub);
+                    }
+                }
+                Err(e) => tracing::warn!(entry = ?path, error = %e, "inbox entry skipped"),
             }
         }
         Ok(out)
+    }
+
+    /// Records an inbox entry that cannot be staged as an ineligible study
+    /// (keyed by its path), once per `signature` (what the entry looked like
+    /// and why): `None` when this very refusal was recorded before.
+    async fn refuse_entry(
+        &self,
+        path: &Path,
+        reason: &str,
+        signature: &str,
+    ) -> Result<Option<Submission>, SchedulerError> {
+        let signature = format!("{signature} {reason}");
+        if self.inner.inbox_refused.lock().unwrap_or_else(|e| e.into_inner()).get(path) == Some(&signature) {
+            return Ok(None);
+        }
+        let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
+        let study_key =
+            format!("inbox-entry-{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+        let uri = format!("file://{}", path.to_string_lossy());
+        let study_id = self.inner.store.record_ineligible(&study_key, &uri, reason, chrono::Utc::now()).await?;
+        tracing::warn!(entry = ?path, study_id, %reason, "inbox entry cannot be staged: recorded as ineligible");
+        self.inner.inbox_refused.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), signature);
+        Ok(Some(Submission::Ineligible { study_id, study_key, reason: reason.to_string() }))
     }
 }
 

@@ -90,6 +90,8 @@ struct Inner {
     rules: select::Rules,
     window: Option<NightlyWindow>,
     inbox_seen: Mutex<HashMap<PathBuf, inbox::Cheap>>,
+    /// Inbox entries recorded as ineligible, with what they looked like then.
+    inbox_refused: Mutex<HashMap<PathBuf, String>>,
     s3_seen: Mutex<HashMap<String, s3poll::Tracked>>,
     pull_state: Mutex<pull::PullState>,
     health: neurobatch_core::health::Health,
@@ -143,6 +145,7 @@ impl Scheduler {
                 rules,
                 window,
                 inbox_seen: Mutex::new(HashMap::new()),
+                inbox_refused: Mutex::new(HashMap::new()),
                 s3_seen: Mutex::new(HashMap::new()),
                 pull_state: Mutex::new(pull::PullState::default()),
             }),

@@ -66,6 +66,8 @@ pub(crate) fn inspect(path: &Path, rules: &Rules) -> Result<Inspected, Scheduler
 }
 
 fn nifti(path: &Path, rel: String) -> Result<Inspected, SchedulerError> {
+    // The name becomes an object key: a name no key may have is the entry's fault, said now.
+    validate_key(&rel).map_err(|e| SchedulerError::read(path.display(), e))?;
     let file = hash_file(path, rel)?;
     Ok(Inspected::Nifti { content_id: file.sha256.clone(), file })
 }

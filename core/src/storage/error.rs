@@ -6,7 +6,8 @@ use thiserror::Error;
 pub enum StorageError {
     #[error("object store url `{url}`: {reason}")]
     Url { url: String, reason: String },
-    #[error("object key `{key}`: {reason}")]
+    /// The key is shown with control characters escaped (it may come from a file name).
+    #[error("object key `{}`: {reason}", key.escape_debug())]
     Key { key: String, reason: String },
     #[error("object `{key}`: not found")]
     NotFound { key: String },

@@ -308,3 +308,35 @@ async fn studies_under_the_s3_prefix_are_read_in_place() {
     assert_eq!(a.key, b.key);
     app.finish().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_entry_that_cannot_be_staged_is_recorded_once_and_names_are_escaped() {
+    use std::os::unix::ffi::OsStrExt as _;
+    // Issue 15: such entries were warned about on every poll, forever, and never recorded.
+    let app = App::start(Db::Sqlite, "refused_entry", |_| {}).await;
+    ok(std::fs::create_dir_all(&app.inbox));
+    let latin1 = app.inbox.join(std::ffi::OsStr::from_bytes(b"caf\xe9-study"));
+    ok(std::fs::create_dir_all(&latin1));
+    ok(std::fs::copy(testdata("nifti/anatomical.nii"), latin1.join("scan.nii")));
+    age(&app.inbox, 10);
+    let subs = ok(app.sched.scan_inbox_once().await);
+    let [Submission::Ineligible { study_id, reason, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert!(reason.contains("not UTF-8"), "{reason}");
+    let studies = ok(app.store.list_studies(10, 0).await);
+    assert_eq!(studies.len(), 1);
+    assert_eq!(studies[0].id, *study_id);
+    // The next passes leave it alone until it changes.
+    assert!(ok(app.sched.scan_inbox_once().await).is_empty());
+    assert!(ok(app.sched.scan_inbox_once().await).is_empty());
+    assert_eq!(ok(app.store.list_studies(10, 0).await).len(), 1, "recorded once");
+
+    // A name with a newline (no object key may have one) is recorded once too, and the
+    // reason carries it escaped: it cannot forge a log line.
+    ok(std::fs::copy(testdata("nifti/anatomical.nii"), app.inbox.join("evil\nERROR forged line.nii")));
+    let subs = ok(app.sched.scan_inbox_once().await);
+    let [Submission::Ineligible { reason, .. }] = subs.as_slice() else { panic!("{subs:?}") };
+    assert!(!reason.contains('\n') && reason.contains("evil\\nERROR"), "{reason}");
+    assert!(ok(app.sched.scan_inbox_once().await).is_empty());
+    app.finish().await;
+}

@@ -274,6 +274,12 @@ fn serve_logs_json_without_patient_fields_and_exposes_its_metrics() {
             && l["fields"]["message"] == "job succeeded"),
         "no `job succeeded` event inside a job span with job_id and study_id:\n{log}"
     );
+    // The pipeline runs on the blocking pool: its events carry the job span too (issue 17).
+    assert!(
+        in_job.iter().any(|l| l["span"]["job_id"].as_i64().is_some_and(|id| job_ids.contains(&id))
+            && l["fields"]["message"] == "pipeline finished"),
+        "no `pipeline finished` event inside a job span:\n{log}"
+    );
     for secret in PLANTED {
         assert!(!log.contains(secret), "{secret} reached a log line");
     }

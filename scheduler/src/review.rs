@@ -2,9 +2,9 @@
 //! lease, a case with its structures and objects, release, decisions
 //! (approve, reject, escalate), corrected masks (validated against the
 //! study's grid and the pipeline's labels, stored as a new version),
-//! comments; and the admin view of jobs (failed and dead, retry) and queue
-//! figures. Reviewers and admins work the queue; only admins see jobs.
-//! Every state change is the job store's (audited there).
+//! comments. Reviewers and admins work the queue; the admin endpoints (jobs,
+//! retry, figures) are `admin.rs`. Every state change is the job store's
+//! (audited there).
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -58,7 +58,11 @@ pub async fn run_study(
     let series = job.series_uids.first().cloned().unwrap_or_default();
     let uri = job.source_uri.clone();
     let out_dir = work.path().join("out");
+    // The pipeline's log lines carry the job's span (job_id, study_id, attempt):
+    // a span does not follow work onto the blocking pool by itself.
+    let span = tracing::Span::current();
     let (report, files, series_uid, scanner) = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
+        let _job = span.enter();
         let started = Instant::now();
         let volume = open_series(&input, &series, &uri)?;
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -89,6 +93,12 @@ pub async fn run_study(
         let image = out_dir.join("image.nii.gz");
         imaging::nifti::write_f32(&image, &volume).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
         files.push(image);
+        tracing::info!(
+            load_ms = load_ms.round(),
+            total_ms = (started.elapsed().as_secs_f64() * 1e3).round(),
+            decision = if report.routing.is_accept() { "accept" } else { "review" },
+            "pipeline finished"
+        );
         Ok((report, files, series_uid, scanner))
     })
     .await

@@ -21,6 +21,8 @@ pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
 pub enum LibrarySource {
     Config,
     Environment,
+    /// Found where the project installs it (see [`discover`]).
+    Discovered,
 }
 
 impl fmt::Display for LibrarySource {
@@ -28,8 +30,54 @@ impl fmt::Display for LibrarySource {
         f.write_str(match self {
             LibrarySource::Config => "runtime.dylib_path",
             LibrarySource::Environment => DYLIB_ENV,
+            LibrarySource::Discovered => "the places searched without configuration",
         })
     }
+}
+
+/// Where the library is looked for when neither the configuration nor
+/// `ORT_DYLIB_PATH` names it, in order: beside the executable (a release
+/// archive or image), `lib/` above it, the `.venv` that `scripts/setup.sh`
+/// builds (its onnxruntime wheel) in the working directory or any folder
+/// above the executable (a checkout's `target/release/neurobatch`), and
+/// `/opt/onnxruntime/lib`. The first `libonnxruntime.so*` found wins.
+pub fn discover(exe: Option<&Path>, cwd: Option<&Path>) -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(exe_dir) = exe.and_then(Path::parent) {
+        dirs.push(exe_dir.to_path_buf());
+        if let Some(up) = exe_dir.parent() {
+            dirs.push(up.join("lib"));
+        }
+    }
+    let mut roots: Vec<&Path> = cwd.into_iter().collect();
+    if let Some(exe_dir) = exe.and_then(Path::parent) {
+        roots.extend(exe_dir.ancestors());
+    }
+    for root in roots {
+        let lib = root.join(".venv").join("lib");
+        let Ok(entries) = std::fs::read_dir(&lib) else { continue };
+        let mut pythons: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3")))
+            .collect();
+        pythons.sort();
+        dirs.extend(pythons.into_iter().map(|p| p.join("site-packages").join("onnxruntime").join("capi")));
+    }
+    dirs.push(PathBuf::from("/opt/onnxruntime/lib"));
+    dirs.iter().find_map(|d| library_in(d))
+}
+
+/// The `libonnxruntime.so*` file in `dir` (the versioned one when both are there).
+fn library_in(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so")))
+        .collect();
+    found.sort();
+    found.pop()
 }
 
 struct Loaded {
@@ -71,16 +119,22 @@ pub(crate) fn environment(config: &RuntimeConfig) -> Result<Environment, Runtime
 }
 
 fn resolve(config: &RuntimeConfig) -> Result<(PathBuf, LibrarySource), RuntimeError> {
-    resolve_with(config, std::env::var_os(DYLIB_ENV))
+    let exe = std::env::current_exe().ok();
+    let cwd = std::env::current_dir().ok();
+    resolve_with(config, std::env::var_os(DYLIB_ENV), || discover(exe.as_deref(), cwd.as_deref()))
 }
 
-fn resolve_with(config: &RuntimeConfig, env: Option<OsString>) -> Result<(PathBuf, LibrarySource), RuntimeError> {
+fn resolve_with(
+    config: &RuntimeConfig,
+    env: Option<OsString>,
+    discovered: impl FnOnce() -> Option<PathBuf>,
+) -> Result<(PathBuf, LibrarySource), RuntimeError> {
     if let Some(p) = config.dylib_path.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         return Ok((p.clone(), LibrarySource::Config));
     }
     match env {
         Some(p) if !p.is_empty() => Ok((PathBuf::from(p), LibrarySource::Environment)),
-        _ => Err(RuntimeError::LibraryNotConfigured),
+        _ => discovered().map(|p| (p, LibrarySource::Discovered)).ok_or(RuntimeError::LibraryNotConfigured),
     }
 }
 
@@ -144,11 +198,12 @@ mod tests {
     fn config_path_wins_over_the_environment() {
         let config = RuntimeConfig { dylib_path: Some("/opt/ort/libonnxruntime.so".into()), ..Default::default() };
         let env = Some(OsString::from("/venv/libonnxruntime.so.1.31.1"));
+        let found = || Some(PathBuf::from("/found/libonnxruntime.so"));
         assert_eq!(
-            resolve_with(&config, env.clone()).unwrap(),
+            resolve_with(&config, env.clone(), found).unwrap(),
             ("/opt/ort/libonnxruntime.so".into(), LibrarySource::Config)
         );
-        let from_env = resolve_with(&RuntimeConfig::default(), env).unwrap();
+        let from_env = resolve_with(&RuntimeConfig::default(), env, found).unwrap();
         assert_eq!(from_env, ("/venv/libonnxruntime.so.1.31.1".into(), LibrarySource::Environment));
         assert_eq!(LibrarySource::Environment.to_string(), "ORT_DYLIB_PATH");
     }
@@ -156,7 +211,10 @@ mod tests {
     #[test]
     fn nothing_configured_says_how_to_fix_it() {
         for env in [None, Some(OsString::new())] {
-            let err = resolve_with(&RuntimeConfig::default(), env).unwrap_err();
+            let found =
+                resolve_with(&RuntimeConfig::default(), env.clone(), || Some("/found/libonnxruntime.so".into()));
+            assert_eq!(found.unwrap(), ("/found/libonnxruntime.so".into(), LibrarySource::Discovered));
+            let err = resolve_with(&RuntimeConfig::default(), env, || None).unwrap_err();
             assert!(matches!(err, RuntimeError::LibraryNotConfigured));
             let msg = err.to_string();
             assert!(
@@ -164,5 +222,27 @@ mod tests {
                 "{msg}"
             );
         }
+    }
+
+    #[test]
+    fn discovery_looks_beside_the_executable_then_in_the_checkouts_venv() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let exe = root.join("target/release/neurobatch");
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        assert_eq!(discover(Some(&exe), None), None, "nothing installed");
+        let capi = root.join(".venv/lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        std::fs::write(capi.join("libonnxruntime.so.1.31.1"), b"\x7fELF").unwrap();
+        assert_eq!(discover(Some(&exe), None), Some(capi.join("libonnxruntime.so.1.31.1")), "the checkout's .venv");
+        std::fs::write(root.join("target/release/libonnxruntime.so"), b"\x7fELF").unwrap();
+        assert_eq!(discover(Some(&exe), None), Some(root.join("target/release/libonnxruntime.so")), "beside it first");
+        let elsewhere = tempfile::tempdir().unwrap();
+        let other_exe = elsewhere.path().join("bin/neurobatch");
+        assert_eq!(
+            discover(Some(&other_exe), Some(root)),
+            Some(capi.join("libonnxruntime.so.1.31.1")),
+            "the working directory's .venv"
+        );
     }
 }

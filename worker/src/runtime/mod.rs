@@ -12,7 +12,10 @@
 //! library comes from the pinned PyPI wheel `onnxruntime` 1.31.x, the API level
 //! `ort` 2.0.0-rc.15 is built for. `bash scripts/setup.sh` installs it into
 //! `.venv`, and `scripts/env.sh` exports its path as `ORT_DYLIB_PATH`. The path
-//! comes from [`RuntimeConfig::dylib_path`] or else `ORT_DYLIB_PATH`; a path
+//! comes from [`RuntimeConfig::dylib_path`], else `ORT_DYLIB_PATH`, else the
+//! places [`library::discover`] searches (beside the executable, `../lib`, the
+//! project's `.venv`, `/opt/onnxruntime/lib`), so `target/release/neurobatch`
+//! runs from a checkout without `source scripts/env.sh`; a path
 //! that is missing, or a file that is not a loadable ONNX Runtime of a
 //! compatible version, is a [`RuntimeError`] naming the path and where it came
 //! from, never a panic.
@@ -118,8 +121,9 @@ pub fn available_cores() -> usize {
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error(
-        "onnx runtime library not configured: set runtime.dylib_path or {DYLIB_ENV} \
-         (`bash scripts/setup.sh` installs it, `source scripts/env.sh` exports it)"
+        "onnx runtime library not found: set runtime.dylib_path or {DYLIB_ENV}, or install it where it is \
+         looked for (beside the executable, ../lib, the project's .venv, /opt/onnxruntime/lib; \
+         `bash scripts/setup.sh` installs it in .venv)"
     )]
     LibraryNotConfigured,
     #[error("onnx runtime library {path} (from {origin}) does not exist: run `bash scripts/setup.sh` or fix {origin}")]

@@ -24,15 +24,14 @@ pub struct Caller {
 
 /// The SHA-256 (lowercase hex) a token is stored as.
 pub fn token_sha256(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 /// A new random token: `nbt_` and 64 hex digits (256 bits from the OS generator).
 pub fn new_token() -> String {
     let a = uuid_bytes();
     let b = uuid_bytes();
-    let hex: String = a.iter().chain(&b).map(|x| format!("{x:02x}")).collect();
-    format!("nbt_{hex}")
+    format!("nbt_{}{}", hex::encode(a), hex::encode(b))
 }
 
 fn uuid_bytes() -> [u8; 16] {

@@ -105,8 +105,7 @@ impl Scheduler {
             return Ok(None);
         }
         let digest = Sha256::digest(path.as_os_str().as_encoded_bytes());
-        let study_key =
-            format!("inbox-entry-{}", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+        let study_key = format!("inbox-entry-{}", hex::encode(&digest[..8]));
         let uri = format!("file://{}", path.to_string_lossy());
         let study_id = self.inner.store.record_ineligible(&study_key, &uri, reason, chrono::Utc::now()).await?;
         tracing::warn!(entry = ?path, study_id, %reason, "inbox entry cannot be staged: recorded as ineligible");

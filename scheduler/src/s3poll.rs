@@ -11,7 +11,6 @@ use std::time::Instant;
 use neurobatch_core::domain::Priority;
 use sha2::{Digest, Sha256};
 
-use crate::stage::hex;
 use crate::submit::Versioning;
 use crate::{Scheduler, SchedulerError, Submission};
 
@@ -48,7 +47,7 @@ impl Scheduler {
             let mut seen = self.inner.s3_seen.lock().unwrap_or_else(|e| e.into_inner());
             seen.retain(|folder, _| folders.contains_key(folder));
             for (folder, keys) in &folders {
-                let digest = hex(&Sha256::digest(keys.join("\n").as_bytes()));
+                let digest = hex::encode(Sha256::digest(keys.join("\n").as_bytes()));
                 let t = seen.entry(folder.clone()).or_insert_with(|| Tracked {
                     keys: digest.clone(),
                     since: Instant::now(),

@@ -188,14 +188,14 @@ fn hash_file(path: &Path, rel: String) -> Result<SnapshotFile, SchedulerError> {
         size += n as u64;
         h.update(buf.get(..n).unwrap_or_default());
     }
-    Ok(SnapshotFile { rel, path: path.to_path_buf(), size, sha256: hex(&h.finalize()) })
+    Ok(SnapshotFile { rel, path: path.to_path_buf(), size, sha256: hex::encode(h.finalize()) })
 }
 
 /// The SHA-256 over the sorted (relative path, size, content hash) lines of the files, as hex.
 pub(crate) fn content_id(files: &[SnapshotFile]) -> String {
     let mut lines: Vec<String> = files.iter().map(|f| format!("{}\t{}\t{}\n", f.rel, f.size, f.sha256)).collect();
     lines.sort();
-    hex(&Sha256::digest(lines.concat().as_bytes()))
+    hex::encode(Sha256::digest(lines.concat().as_bytes()))
 }
 
 /// The snapshot fingerprint: the first 16 hex digits of [`content_id`].
@@ -205,12 +205,8 @@ pub(crate) fn fingerprint(files: &[SnapshotFile]) -> String {
 
 /// The object-key prefix of a snapshot: `studies/<16 hex of sha256(study_key)>/<fingerprint>`.
 pub(crate) fn snapshot_prefix(study_key: &str, files: &[SnapshotFile]) -> String {
-    let study: String = hex(&Sha256::digest(study_key.as_bytes())).chars().take(16).collect();
+    let study: String = hex::encode(Sha256::digest(study_key.as_bytes())).chars().take(16).collect();
     format!("studies/{study}/{}", fingerprint(files))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

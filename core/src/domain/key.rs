@@ -70,7 +70,7 @@ impl JobKey {
 
     fn digest(text: &[u8]) -> Self {
         let hash = Sha256::digest(text);
-        JobKey(hash.iter().map(|b| format!("{b:02x}")).collect())
+        JobKey(hex::encode(hash))
     }
 
     /// A key read back from storage or a message.
@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn sha256_hex(text: &str) -> String {
-        Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(Sha256::digest(text.as_bytes()))
     }
 
     #[test]

@@ -196,5 +196,5 @@ fn accept(id: imaging::dicom::InstanceIdentity, study: Option<&str>) -> Result<S
 
 /// The first 16 hex digits of the SHA-256 of a UID.
 fn short_hash(uid: &str) -> String {
-    Sha256::digest(uid.trim_end_matches(['\0', ' ']).as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex::encode(&Sha256::digest(uid.trim_end_matches(['\0', ' ']).as_bytes())[..8])
 }

@@ -8,10 +8,6 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{App, Db, age, copy_files, ok, pipeline, testdata};
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn key(identity: &StudyIdentity) -> JobKey {
     let p = pipeline();
     ok(JobKey::compute(&JobKeyInput {
@@ -61,7 +57,7 @@ async fn a_nifti_file_and_a_dicom_folder_become_one_job_each() {
 
     // The NIfTI file: known by the SHA-256 of its bytes, its one "series" is its name.
     let bytes = ok(std::fs::read(&nifti));
-    let sha = hex(&Sha256::digest(&bytes));
+    let sha = hex::encode(Sha256::digest(&bytes));
     let (job_id, study_key, version, forced, uri, series) = enqueued(&subs[0]);
     assert_eq!((study_key.as_str(), version, forced), (sha.as_str(), 1, false));
     assert_eq!(series, vec!["anatomical.nii".to_string()]);
@@ -244,7 +240,7 @@ async fn a_corrupt_nifti_file_is_enqueued_for_the_worker_to_fail() {
     age(&app.inbox, 10);
     let subs = ok(app.sched.scan_inbox_once().await);
     let (_, study_key, ..) = enqueued(&subs[0]);
-    assert_eq!(study_key, hex(&Sha256::digest(&garbage)));
+    assert_eq!(study_key, hex::encode(Sha256::digest(&garbage)));
     app.finish().await;
 }
 

@@ -207,7 +207,7 @@ pub fn harmonizer_version(manifest: &crate::manifest::Manifest) -> String {
     }
     .unwrap_or_default();
     let digest = Sha256::digest(&table);
-    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hex = hex::encode(&digest[..6]);
     let method = serde_json::to_value(&manifest.harmonization)
         .ok()
         .and_then(|v| v.get("method").and_then(|m| m.as_str().map(str::to_owned)))

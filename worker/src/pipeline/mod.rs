@@ -118,7 +118,7 @@ impl ModelRunner {
         let manifest_path = model.dir().join(MANIFEST_FILE);
         let bytes =
             std::fs::read(&manifest_path).map_err(|e| model_err(format!("{}: {e}", manifest_path.display())))?;
-        let manifest_sha256 = hex(&Sha256::digest(&bytes));
+        let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
         Ok(ModelRunner { model, profile, policy, manifest_sha256, batch_size })
     }
 
@@ -479,11 +479,6 @@ fn run_quality(
         ood,
         routing,
     })
-}
-
-/// Lowercase hex.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Is `dir` a model folder (has a manifest)?

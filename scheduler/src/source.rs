@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use neurobatch_core::storage::{ObjectStore, S3Settings};
+use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits};
 
 use crate::SchedulerError;
 use crate::confine::Confinement;
@@ -30,6 +30,7 @@ pub(crate) async fn resolve(
     objects: &ObjectStore,
     s3: &S3Settings,
     allowed: &Confinement,
+    limits: StudyLimits,
 ) -> Result<LocalSource, SchedulerError> {
     let input = input.trim();
     if input.is_empty() {
@@ -39,7 +40,7 @@ pub(crate) async fn resolve(
         // Before any client is built: an S3 URI outside the configured places
         // never reaches the SDK (nor its search for credentials).
         allowed.s3(input)?;
-        return download(input, objects, s3).await;
+        return download(input, objects, s3, limits).await;
     }
     let path = allowed.local(input, &local_path(input)?).await?;
     let in_store = match objects {
@@ -85,23 +86,23 @@ async fn in_file_store(path: &Path, root: &Path) -> Option<String> {
     (!rel.is_empty()).then(|| rel.join("/"))
 }
 
-/// Downloads every object under an `s3://` prefix into a temporary folder.
-async fn download(input: &str, objects: &ObjectStore, s3: &S3Settings) -> Result<LocalSource, SchedulerError> {
+/// Downloads every object under an `s3://` prefix into a temporary folder,
+/// streamed to disk within the configured object and byte limits.
+async fn download(
+    input: &str,
+    objects: &ObjectStore,
+    s3: &S3Settings,
+    limits: StudyLimits,
+) -> Result<LocalSource, SchedulerError> {
     let uri = input.trim_end_matches('/').to_string();
     let store = ObjectStore::from_url(&uri, s3).await.map_err(|e| SchedulerError::bad(input, e.to_string()))?;
-    let keys = store.list("").await?;
+    let dir = tempfile::Builder::new().prefix("nb-stage-").tempdir().map_err(|e| SchedulerError::read(input, e))?;
+    let keys = store.download_all(dir.path(), limits).await.map_err(|e| match e {
+        StorageError::TooLarge { .. } => SchedulerError::bad(input, e.to_string()),
+        other => other.into(),
+    })?;
     if keys.is_empty() {
         return Err(SchedulerError::bad(input, "no objects under this prefix"));
-    }
-    let dir = tempfile::Builder::new().prefix("nb-stage-").tempdir().map_err(|e| SchedulerError::read(input, e))?;
-    for key in &keys {
-        let bytes = store.get(key).await?;
-        // Keys passed `validate_key` (relative, no `..`): joining them stays inside `dir`.
-        let target = dir.path().join(key);
-        if let Some(parent) = target.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| SchedulerError::read(input, e))?;
-        }
-        tokio::fs::write(&target, bytes).await.map_err(|e| SchedulerError::read(format!("{uri}/{key}"), e))?;
     }
     let base = objects.url_of("");
     let in_store = (!base.is_empty() && uri.starts_with(&format!("{base}/"))).then(|| uri.clone());

@@ -143,6 +143,7 @@ pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: Str
         queue: backends.queue.clone(),
         objects: backends.objects.clone(),
         s3: S3Settings::from_config(&config.storage),
+        study_limits: neurobatch_core::storage::StudyLimits::from_config(&config.storage),
         models,
         metrics,
     })

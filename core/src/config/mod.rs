@@ -222,6 +222,12 @@ pub struct StorageConfig {
     pub region: String,
     /// Path-style addressing (`endpoint/bucket/key`), which MinIO and Ceph usually need.
     pub path_style: bool,
+    /// The most objects one study under an S3 prefix may have (submitting
+    /// and fetching it); more is refused before anything is downloaded.
+    pub max_study_objects: u32,
+    /// The most bytes one study under an S3 prefix may have; downloads stream
+    /// to disk and stop at this.
+    pub max_study_bytes: u64,
 }
 
 /// `[scheduler]`: ingest and dispatch.
@@ -351,6 +357,8 @@ impl Default for StorageConfig {
             endpoint: String::new(),
             region: "us-east-1".into(),
             path_style: false,
+            max_study_objects: 20_000,
+            max_study_bytes: 8 << 30,
         }
     }
 }

@@ -20,4 +20,7 @@ pub enum StorageError {
     },
     #[error("s3 {op} `{key}`: {reason}")]
     S3 { op: &'static str, key: String, reason: String },
+    /// A download over its limits (objects under a prefix, or bytes in all).
+    #[error("`{key}`: {what} exceeds the limit of {limit}")]
+    TooLarge { key: String, what: &'static str, limit: u64 },
 }

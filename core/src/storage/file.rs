@@ -68,6 +68,22 @@ impl FileStore {
         }
     }
 
+    /// Copies an object into `path` when it is at most `max_bytes`; the bytes copied.
+    pub async fn get_to_file(&self, key: &str, path: &std::path::Path, max_bytes: u64) -> Result<u64, StorageError> {
+        let source = self.path(key);
+        let size = match tokio::fs::metadata(&source).await {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::NotFound { key: key.to_owned() });
+            }
+            Err(e) => return Err(io(key, "stat")(e)),
+        };
+        if size > max_bytes {
+            return Err(StorageError::TooLarge { key: key.to_owned(), what: "the study's size", limit: max_bytes });
+        }
+        tokio::fs::copy(&source, path).await.map_err(io(key, "copy"))
+    }
+
     pub async fn exists(&self, key: &str) -> Result<bool, StorageError> {
         match tokio::fs::metadata(self.path(key)).await {
             Ok(m) => Ok(m.is_file()),

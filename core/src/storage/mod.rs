@@ -18,6 +18,23 @@ pub use file::FileStore;
 pub use key::{result_key, result_prefix, validate_key};
 pub use s3::{S3Settings, S3Store};
 
+/// How large one study under a prefix may be when it is downloaded
+/// (`storage.max_study_objects`, `storage.max_study_bytes`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StudyLimits {
+    pub max_objects: usize,
+    pub max_bytes: u64,
+}
+
+impl StudyLimits {
+    pub fn from_config(config: &crate::config::StorageConfig) -> StudyLimits {
+        StudyLimits {
+            max_objects: usize::try_from(config.max_study_objects).unwrap_or(usize::MAX),
+            max_bytes: config.max_study_bytes,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub enum ObjectStore {
     S3(S3Store),
@@ -131,6 +148,49 @@ impl ObjectStore {
             ObjectStore::S3(s) => s.ping().await,
             ObjectStore::File(f) => f.ping().await,
         }
+    }
+
+    /// Downloads every object of the store (a study under its prefix) into
+    /// `dir`, each streamed to its file (`dir/<key>`), never held in memory:
+    /// within `limits` (objects, bytes in all), or [`StorageError::TooLarge`]
+    /// before anything over them is written. Empty stores download nothing
+    /// (the caller decides what that means). The keys downloaded.
+    pub async fn download_all(&self, dir: &std::path::Path, limits: StudyLimits) -> Result<Vec<String>, StorageError> {
+        let StudyLimits { max_objects, max_bytes } = limits;
+        let keys = self.list("").await?;
+        if keys.len() > max_objects {
+            return Err(StorageError::TooLarge {
+                key: self.url_of(""),
+                what: "the number of objects",
+                limit: u64::try_from(max_objects).unwrap_or(u64::MAX),
+            });
+        }
+        let mut total = 0u64;
+        for key in &keys {
+            // Listed keys are checked like any other: relative, no `..`, so `dir/<key>` stays inside `dir`.
+            validate_key(key)?;
+            let target = key.split('/').fold(dir.to_path_buf(), |p, seg| p.join(seg));
+            if let Some(parent) = target.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| StorageError::Io {
+                    key: key.clone(),
+                    op: "create folder",
+                    source: e,
+                })?;
+            }
+            let left = max_bytes.saturating_sub(total);
+            let written = match self {
+                ObjectStore::S3(s) => s.get_to_file(key, &target, left).await,
+                ObjectStore::File(f) => f.get_to_file(key, &target, left).await,
+            }
+            .map_err(|e| match e {
+                StorageError::TooLarge { what, .. } => {
+                    StorageError::TooLarge { key: self.url_of(""), what, limit: max_bytes }
+                }
+                other => other,
+            })?;
+            total += written;
+        }
+        Ok(keys)
     }
 
     /// Every key that starts with `prefix` (`""` for all), sorted.

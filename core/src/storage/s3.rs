@@ -190,6 +190,39 @@ impl S3Store {
         Ok(())
     }
 
+    /// Streams an object into `path`, at most `max_bytes` of it; the bytes written.
+    pub async fn get_to_file(&self, key: &str, path: &std::path::Path, max_bytes: u64) -> Result<u64, StorageError> {
+        use tokio::io::AsyncWriteExt as _;
+        let out = match self.client.get_object().bucket(&self.bucket).key(self.full(key)).send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(StorageError::NotFound { key: key.to_owned() });
+            }
+            Err(e) => return Err(s3_error("get", key, &e)),
+        };
+        let too_large = || StorageError::TooLarge { key: key.to_owned(), what: "the study's size", limit: max_bytes };
+        if out.content_length().is_some_and(|n| u64::try_from(n).unwrap_or(u64::MAX) > max_bytes) {
+            return Err(too_large());
+        }
+        let write = |e: std::io::Error| StorageError::Io { key: key.to_owned(), op: "write", source: e };
+        let mut file = tokio::fs::File::create(path).await.map_err(write)?;
+        let mut body = out.body;
+        let mut written = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::S3 {
+            op: "get",
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })? {
+            written += chunk.len() as u64;
+            if written > max_bytes {
+                return Err(too_large());
+            }
+            file.write_all(&chunk).await.map_err(write)?;
+        }
+        file.flush().await.map_err(write)?;
+        Ok(written)
+    }
+
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let full_prefix = self.full(prefix);
         let strip = if self.prefix.is_empty() { 0 } else { self.prefix.len() + 1 };

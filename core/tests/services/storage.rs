@@ -3,7 +3,7 @@
 //! `NEUROBATCH_TEST_S3_ENDPOINT`. Each S3 test makes its own bucket and
 //! deletes it.
 
-use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, result_key, result_prefix};
+use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits, result_key, result_prefix};
 
 fn s3_settings() -> S3Settings {
     let endpoint = std::env::var("NEUROBATCH_TEST_S3_ENDPOINT").unwrap_or_else(|_| {
@@ -86,6 +86,45 @@ async fn contract(store: &ObjectStore) {
     store.delete(&report).await.unwrap();
     store.delete(key).await.unwrap();
     assert!(store.list("").await.unwrap().is_empty());
+}
+
+/// A study is downloaded object by object to disk, within its limits (issue 15:
+/// the S3 study was read whole into memory, with no cap on objects or bytes).
+async fn download_within_limits(store: &ObjectStore) {
+    let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i: u32| (i % 249) as u8).collect();
+    store.put("a.dcm", vec![1; 1000]).await.unwrap();
+    store.put("series/b.dcm", big.clone()).await.unwrap();
+    let limits = |max_objects, max_bytes| StudyLimits { max_objects, max_bytes };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = store.download_all(dir.path(), limits(2, 4 << 20)).await.unwrap();
+    assert_eq!(keys, vec!["a.dcm", "series/b.dcm"]);
+    assert_eq!(std::fs::read(dir.path().join("series/b.dcm")).unwrap(), big);
+    assert_eq!(std::fs::read(dir.path().join("a.dcm")).unwrap(), vec![1; 1000]);
+    // One object too many: refused before anything is written.
+    let few = tempfile::tempdir().unwrap();
+    let err = store.download_all(few.path(), limits(1, 4 << 20)).await.unwrap_err();
+    assert!(matches!(err, StorageError::TooLarge { what: "the number of objects", limit: 1, .. }), "{err}");
+    assert_eq!(std::fs::read_dir(few.path()).unwrap().count(), 0);
+    // One byte short of the whole: refused at the object that goes past it.
+    let small = tempfile::tempdir().unwrap();
+    let err = store.download_all(small.path(), limits(2, 1000 + big.len() as u64 - 1)).await.unwrap_err();
+    assert!(matches!(err, StorageError::TooLarge { what: "the study's size", .. }), "{err}");
+    assert!(err.to_string().contains("exceeds the limit of"), "{err}");
+}
+
+#[tokio::test]
+async fn file_store_downloads_within_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        ObjectStore::from_url(&format!("file://{}", dir.path().display()), &S3Settings::default()).await.unwrap();
+    download_within_limits(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_store_downloads_within_limits() {
+    let bucket = Bucket::new("s3dl", "study-7").await;
+    download_within_limits(&bucket.store).await;
+    bucket.remove().await;
 }
 
 #[tokio::test]

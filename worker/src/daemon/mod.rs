@@ -67,8 +67,9 @@ pub struct Context {
     pub queue: Queue,
     /// Where results go.
     pub objects: ObjectStore,
-    /// How `s3://` study sources are reached.
+    /// How `s3://` study sources are reached, and how large they may be.
     pub s3: S3Settings,
+    pub study_limits: neurobatch_core::storage::StudyLimits,
     pub models: Arc<Models>,
     /// The process's metrics (shared with the scheduler's in `neurobatch serve`).
     pub metrics: Metrics,

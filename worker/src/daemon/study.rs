@@ -13,7 +13,7 @@ use imaging::Volume;
 use imaging::source::OpenOptions;
 use neurobatch_core::db::{Job, Scanner};
 use neurobatch_core::metrics::Stage;
-use neurobatch_core::storage::{ObjectStore, S3Settings, result_key};
+use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits, result_key};
 
 use super::JobError;
 use crate::pipeline::{self, ModelRunner, PipelineError, StudyOptions, StudyReport};
@@ -47,13 +47,14 @@ pub async fn run_study(
     models: Arc<Models>,
     objects: &ObjectStore,
     s3: &S3Settings,
+    limits: StudyLimits,
 ) -> Result<StudyOutput, JobError> {
     let work = tempfile::Builder::new()
         .prefix("neurobatch-job-")
         .tempdir()
         .map_err(|e| JobError::transient(format!("job {}: no temporary folder: {e}", job.id)))?;
     let fetch_started = Instant::now();
-    let input = fetch(&job.source_uri, work.path(), s3).await?;
+    let input = fetch(&job.source_uri, work.path(), s3, limits).await?;
     let fetch_s = fetch_started.elapsed().as_secs_f64();
     let series = job.series_uids.first().cloned().unwrap_or_default();
     let uri = job.source_uri.clone();
@@ -140,7 +141,7 @@ fn output_name(file: &str) -> String {
 
 /// The study's files in a local folder: a `file://` study is read where it
 /// is; an `s3://` one is downloaded into `work`.
-async fn fetch(uri: &str, work: &Path, s3: &S3Settings) -> Result<PathBuf, JobError> {
+async fn fetch(uri: &str, work: &Path, s3: &S3Settings, limits: StudyLimits) -> Result<PathBuf, JobError> {
     if let Some(path) = uri.strip_prefix("file://") {
         let path = PathBuf::from(path);
         return match tokio::fs::metadata(&path).await {
@@ -149,20 +150,14 @@ async fn fetch(uri: &str, work: &Path, s3: &S3Settings) -> Result<PathBuf, JobEr
         };
     }
     let store = ObjectStore::from_url(uri, s3).await.map_err(|e| JobError::storage(uri, &e))?;
-    let keys = store.list("").await.map_err(|e| JobError::storage(uri, &e))?;
+    let dir = work.join("study");
+    let keys = store.download_all(&dir, limits).await.map_err(|e| match e {
+        // The study's own size: retrying cannot help.
+        StorageError::TooLarge { .. } => JobError::permanent(e.to_string()),
+        other => JobError::storage(uri, &other),
+    })?;
     if keys.is_empty() {
         return Err(JobError::permanent(format!("{uri}: the study has no objects")));
-    }
-    let dir = work.join("study");
-    for key in keys {
-        let bytes = store.get(&key).await.map_err(|e| JobError::storage(&format!("{uri}/{key}"), &e))?;
-        let path = key.split('/').fold(dir.clone(), |p, seg| p.join(seg));
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| JobError::transient(format!("{}: {e}", parent.display())))?;
-        }
-        tokio::fs::write(&path, bytes).await.map_err(|e| JobError::transient(format!("{}: {e}", path.display())))?;
     }
     Ok(dir)
 }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::audit::{self, Audit};
 use super::rows::JOB_COLUMNS;
 use super::{BeginWrite as _, DbError, Job, JobStore, stored};
 use crate::domain::JobState;
@@ -112,17 +113,17 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((study_id, last_error)) = row else { return Ok(false) };
-            sqlx::query(
-                "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(now)
-            .bind(actor)
-            .bind("job.retried")
-            .bind(study_id)
-            .bind(id)
-            .bind(serde_json::json!({"last_error": last_error}).to_string())
-            .execute(&mut *tx)
-            .await?;
+            let detail = serde_json::json!({"last_error": last_error}).to_string();
+            let event = Audit {
+                at: now,
+                actor,
+                action: "job.retried",
+                study_id,
+                job_id: Some(id),
+                review_item_id: None,
+                detail,
+            };
+            audit::record(&mut tx, event).await?;
             tx.commit().await?;
             Ok(true)
         })

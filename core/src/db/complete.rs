@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::audit::{self, Audit};
 use super::rows::{job_state, to_json};
 use super::{BeginWrite as _, Completion, DbError, JobId, JobResults, JobStore, stored};
 use crate::domain::JobState;
@@ -116,31 +117,28 @@ impl JobStore {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
-                sqlx::query(
-                    "INSERT INTO audit_events (at, actor, action, study_id, job_id, review_item_id, detail) \
-                     VALUES ($1, $2, 'review.created', $3, $4, $5, $6)",
-                )
-                .bind(now)
-                .bind(worker)
-                .bind(study_id)
-                .bind(id)
-                .bind(review_id)
-                .bind(reasons)
-                .execute(&mut *tx)
-                .await?;
+                let event = Audit {
+                    at: now,
+                    actor: worker,
+                    action: "review.created",
+                    study_id,
+                    job_id: Some(id),
+                    review_item_id: Some(review_id),
+                    detail: reasons.clone(),
+                };
+                audit::record(&mut tx, event).await?;
             }
             let detail = serde_json::json!({ "decision": results.decision.as_str(), "result_id": result_id });
-            sqlx::query(
-                "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) \
-                 VALUES ($1, $2, 'job.succeeded', $3, $4, $5)",
-            )
-            .bind(now)
-            .bind(worker)
-            .bind(study_id)
-            .bind(id)
-            .bind(detail.to_string())
-            .execute(&mut *tx)
-            .await?;
+            let event = Audit {
+                at: now,
+                actor: worker,
+                action: "job.succeeded",
+                study_id,
+                job_id: Some(id),
+                review_item_id: None,
+                detail: detail.to_string(),
+            };
+            audit::record(&mut tx, event).await?;
             tx.commit().await?;
             Ok(Completion::Completed)
         })

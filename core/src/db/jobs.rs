@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::Row as _;
 
+use super::audit::{self, Audit};
 use super::rows::{JOB_COLUMNS, job_from_row, job_state, to_json};
 use super::{
     BeginWrite as _, Claimed, DbError, Enqueued, FailOutcome, Job, JobId, JobStore, NewJob, Reaped, later, stored,
@@ -92,17 +93,16 @@ impl JobStore {
                 if let Some(id) = inserted {
                     let action = if version == 1 { "job.enqueued" } else { "job.forced" };
                     let detail = serde_json::json!({ "version": version, "priority": new.priority.as_str() });
-                    sqlx::query(
-                        "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) \
-                         VALUES ($1, 'scheduler', $2, $3, $4, $5)",
-                    )
-                    .bind(now)
-                    .bind(action)
-                    .bind(study_id)
-                    .bind(id)
-                    .bind(detail.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                    let event = Audit {
+                        at: now,
+                        actor: "scheduler",
+                        action,
+                        study_id,
+                        job_id: Some(id),
+                        review_item_id: None,
+                        detail: detail.to_string(),
+                    };
+                    audit::record(&mut tx, event).await?;
                     tx.commit().await?;
                     return Ok(Enqueued::Created(id));
                 }
@@ -252,17 +252,16 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(study_id) = study else { return Ok(false) };
-            sqlx::query(
-                "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(now)
-            .bind(worker)
-            .bind("job.released")
-            .bind(study_id)
-            .bind(id)
-            .bind(r#"{"reason":"worker shutting down"}"#)
-            .execute(&mut *tx)
-            .await?;
+            let event = Audit {
+                at: now,
+                actor: worker,
+                action: "job.released",
+                study_id,
+                job_id: Some(id),
+                review_item_id: None,
+                detail: r#"{"reason":"worker shutting down"}"#.to_string(),
+            };
+            audit::record(&mut tx, event).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -318,17 +317,16 @@ impl JobStore {
             let detail = serde_json::json!({
                 "error": error, "transient": transient, "attempts": attempts, "max_attempts": max_attempts,
             });
-            sqlx::query(
-                "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(now)
-            .bind(worker)
-            .bind(action)
-            .bind(study_id)
-            .bind(id)
-            .bind(detail.to_string())
-            .execute(&mut *tx)
-            .await?;
+            let event = Audit {
+                at: now,
+                actor: worker,
+                action,
+                study_id,
+                job_id: Some(id),
+                review_item_id: None,
+                detail: detail.to_string(),
+            };
+            audit::record(&mut tx, event).await?;
             tx.commit().await?;
             Ok(outcome)
         })
@@ -368,17 +366,16 @@ impl JobStore {
             dead.sort_unstable();
             for (action, rows) in [("job.requeued", &requeued), ("job.dead", &dead)] {
                 for (id, study_id, error) in rows {
-                    sqlx::query(
-                        "INSERT INTO audit_events (at, actor, action, study_id, job_id, detail) \
-                         VALUES ($1, 'reaper', $2, $3, $4, $5)",
-                    )
-                    .bind(now)
-                    .bind(action)
-                    .bind(study_id)
-                    .bind(id)
-                    .bind(serde_json::json!({ "error": error }).to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                    let event = Audit {
+                        at: now,
+                        actor: "reaper",
+                        action,
+                        study_id: *study_id,
+                        job_id: Some(*id),
+                        review_item_id: None,
+                        detail: serde_json::json!({ "error": error }).to_string(),
+                    };
+                    audit::record(&mut tx, event).await?;
                 }
             }
             tx.commit().await?;

@@ -33,6 +33,7 @@ macro_rules! dispatch {
 }
 
 mod admin;
+mod audit;
 mod complete;
 mod jobs;
 mod migrate;

@@ -508,22 +508,21 @@ pub(crate) async fn audit<'c, DB>(
 where
     DB: sqlx::Database,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'t> &'t mut <DB as sqlx::Database>::Connection: sqlx::Executor<'t, Database = DB>,
 {
-    sqlx::query(
-        "INSERT INTO audit_events (at, actor, action, study_id, review_item_id, detail) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(now)
-    .bind(actor)
-    .bind(action)
-    .bind(study_id)
-    .bind(review_item_id)
-    .bind(detail.to_string())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    let event = super::audit::Audit {
+        at: now,
+        actor,
+        action,
+        study_id,
+        job_id: None,
+        review_item_id: Some(review_item_id),
+        detail: detail.to_string(),
+    };
+    super::audit::record(tx, event).await
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::audit::{self, Audit};
 use super::rows::{corrupt, json, priority, review_state};
 use super::{BeginWrite as _, DbError, JobStore, StructureMetric, later, stored};
 use crate::domain::{Priority, ReviewAction, ReviewState};
@@ -147,16 +148,18 @@ impl JobStore {
             .fetch_all(&mut *tx)
             .await?;
             for (id, study_id, _) in &expired {
-                audit(
+                audit::record(
                     &mut tx,
-                    now,
-                    "reaper",
-                    "review.lease_expired",
-                    *study_id,
-                    *id,
-                    &serde_json::json!({
-                        "before": {"state": "claimed"}, "after": {"state": "pending"},
-                    }),
+                    review_event(
+                        now,
+                        "reaper",
+                        "review.lease_expired",
+                        *study_id,
+                        *id,
+                        &serde_json::json!({
+                            "before": {"state": "claimed"}, "after": {"state": "pending"},
+                        }),
+                    ),
                 )
                 .await?;
             }
@@ -225,27 +228,27 @@ impl JobStore {
              WHERE state = 'pending' AND id = (SELECT id FROM review_items WHERE state = 'pending' \
              ORDER BY priority, uncertainty DESC NULLS FIRST, created_at, id LIMIT 1 {pick}) RETURNING id, study_id"
         );
-        let claimed: Option<(i64, i64)> = dispatch!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let row: Option<(i64, i64)> =
-                sqlx::query_as(&sql).bind(reviewer).bind(until).bind(now).fetch_optional(&mut *tx).await?;
-            if let Some((id, study_id)) = row {
-                audit(
+        let claimed: Option<(i64, i64)> =
+            dispatch!(self, |pool| {
+                let mut tx = pool.begin_write().await?;
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as(&sql).bind(reviewer).bind(until).bind(now).fetch_optional(&mut *tx).await?;
+                if let Some((id, study_id)) = row {
+                    audit::record(
                     &mut tx,
-                    now,
+                    review_event(now,
                     reviewer,
                     "review.claimed",
                     study_id,
                     id,
                     &serde_json::json!({
                         "before": {"state": "pending"}, "after": {"state": "claimed", "lease_expires_at": until},
-                    }),
-                )
+                    })))
                 .await?;
-            }
-            tx.commit().await?;
-            Ok::<_, DbError>(row)
-        })?;
+                }
+                tx.commit().await?;
+                Ok::<_, DbError>(row)
+            })?;
         match claimed {
             Some((id, _)) => self.review_item(id).await,
             None => Ok(None),
@@ -267,16 +270,18 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(study_id) = row {
-                audit(
+                audit::record(
                     &mut tx,
-                    now,
-                    reviewer,
-                    "review.released",
-                    study_id,
-                    id,
-                    &serde_json::json!({
-                        "before": {"state": "claimed", "claimed_by": reviewer}, "after": {"state": "pending"},
-                    }),
+                    review_event(
+                        now,
+                        reviewer,
+                        "review.released",
+                        study_id,
+                        id,
+                        &serde_json::json!({
+                            "before": {"state": "claimed", "claimed_by": reviewer}, "after": {"state": "pending"},
+                        }),
+                    ),
                 )
                 .await?;
             }
@@ -355,7 +360,11 @@ impl JobStore {
                 insert_comment(&mut tx, id, reviewer, text, now).await?;
                 detail["comment"] = serde_json::Value::String(text.to_string());
             }
-            audit(&mut tx, now, reviewer, &format!("review.{}", action.as_str()), study_id, id, &detail).await?;
+            audit::record(
+                &mut tx,
+                review_event(now, reviewer, &format!("review.{}", action.as_str()), study_id, id, &detail),
+            )
+            .await?;
             tx.commit().await?;
             Ok::<_, DbError>(Some(study_id))
         }
@@ -374,8 +383,11 @@ impl JobStore {
                 .await?;
             let Some(study_id) = study else { return Ok(false) };
             insert_comment(&mut tx, id, author, text, now).await?;
-            audit(&mut tx, now, author, "review.commented", study_id, id, &serde_json::json!({"comment": text}))
-                .await?;
+            audit::record(
+                &mut tx,
+                review_event(now, author, "review.commented", study_id, id, &serde_json::json!({"comment": text})),
+            )
+            .await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -495,27 +507,16 @@ where
     Ok(())
 }
 
-/// One audit event of a review item.
-pub(crate) async fn audit<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
+/// The audit event of an action on a review item.
+fn review_event<'a>(
     now: DateTime<Utc>,
-    actor: &str,
-    action: &str,
+    actor: &'a str,
+    action: &'a str,
     study_id: i64,
     review_item_id: i64,
     detail: &serde_json::Value,
-) -> Result<(), DbError>
-where
-    DB: sqlx::Database,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> DateTime<Utc>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as sqlx::Database>::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    for<'t> &'t mut <DB as sqlx::Database>::Connection: sqlx::Executor<'t, Database = DB>,
-{
-    let event = super::audit::Audit {
+) -> Audit<'a> {
+    Audit {
         at: now,
         actor,
         action,
@@ -523,6 +524,5 @@ where
         job_id: None,
         review_item_id: Some(review_item_id),
         detail: detail.to_string(),
-    };
-    super::audit::record(tx, event).await
+    }
 }

@@ -66,23 +66,33 @@ impl Node {
 
     /// The study folders the node wrote into the inbox, with their file counts.
     fn study_folders(&self) -> Vec<(PathBuf, usize)> {
-        let mut out: Vec<(PathBuf, usize)> = std::fs::read_dir(&self.app.inbox)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dicom-")))
-            .map(|p| {
-                let n = ok(std::fs::read_dir(&p)).count();
-                (p, n)
-            })
-            .collect();
-        out.sort();
-        out
+        study_folders(&self.app.inbox)
     }
 
     fn incoming_leftovers(&self) -> usize {
         std::fs::read_dir(self.app.inbox.join(".dicom-incoming")).map(|rd| rd.count()).unwrap_or(0)
     }
+}
+
+/// The study folders the DICOM node wrote into `inbox`, sorted, with their file counts.
+fn study_folders(inbox: &Path) -> Vec<(PathBuf, usize)> {
+    let mut out: Vec<(PathBuf, usize)> = std::fs::read_dir(inbox)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("dicom-")))
+        .map(|p| {
+            let n = ok(std::fs::read_dir(&p)).count();
+            (p, n)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The file counts of [`study_folders`].
+fn folder_sizes(inbox: &Path) -> Vec<usize> {
+    study_folders(inbox).into_iter().map(|(_, n)| n).collect()
 }
 
 fn files_of(dir: &Path) -> Vec<String> {
@@ -383,12 +393,7 @@ async fn stow_rs_stores_instances_into_the_inbox_and_answers_the_response_module
     assert_eq!(stored, uids);
     let failed = sequence(&module, "00081198");
     assert_eq!(failed.iter().map(|f| f.1).collect::<Vec<_>>(), vec![Some(0xC000), Some(0xC000)], "{text}");
-    let folders: Vec<usize> = std::fs::read_dir(&s.app.inbox)
-        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| ok(std::fs::read_dir(e.path())).count())
-        .collect();
+    let folders = folder_sizes(&s.app.inbox);
     assert_eq!(folders, vec![5], "one study folder with the five instances");
     assert_eq!(std::fs::read_dir(s.app.inbox.join(".dicom-incoming")).map(|r| r.count()).unwrap_or(0), 0);
 
@@ -425,12 +430,7 @@ async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
     )
     .await;
     assert_eq!(status, 200, "STOW-RS from Orthanc: {text}");
-    let folders: Vec<usize> = std::fs::read_dir(&s.app.inbox)
-        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| ok(std::fs::read_dir(e.path())).count())
-        .collect();
+    let folders = folder_sizes(&s.app.inbox);
     assert_eq!(folders, vec![files.len()]);
     age(&s.app.inbox, 120);
     let subs = ok(s.app.sched.scan_inbox_once().await);
@@ -482,12 +482,7 @@ async fn the_pull_queries_orthanc_and_retrieves_the_chosen_series_once() {
         (2, 1, 0, 1, 41, 0),
         "{first:?}"
     );
-    let folders: Vec<usize> = std::fs::read_dir(&app.inbox)
-        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dicom-")).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .iter()
-        .map(|e| ok(std::fs::read_dir(e.path())).count())
-        .collect();
+    let folders = folder_sizes(&app.inbox);
     assert_eq!(folders, vec![41]);
     age(&app.inbox, 120);
     let subs = ok(app.sched.scan_inbox_once().await);

@@ -110,19 +110,7 @@ impl AmqpQueue {
         reason: DeadReason,
         error: &str,
     ) -> Result<(), QueueError> {
-        self.inner
-            .publish(Publish {
-                exchange: &self.inner.names.dead_exchange,
-                routing_key: "",
-                payload: &payload,
-                properties: BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into())
-                    .with_message_id(job.job_id.to_string().into())
-                    .with_headers(error_headers(error, Some(reason), job.attempt)),
-                mandatory: true,
-            })
-            .await
+        self.inner.publish_dead_letter(&payload, job.job_id, reason, error, job.attempt).await
     }
 
     pub(super) async fn publish_review(&self, key: &str, payload: &[u8]) -> Result<(), QueueError> {
@@ -357,6 +345,32 @@ fn job_properties(job: &JobMessage, headers: FieldTable) -> BasicProperties {
         .with_headers(headers)
 }
 
+impl Inner {
+    /// A job's message onto the dead-letter exchange with its reason, last
+    /// error and attempts; returns once the broker confirmed it.
+    async fn publish_dead_letter(
+        &self,
+        payload: &[u8],
+        job_id: i64,
+        reason: DeadReason,
+        error: &str,
+        attempts: u32,
+    ) -> Result<(), QueueError> {
+        self.publish(Publish {
+            exchange: &self.names.dead_exchange,
+            routing_key: "",
+            payload,
+            properties: BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(job_id.to_string().into())
+                .with_headers(error_headers(error, Some(reason), attempts)),
+            mandatory: true,
+        })
+        .await
+    }
+}
+
 fn error_headers(error: &str, reason: Option<DeadReason>, attempts: u32) -> FieldTable {
     let mut h = FieldTable::default();
     h.insert(HEADER_LAST_ERROR.into(), AMQPValue::LongString(error.into()));
@@ -584,19 +598,7 @@ impl AmqpDelivery {
         error: &str,
         attempts: u32,
     ) -> Result<(), QueueError> {
-        self.inner
-            .publish(Publish {
-                exchange: &self.inner.names.dead_exchange,
-                routing_key: "",
-                payload: &self.payload,
-                properties: BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into())
-                    .with_message_id(job_id.to_string().into())
-                    .with_headers(error_headers(error, Some(reason), attempts)),
-                mandatory: true,
-            })
-            .await?;
+        self.inner.publish_dead_letter(&self.payload, job_id, reason, error, attempts).await?;
         self.ack(job_id).await
     }
 }

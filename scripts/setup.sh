@@ -2,13 +2,14 @@
 # Installs everything the run and test commands need, pinned and idempotently:
 #   - Debian's dcm2niix (reference converter for the DICOM tests)
 #   - Debian's dcmtk (echoscu/storescu: the DICOM peer of the Storage SCP tests)
+#   - Debian's dicom3tools (dciodvfy: validates the SEG and SR neurobatch writes)
 #   - Debian's orthanc and orthanc-dicomweb (the PACS that sends a study to neurobatch by C-STORE
 #     and by STOW-RS in the round-trip tests)
 #   - Debian's chromium (the review viewer's browser test, driven by playwright-core;
 #     the web build itself is scripts/build-web.sh: npm ci from web/package-lock.json)
 #   - rustfmt and clippy for the toolchain in use
 #   - .venv: the Python reference tools (nibabel, nilearn, pydicom, scipy,
-#     intensity-normalization, dipy, onnx) from scripts/requirements-reference.lock,
+#     intensity-normalization, dipy, onnx, highdicom) from scripts/requirements-reference.lock,
 #     and the onnxruntime wheel whose libonnxruntime.so the worker loads at run time
 #     (scripts/ort-dylib.sh finds it; scripts/env.sh exports ORT_DYLIB_PATH)
 #   - .venv-s3: moto's S3-protocol server for the storage tests (scripts/requirements-s3.lock;
@@ -25,39 +26,36 @@ PYTHON="${NEUROBATCH_BOOTSTRAP_PYTHON:-python3}"
 
 log() { echo "setup: $*" >&2; }
 
-# --- dcm2niix (Debian) --------------------------------------------------------
-installed="$(dpkg-query -W -f='${Version}' dcm2niix 2>/dev/null || true)"
-if [[ "$installed" != "$DCM2NIIX_VERSION" ]]; then
-  log "installing dcm2niix $DCM2NIIX_VERSION"
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+# Installs Debian packages at exact versions (`name=version` ...) unless all are installed at them.
+apt_pin() {
+  local want missing=()
+  for want in "$@"; do
+    [[ "$(dpkg-query -W -f='${Version}' "${want%%=*}" 2>/dev/null || true)" == "${want#*=}" ]] || missing+=("$want")
+  done
+  ((${#missing[@]})) || return 0
+  log "installing ${missing[*]}"
+  local SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcm2niix=$DCM2NIIX_VERSION" >/dev/null
-fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# --- dcm2niix (Debian) --------------------------------------------------------
+apt_pin "dcm2niix=$DCM2NIIX_VERSION"
 
 # --- dcmtk (Debian): echoscu and storescu, the second DICOM peer of the Storage SCP tests
 DCMTK_VERSION="3.6.7-9~deb12u4"
-installed="$(dpkg-query -W -f='${Version}' dcmtk 2>/dev/null || true)"
-if [[ "$installed" != "$DCMTK_VERSION" ]]; then
-  log "installing dcmtk $DCMTK_VERSION"
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "dcmtk=$DCMTK_VERSION" >/dev/null
-fi
+apt_pin "dcmtk=$DCMTK_VERSION"
+
+# --- dicom3tools (Debian): dciodvfy, the IOD validator of the SEG and SR tests ---
+DICOM3TOOLS_VERSION="1.00~20220618093127-2"
+apt_pin "dicom3tools=$DICOM3TOOLS_VERSION"
 
 # --- Orthanc (Debian): the PACS of the DICOM round-trip test --------------------
 # The test runs its own Orthanc on free loopback ports; the package's service is not used.
 # Its DICOMweb plugin sends a study to neurobatch by STOW-RS in the STOW test.
 ORTHANC_VERSION="1.10.1+dfsg-2+deb12u1"
 ORTHANC_DICOMWEB_VERSION="1.7+dfsg-6+b2"
-installed="$(dpkg-query -W -f='${Version}' orthanc 2>/dev/null || true)"
-installed_dicomweb="$(dpkg-query -W -f='${Version}' orthanc-dicomweb 2>/dev/null || true)"
-if [[ "$installed" != "$ORTHANC_VERSION" || "$installed_dicomweb" != "$ORTHANC_DICOMWEB_VERSION" ]]; then
-  log "installing orthanc $ORTHANC_VERSION and orthanc-dicomweb $ORTHANC_DICOMWEB_VERSION"
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    "orthanc=$ORTHANC_VERSION" "orthanc-dicomweb=$ORTHANC_DICOMWEB_VERSION" >/dev/null
-fi
+apt_pin "orthanc=$ORTHANC_VERSION" "orthanc-dicomweb=$ORTHANC_DICOMWEB_VERSION"
 
 # --- chromium (Debian) for the browser test ------------------------------------
 # Pinned; Debian's security archive replaces Chromium often, so when the pinned build is

@@ -128,9 +128,58 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
         }
         assert_eq!(r.review_items, i64::from(r.decision.as_deref() == Some("review")), "{r:?}");
     }
+    // DICOM studies also get a SEG and an SR (issue 14); NIfTI ones say why they do not.
+    let objects = root.join("objects");
+    let report_of = |r: &JobRow| -> serde_json::Value {
+        let text = std::fs::read_to_string(objects.join(&r.object_keys["report"])).expect("stored report");
+        serde_json::from_str(&text).expect("report json")
+    };
+    // A DICOM study is keyed by its StudyInstanceUID, not a file hash: found by its report.
+    let dicom: Vec<&JobRow> = good.iter().copied().filter(|r| report_of(r)["input"]["format"] == "dicom").collect();
+    assert_eq!(dicom.len(), 2, "the two DICOM studies: {rows:#?}");
+    for r in &dicom {
+        let report = report_of(r);
+        let listed = report["dicom"]["objects"].as_array().unwrap_or_else(|| panic!("{r:?}: {}", report["dicom"]));
+        assert_eq!(listed.len(), 2, "{r:?}: {}", report["dicom"]);
+        for output in ["seg", "sr"] {
+            let key = r.object_keys.get(output).unwrap_or_else(|| panic!("{output} of {r:?}"));
+            assert!(objects.join(key).is_file(), "{key} stored");
+        }
+    }
+    let nifti = report_of(row("t1_00.nii.gz"));
+    assert!(nifti["dicom"]["not_written"].as_str().is_some_and(|w| w.contains("nifti")), "{}", nifti["dicom"]);
+    // The stored SEG read back by highdicom equals the stored mask voxel for voxel in world
+    // coordinates; the SR's volumes are the report's; dciodvfy finds no error in either.
+    let r = dicom[0];
+    let checked = common::check_dicom_results(
+        &objects.join(&r.object_keys["seg"]),
+        &objects.join(&r.object_keys["sr"]),
+        &objects.join(&r.object_keys["mask"]),
+    );
+    let report = report_of(r);
+    for structure in report["structures"].as_array().expect("structures").iter().filter(|s| s["label"] != 0) {
+        let name = structure["name"].as_str().expect("name");
+        let seg = &checked["seg"]["per_segment"][name];
+        assert_eq!(seg["mismatched"], 0, "{name}: {seg}");
+        assert_eq!(seg["compared"], structure["voxels"], "{name}: {seg}");
+        let group = checked["sr"]["volumetric_groups"]
+            .as_array()
+            .and_then(|g| g.iter().find(|g| g["tracking_id"] == name))
+            .unwrap_or_else(|| panic!("{name} in {}", checked["sr"]));
+        let ml = group["measurements"]["Volume"].as_f64().expect("volume");
+        let want = structure["volume_ml"].as_f64().expect("volume_ml");
+        assert!((ml - want).abs() <= 1e-6 * want, "{name}: SR {ml} ml, report {want} ml");
+    }
+    for kind in ["seg", "sr"] {
+        assert_eq!(checked["dciodvfy"][kind]["errors"], serde_json::json!([]), "{kind}: {}", checked["dciodvfy"]);
+    }
+    for secret in PLANTED {
+        assert!(!report.to_string().contains(secret), "{secret} reached report.json");
+    }
+
     // Exactly one set of result objects per study: a rerun overwrites, never adds.
     let stored = walk(&root.join("objects").join("study"));
-    assert_eq!(stored, good.len() * 5, "result objects");
+    assert_eq!(stored, good.len() * 5 + 2 * 2, "result objects (two DICOM studies with a SEG and an SR each)");
 
     for secret in PLANTED {
         assert!(!log1.contains(secret) && !log2.contains(secret), "{secret} reached a log line");

@@ -84,8 +84,17 @@ def seg_manifest(run, folder, dice, order):
         "[bias_correction]", "degree = 3", "classes = 3", "max_iterations = 50", "tolerance = 1e-3",
         "", "[output]", 'tensor = "probabilities"', 'activation = "softmax"',
     ]
+    # SNOMED CT codes as pydicom's codedict names them (codes.SCT.Tissue, GrayMatter, WhiteMatter):
+    # the DICOM SEG segment's category and type, and the SR finding.
+    tissue = '{ value = "85756007", scheme = "SCT", meaning = "Tissue" }'
+    coded = {
+        "grey_matter": '{ value = "389081007", scheme = "SCT", meaning = "Gray Matter" }',
+        "white_matter": '{ value = "389080008", scheme = "SCT", meaning = "White Matter" }',
+    }
     for v, name, col in ((0, "background", [0, 0, 0]), (1, "grey_matter", [205, 62, 78]), (2, "white_matter", [245, 245, 245])):
         lines += ["", "[[labels]]", f"value = {v}", f"name = {q(name)}", f"colour = {fmt(col)}"]
+        if name in coded:
+            lines += [f"category = {tissue}", f"type = {coded[name]}"]
     lines += [
         "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         'mc_dropout_input = "mc_dropout"',

@@ -21,6 +21,7 @@
 //! Everything here is synchronous; the daemon calls it from blocking threads.
 
 pub mod daemon;
+pub mod dicom_results;
 pub mod inference;
 pub mod manifest;
 pub mod ood;

@@ -6,8 +6,11 @@
 //! (`series`), ordered and checked by slice position (`geometry`), and
 //! decoded with the per-instance rescale applied (`pixels`). Acquisition and
 //! equipment fields go to [`SourceMeta`] (`meta`); patient-identifying
-//! attributes are never read. It does not resample (tilted stacks are
-//! refused), does not convert Siemens mosaics, and does not build 4-D data.
+//! attributes are never read. Each plane's source image is kept as a
+//! [`SourceStack`] (`reference`) for the objects `derived` writes back (SEG,
+//! SR), which copy the patient and study modules verbatim. It does not
+//! resample (tilted stacks are refused), does not convert Siemens mosaics,
+//! and does not build 4-D data.
 //!
 //! ```no_run
 //! use imaging::dicom::{ScanOptions, read_folder, scan_folder};
@@ -20,10 +23,12 @@
 //! # Ok::<(), imaging::dicom::DicomError>(())
 //! ```
 
+pub mod derived;
 mod geometry;
 mod guard;
 mod meta;
 mod pixels;
+mod reference;
 mod scan;
 mod series;
 
@@ -35,6 +40,7 @@ use rayon::prelude::*;
 
 pub use geometry::{GeometryError, SliceGeometry, StackGeometry, assemble_stack};
 pub use pixels::DECODABLE as DECODABLE_TRANSFER_SYNTAXES;
+pub use reference::{SourceSlice, SourceStack};
 pub use scan::{InstanceIdentity, SkipReason, SkippedFile, instance_identity, study_uid_of_file};
 pub use series::SeriesSummary;
 
@@ -136,6 +142,22 @@ pub fn read_series_by_uid(dir: &Path, uid: &str, opts: &ScanOptions) -> Result<V
     wanted.into_iter().map(|s| read_series(s, opts)).collect()
 }
 
+/// The largest stack of one SeriesInstanceUID (a series split by echo or
+/// orientation has several; the first of the largest wins), with its source
+/// images plane by plane (`None` when a slice lacks geometry).
+pub fn read_stack(dir: &Path, uid: &str, opts: &ScanOptions) -> Result<(Volume<f32>, Option<SourceStack>), DicomError> {
+    let report = usable_report(dir, opts)?;
+    let mut best: Option<&SeriesSummary> = None;
+    for s in report.series.iter().filter(|s| s.series_uid == uid) {
+        let size = |s: &SeriesSummary| usize::from(s.rows) * usize::from(s.cols) * s.slices;
+        if best.is_none_or(|b| size(s) > size(b)) {
+            best = Some(s);
+        }
+    }
+    let series = best.ok_or_else(|| DicomError::SeriesNotFound { dir: dir.to_path_buf(), uid: uid.to_string() })?;
+    read_series_with_source(series, opts)
+}
+
 /// Scans and turns "nothing usable" into the most specific error.
 fn usable_report(dir: &Path, opts: &ScanOptions) -> Result<ScanReport, DicomError> {
     let report = scan_folder(dir, opts)?;
@@ -169,6 +191,15 @@ fn usable_report(dir: &Path, opts: &ScanOptions) -> Result<ScanReport, DicomErro
 /// One stack → one volume: geometry checked, instances decoded in parallel,
 /// per-frame rescale applied.
 pub fn read_series(series: &SeriesSummary, opts: &ScanOptions) -> Result<Volume<f32>, DicomError> {
+    read_series_with_source(series, opts).map(|(volume, _)| volume)
+}
+
+/// [`read_series`], and the source image of each voxel plane (`None` when the
+/// geometry was assumed).
+pub fn read_series_with_source(
+    series: &SeriesSummary,
+    opts: &ScanOptions,
+) -> Result<(Volume<f32>, Option<SourceStack>), DicomError> {
     let err_series = |reason: String| DicomError::Inconsistent {
         dir: series.dir.clone(),
         series: series.series_uid.clone(),
@@ -248,6 +279,8 @@ pub fn read_series(series: &SeriesSummary, opts: &ScanOptions) -> Result<Volume<
         Ok::<(), DicomError>(())
     })?;
 
+    let source = reference::source_stack(&series.series_uid, &series.parts, &stack.order, stack.slice_spacing);
     let meta = SourceMeta { warnings, ..series.meta.clone() };
-    Volume::new(dims, data, stack.affine, meta).map_err(|e| err_series(e.to_string()))
+    let volume = Volume::new(dims, data, stack.affine, meta).map_err(|e| err_series(e.to_string()))?;
+    Ok((volume, source))
 }

@@ -71,6 +71,11 @@ pub(crate) struct Instance {
     pub path: PathBuf,
     pub transfer_syntax: String,
     pub series_uid: Option<String>,
+    /// SOPClassUID, SOPInstanceUID and FrameOfReferenceUID: what a derived
+    /// object (a segmentation of this stack) references.
+    pub sop_class_uid: Option<String>,
+    pub sop_instance_uid: Option<String>,
+    pub frame_of_reference_uid: Option<String>,
     pub rows: u16,
     pub cols: u16,
     pub bits_allocated: u16,
@@ -207,6 +212,9 @@ fn read_instance(path: &Path, opts: &ScanOptions) -> Result<Instance, SkippedFil
         path: path.to_path_buf(),
         transfer_syntax: checked.transfer_syntax,
         series_uid: meta.series_uid.clone(),
+        sop_class_uid: string(&obj, tags::SOP_CLASS_UID),
+        sop_instance_uid: string(&obj, tags::SOP_INSTANCE_UID),
+        frame_of_reference_uid: string(&obj, tags::FRAME_OF_REFERENCE_UID),
         rows,
         cols,
         bits_allocated,

@@ -10,13 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use imaging::Volume;
+use imaging::dicom::SourceStack;
 use imaging::source::OpenOptions;
 use neurobatch_core::db::{Job, Scanner};
 use neurobatch_core::metrics::Stage;
 use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits, result_key};
 
 use super::JobError;
-use crate::pipeline::{self, ModelRunner, PipelineError, StudyOptions, StudyReport};
+use crate::dicom_results::{self, ResultIdentity};
+use crate::pipeline::{self, DicomOutputs, ModelRunner, PipelineError, StudyOptions, StudyReport};
 
 /// The models a worker loaded once at start-up.
 #[derive(Debug)]
@@ -62,10 +64,12 @@ pub async fn run_study(
     // The pipeline's log lines carry the job's span (job_id, study_id, attempt):
     // a span does not follow work onto the blocking pool by itself.
     let span = tracing::Span::current();
+    let dicom_study_key = study_key.to_string();
+    let version = u32::try_from(job.version).unwrap_or(u32::MAX);
     let (report, files, series_uid, scanner) = tokio::task::spawn_blocking(move || -> Result<_, JobError> {
         let _job = span.enter();
         let started = Instant::now();
-        let volume = open_series(&input, &series, &uri)?;
+        let (volume, source) = open_series(&input, &series, &uri)?;
         let load_ms = started.elapsed().as_secs_f64() * 1e3;
         let meta = &volume.meta;
         let scanner = Scanner {
@@ -88,6 +92,11 @@ pub async fn run_study(
         std::fs::create_dir_all(&out_dir).map_err(|e| JobError::transient(format!("{}: {e}", out_dir.display())))?;
         let mut files =
             pipeline::write_maps(&out_dir, &result).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
+        let identity = ResultIdentity::now(&dicom_study_key, version, 0);
+        let (dicom_files, dicom) =
+            dicom_outputs(&out_dir, &report, &result.maps.labels, source.as_ref(), &models, &identity);
+        files.extend(dicom_files);
+        report.dicom = Some(dicom);
         files.push(pipeline::write_report(&out_dir, &report).map_err(|e| JobError::transient(format!("{uri}: {e}")))?);
         // The scan itself on its own grid, as NIfTI (a DICOM series converted): what the review
         // viewer shows under the mask, and the image of an exported training case.
@@ -162,9 +171,39 @@ async fn fetch(uri: &str, work: &Path, s3: &S3Settings, limits: StudyLimits) -> 
     Ok(dir)
 }
 
+/// `seg.dcm` and `sr.dcm` for a study read from DICOM, and what the report
+/// says about them. Not being able to write them does not fail the job (the
+/// mask and report stand); the report says why.
+fn dicom_outputs(
+    dir: &Path,
+    report: &StudyReport,
+    labels: &Volume<u8>,
+    source: Option<&SourceStack>,
+    models: &Models,
+    identity: &ResultIdentity<'_>,
+) -> (Vec<PathBuf>, DicomOutputs) {
+    let not_written = |why: String| (Vec::new(), DicomOutputs { objects: Vec::new(), not_written: Some(why) });
+    let Some(source) = source else {
+        return not_written(if report.input.format == "dicom" {
+            "the source slices carry no geometry, so no DICOM object can be placed on them".to_string()
+        } else {
+            format!("the input is {}: DICOM results are written for DICOM inputs only", report.input.format)
+        });
+    };
+    let labels_spec = &models.segmentation.model().manifest().labels;
+    match dicom_results::write(dir, report, labels, source, labels_spec, identity) {
+        Ok(written) => written,
+        Err(e) => {
+            tracing::warn!(error = %e, "no DICOM results for this study");
+            not_written(e.to_string())
+        }
+    }
+}
+
 /// The volume of the selected series: the NIfTI file of that name, or the
-/// DICOM series of that UID (its largest stack when it has several).
-fn open_series(input: &Path, series: &str, uri: &str) -> Result<Volume<f32>, JobError> {
+/// DICOM series of that UID (its largest stack when it has several) with its
+/// source slices.
+fn open_series(input: &Path, series: &str, uri: &str) -> Result<(Volume<f32>, Option<SourceStack>), JobError> {
     let opts = OpenOptions::default();
     let named = input.join(series);
     let as_nifti = if input.is_file() {
@@ -181,13 +220,10 @@ fn open_series(input: &Path, series: &str, uri: &str) -> Result<Volume<f32>, Job
     };
     if let Some(file) = as_nifti {
         let mut volumes = imaging::source::open(&file, &opts).map_err(|e| in_study(&e))?;
-        return volumes.pop().ok_or_else(|| JobError::permanent(format!("{uri}: no volume in {series}")));
+        let volume = volumes.pop().ok_or_else(|| JobError::permanent(format!("{uri}: no volume in {series}")))?;
+        return Ok((volume, None));
     }
-    let stacks = imaging::dicom::read_series_by_uid(input, series, &opts.dicom()).map_err(|e| in_study(&e))?;
-    stacks
-        .into_iter()
-        .max_by_key(|v| v.dims().iter().product::<usize>())
-        .ok_or_else(|| JobError::permanent(format!("{uri}: series {series} has no images")))
+    imaging::dicom::read_stack(input, series, &opts.dicom()).map_err(|e| in_study(&e))
 }
 
 /// Input problems are permanent; a model, output or internal failure may pass on a retry.

@@ -50,6 +50,9 @@
 //! value = 1
 //! name = "grey_matter"
 //! colour = [205, 62, 78]
+//! # optional, both or neither: the DICOM SEG segment's category and type, the SR finding
+//! category = { value = "85756007", scheme = "SCT", meaning = "Tissue" }
+//! type = { value = "389081007", scheme = "SCT", meaning = "Gray Matter" }
 //!
 //! [[labels]]
 //! value = 2
@@ -129,7 +132,8 @@
 //! ```
 //!
 //! Rules beyond the types: labels are 0, 1, 2 … in order with unique names (at
-//! least two); spacing > 0; patch edges in 1..=1024; overlap in [0, 1); TTA axes
+//! least two), with both codes or neither (values and schemes of 1 to 16
+//! characters, meanings of 1 to 64, no backslash); spacing > 0; patch edges in 1..=1024; overlap in [0, 1); TTA axes
 //! distinct and in 0..3; `mc_dropout_input` named whenever the defaults or a
 //! profile ask for MC-dropout passes; profile members in 1..=len(members); routing bounds non-negative, `*_min` in [0, 1], and a
 //! `source` whenever a threshold is set; members are relative paths inside the
@@ -390,6 +394,32 @@ mod tests {
     fn sigmoid_needs_one_channel_fewer_than_labels() {
         let m = parse(&documented_example().replace("activation = \"softmax\"", "activation = \"sigmoid\"")).unwrap();
         assert_eq!(m.expected_output_channels(), 2);
+    }
+
+    #[test]
+    fn label_codes_are_both_or_neither_and_fit_dicom() {
+        let m = parse(&documented_example()).unwrap();
+        let grey = &m.labels[1];
+        assert_eq!(grey.property.as_ref().map(|c| c.value.as_str()), Some("389081007"));
+        assert_eq!(grey.category.as_ref().map(|c| c.meaning.as_str()), Some("Tissue"));
+        let only_category = documented_example().replacen(
+            "type = { value = \"389081007\", scheme = \"SCT\", meaning = \"Gray Matter\" }\n",
+            "",
+            1,
+        );
+        let err = parse(&only_category).unwrap_err().to_string();
+        assert!(err.contains("labels.grey_matter") && err.contains("both"), "{err}");
+        for (bad, what) in [
+            ("value = \"389081007\"", "value = \"38908100712345678\""),
+            ("meaning = \"Gray Matter\"", "meaning = \"Gray\\\\Matter\""),
+            ("scheme = \"SCT\", meaning = \"Gray", "scheme = \"\", meaning = \"Gray"),
+        ] {
+            let text = documented_example().replacen(bad, what, 1);
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains("labels.grey_matter.type"), "{what}: {err}");
+        }
+        let unknown = documented_example().replacen("meaning = \"Tissue\"", "meaning = \"Tissue\", extra = 1", 1);
+        assert!(parse(&unknown).is_err());
     }
 
     #[test]

@@ -137,6 +137,14 @@ pub struct Label {
     pub name: String,
     /// Display colour, `[r, g, b]`.
     pub colour: [u8; 3],
+    /// What the structure is, coded (e.g. SNOMED CT "Tissue" / "Gray Matter"): the
+    /// Segmented Property Category and Type of a DICOM SEG segment and the finding
+    /// of its SR measurement group. A segmentation model whose foreground labels
+    /// all carry both gets DICOM results for DICOM inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<imaging::dicom::derived::Code>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub property: Option<imaging::dicom::derived::Code>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

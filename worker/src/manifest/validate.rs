@@ -136,6 +136,14 @@ impl Manifest {
             if !names.insert(label.name.as_str()) {
                 return Err(format!("labels: name `{}` is used twice", label.name));
             }
+            match (&label.category, &label.property) {
+                (Some(category), Some(property)) => {
+                    validate_code(&format!("labels.{}.category", label.name), category)?;
+                    validate_code(&format!("labels.{}.type", label.name), property)?;
+                }
+                (None, None) => {}
+                _ => return Err(format!("labels.{}: give both category and type, or neither", label.name)),
+            }
         }
         Ok(())
     }
@@ -301,6 +309,22 @@ fn validate_routing(r: &RoutingThresholds) -> Result<(), String> {
     }
     if r.any_set() && r.source.as_deref().is_none_or(|s| s.trim().is_empty()) {
         return Err("routing.source: thresholds must say which evaluation they come from".into());
+    }
+    Ok(())
+}
+
+/// A code as DICOM carries it: Code Value and Coding Scheme Designator are SH
+/// (at most 16 characters), Code Meaning LO (at most 64), none empty, no backslash.
+fn validate_code(field: &str, code: &imaging::dicom::derived::Code) -> Result<(), String> {
+    for (part, value, max) in [("value", &code.value, 16), ("scheme", &code.scheme, 16), ("meaning", &code.meaning, 64)]
+    {
+        if value.trim().is_empty()
+            || value.chars().count() > max
+            || value.contains('\\')
+            || value.chars().any(char::is_control)
+        {
+            return Err(format!("{field}.{part}: `{value}` must be 1 to {max} characters, without a backslash"));
+        }
     }
     Ok(())
 }

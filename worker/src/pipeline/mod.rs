@@ -39,7 +39,8 @@ pub use error::PipelineError;
 pub use grid::{BiasFieldSummary, InputPrep, ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
 pub use outputs::{PassDump, write_maps, write_report};
 pub use report::{
-    InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA, StructureReport, StudyReport, Timing,
+    DicomObjectSummary, DicomOutputs, InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA,
+    StructureReport, StudyReport, Timing,
 };
 
 use crate::inference::{Ensemble, Flip, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
@@ -442,6 +443,7 @@ pub fn process_study(
         quality_estimate,
         quality: quality_report,
         quality_error,
+        dicom: None,
         routing,
         timings_ms: clock.timings,
     };

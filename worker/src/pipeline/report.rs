@@ -45,6 +45,27 @@ pub struct StudyReport {
     pub routing: RoutingDecision,
     /// Wall-clock milliseconds per stage, in pipeline order.
     pub timings_ms: Vec<Timing>,
+    /// The DICOM objects written for the PACS (SEG, SR), or why there are none;
+    /// set by whoever writes the outputs (`None`: not asked, e.g. `process` on a NIfTI file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dicom: Option<DicomOutputs>,
+}
+
+/// `report.json`'s `dicom`: the files written (`seg.dcm`, `sr.dcm`) with their
+/// SOP Instance UIDs, or the reason none was.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DicomOutputs {
+    pub objects: Vec<DicomObjectSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_written: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DicomObjectSummary {
+    pub file: String,
+    pub sop_class_uid: String,
+    pub sop_instance_uid: String,
+    pub series_uid: String,
 }
 
 /// The scan the report is about (no patient data: `imaging::SourceMeta` has none).

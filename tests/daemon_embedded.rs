@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::daemon::{
-    JobRow, Proc, env, fast_settings, free_port, http_get, make_token, sha256_hex, sqlite_jobs, wait_for,
+    JobRow, Proc, embedded_settings, env, free_port, http_get, make_token, sha256_hex, sqlite_jobs, wait_for,
 };
 
 const STUDIES: [&str; 11] = [
@@ -41,14 +41,7 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
     }
     let db = root.join("data").join("nb.db");
     let port = free_port();
-    let mut settings = fast_settings();
-    settings.extend([
-        ("database.url", format!("sqlite://{}", db.display())),
-        ("storage.url", format!("file://{}", root.join("objects").display())),
-        ("queue.url", "memory://".into()),
-        ("scheduler.inbox", inbox.display().to_string()),
-        ("scheduler.listen", format!("127.0.0.1:{port}")),
-    ]);
+    let settings = embedded_settings(root, &db, &inbox, port);
     let vars = env(&settings);
 
     let mut first = Proc::start("serve-1", root, &["serve"], &vars);

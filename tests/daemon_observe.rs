@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::daemon::{dechunk, env, fast_settings, free_port, sqlite_jobs, wait_for};
+use common::daemon::{dechunk, embedded_settings, env, fast_settings, free_port, sqlite_jobs, wait_for};
 use neurobatch_core::queue::{Queue, QueueOptions};
 use sqlx::Connection as _;
 
@@ -161,14 +161,7 @@ fn serve_logs_json_without_patient_fields_and_exposes_its_metrics() {
     }
     let db = root.join("data").join("nb.db");
     let port = free_port();
-    let mut settings = fast_settings();
-    settings.extend([
-        ("database.url", format!("sqlite://{}", db.display())),
-        ("storage.url", format!("file://{}", root.join("objects").display())),
-        ("queue.url", "memory://".into()),
-        ("scheduler.inbox", inbox.display().to_string()),
-        ("scheduler.listen", format!("127.0.0.1:{port}")),
-    ]);
+    let settings = embedded_settings(root, &db, &inbox, port);
     let mut serve = Daemon::start("serve", root, &["--log-json", "--log-level", "info", "serve"], &env(&settings));
 
     let rows = wait_for(

@@ -235,7 +235,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4, 5]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -260,7 +260,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4, 5]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -760,7 +760,7 @@ on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
     // Comments and audit events reference the review items: the migration keeps them valid.
     let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(3)).await).map(|i| i.id);
     ok(store.migrate().await);
-    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4]);
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4, 5]);
     let all = ok(store.review_items(&ReviewFilter::default(), at(4)).await);
     assert_eq!(all.iter().map(|i| i.uncertainty).collect::<Vec<_>>(), vec![None, Some(0.3)]);
     assert_eq!(all[0].id, first.unwrap_or_default(), "ids survive");
@@ -881,4 +881,61 @@ on_both!(api_tokens_are_stored_hashed_and_can_be_revoked, |db| {
     assert!(!ok(store.revoke_token("night-shift-1", at(3)).await), "revoked once");
     assert!(ok(store.token_by_sha256(&"ab".repeat(32)).await).is_none(), "a revoked token no longer authenticates");
     assert_eq!(ok(store.tokens().await).len(), 1);
+});
+
+on_both!(dicom_sends_are_decided_once_retried_with_backoff_and_reset_by_an_admin, |db| {
+    let store = db.open().await;
+    // A DICOM study's result (with a SEG and an SR) and a NIfTI-like one without.
+    let mut ids = Vec::new();
+    for (i, dicom) in [(0, true), (1, false)] {
+        let id = ok(store.enqueue(&new_job(&format!("7.{i}"), &[&format!("7.{i}.1")], "1"), at(0)).await).id();
+        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        let mut rows = results(false);
+        if dicom {
+            rows.object_keys.insert("seg".into(), format!("s/7.{i}/seg.dcm"));
+            rows.object_keys.insert("sr".into(), format!("s/7.{i}/sr.dcm"));
+        }
+        assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
+        ids.push(id);
+    }
+    // Results older than the look-back are not candidates.
+    assert!(ok(store.undecided_dicom_results(at(3), 10).await).is_empty());
+    let candidates = ok(store.undecided_dicom_results(at(0), 10).await);
+    assert_eq!(candidates.iter().map(|c| c.job_id).collect::<Vec<_>>(), ids);
+    assert!(candidates[0].object_keys.contains_key("seg") && !candidates[1].object_keys.contains_key("seg"));
+    assert_eq!(candidates[0].decision, "accept");
+    let sends: Vec<(String, String, String)> = ["seg", "sr"]
+        .iter()
+        .map(|o| ("PACS@10.0.0.1:104".to_string(), o.to_string(), format!("s/7.0/{o}.dcm")))
+        .collect();
+    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, at(3)).await);
+    ok(store.decide_dicom_sends(candidates[1].result_id, ids[1], &[], at(3)).await);
+    // Decided once: a second decision (a second scheduler, a restart) adds nothing.
+    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, at(4)).await);
+    assert!(ok(store.undecided_dicom_results(at(0), 10).await).is_empty());
+    assert_eq!(db.count("dicom_sends").await, 2);
+
+    let due = ok(store.due_dicom_sends(at(3), 10).await);
+    assert_eq!(due.iter().map(|d| d.output.as_str()).collect::<Vec<_>>(), vec!["seg", "sr"], "the SEG first");
+    // The SEG fails and waits; the SR goes through.
+    ok(store
+        .dicom_send_failed(due[0].id, "C-STORE to PACS@10.0.0.1:104: association: refused", at(5), Some(at(65)))
+        .await);
+    ok(store.dicom_send_succeeded(due[1].id, at(5)).await);
+    assert!(ok(store.due_dicom_sends(at(64), 10).await).is_empty(), "not before its backoff");
+    let again = ok(store.due_dicom_sends(at(65), 10).await);
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    ok(store.dicom_send_failed(again[0].id, "refused again", at(66), None).await);
+    let counts = ok(store.dicom_send_counts().await);
+    assert_eq!((counts.get("sent"), counts.get("failed"), counts.get("pending")), (Some(&1), Some(&1), None));
+    assert_eq!(ok(store.admin_stats(at(66)).await).dicom_sends, counts);
+    // A settled send is not changed by a late mark.
+    ok(store.dicom_send_succeeded(again[0].id, at(67)).await);
+    assert_eq!(ok(store.dicom_send_counts().await).get("failed"), Some(&1));
+    // An admin puts the failed one back, from its first attempt.
+    assert_eq!(ok(store.retry_failed_dicom_sends(at(70)).await), 1);
+    let retried = ok(store.due_dicom_sends(at(70), 10).await);
+    assert_eq!((retried.len(), retried[0].attempts, retried[0].output.as_str()), (1, 0, "seg"));
+    let of_job = ok(store.dicom_sends_of_job(ids[0]).await);
+    assert_eq!(of_job.iter().map(|s| s.2.as_str()).collect::<Vec<_>>(), vec!["pending", "sent"]);
 });

@@ -70,3 +70,19 @@ pub(crate) async fn retry(State(s): State<Scheduler>, caller: Caller, Path(id): 
         Err(e) => failure(&e.into()),
     }
 }
+
+/// `POST /v1/admin/dicom-sends/retry`: every failed DICOM send is tried again from its first attempt.
+#[utoipa::path(post, path = "/v1/admin/dicom-sends/retry", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "how many failed sends are pending again", body = crate::openapi::RetriedSends), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+pub(crate) async fn retry_dicom_sends(State(s): State<Scheduler>, caller: Caller) -> Response {
+    if let Some(r) = caller.refuse_unless(&[Role::Admin]) {
+        return r;
+    }
+    match s.inner.store.retry_failed_dicom_sends(Utc::now()).await {
+        Ok(n) => {
+            tracing::info!(actor = %caller.name, sends = n, "failed dicom sends retried");
+            Json(crate::openapi::RetriedSends { retried: n }).into_response()
+        }
+        Err(e) => failure(&e.into()),
+    }
+}

@@ -73,6 +73,7 @@ impl Scheduler {
             .route("/v1/admin/stats", get(admin::stats))
             .route("/v1/admin/jobs", get(admin::jobs))
             .route("/v1/admin/jobs/{id}/retry", post(admin::retry))
+            .route("/v1/admin/dicom-sends/retry", post(admin::retry_dicom_sends))
             .route("/dicomweb/studies", post(crate::dicomweb::stow))
             .route("/dicomweb/studies/{study}", post(crate::dicomweb::stow_study))
             .route("/review", get(ui::redirect))

@@ -9,7 +9,8 @@
 //! `select` (the series rules), `submit` (key, versions, snapshot copy,
 //! enqueue), `inbox`, `s3poll` and `pull` (finding studies: the inbox, an S3
 //! prefix, the PACS's DICOMweb), `dicom` and `dicomweb` (receiving DICOM by
-//! C-STORE and STOW-RS), `dispatch` (outbox, reaper, dead jobs to the DLQ),
+//! C-STORE and STOW-RS), `send` (results back to the PACS by C-STORE, through
+//! a durable outbox), `dispatch` (outbox, reaper, dead jobs to the DLQ),
 //! `http` (the API). This file holds the
 //! [`Scheduler`] handle and its loops.
 
@@ -29,6 +30,7 @@ mod pull;
 mod review;
 mod s3poll;
 pub mod select;
+mod send;
 mod source;
 mod stage;
 mod submit;
@@ -50,6 +52,7 @@ pub use auth::{Caller, new_token, token_sha256};
 pub use error::SchedulerError;
 pub use neurobatch_core::db::Reaped;
 pub use pull::PullReport;
+pub use send::SendReport;
 pub use submit::Submission;
 
 /// What every job of this scheduler runs: the pipeline and the versions in its job key.
@@ -215,6 +218,16 @@ impl Scheduler {
             tasks.spawn(every("pacs pull", token.clone(), interval, move || {
                 let s = s.clone();
                 async move { s.pull_nightly_once(chrono::Local::now()).await.map(drop) }
+            }));
+        }
+        if !self.inner.config.dicom.destinations.is_empty() {
+            let s = self.clone();
+            tasks.spawn(every("dicom send", token.clone(), interval, move || {
+                let s = s.clone();
+                async move {
+                    s.queue_dicom_sends_once(chrono::Utc::now()).await?;
+                    s.send_dicom_once(chrono::Utc::now()).await.map(drop)
+                }
             }));
         }
         let s = self.clone();

@@ -40,6 +40,13 @@ pub struct Jobs {
     pub jobs: Vec<Job>,
 }
 
+/// `POST /v1/admin/dicom-sends/retry`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub struct RetriedSends {
+    /// Failed sends now pending again.
+    pub retried: u64,
+}
+
 /// A case as the viewer gets it: the item, its result's figures and objects.
 #[derive(Debug, ToSchema)]
 pub struct Case {
@@ -73,11 +80,11 @@ impl Modify for BearerAuth {
         crate::http::submit, crate::http::list, crate::http::study,
         crate::review::me, crate::review::list, crate::review::claim_next, crate::review::case, crate::review::object,
         crate::review::release, crate::review::decide, crate::review::correct, crate::review::comment,
-        crate::admin::stats, crate::admin::jobs, crate::admin::retry,
+        crate::admin::stats, crate::admin::jobs, crate::admin::retry, crate::admin::retry_dicom_sends,
         crate::dicomweb::stow, crate::dicomweb::stow_study,
     ),
     components(schemas(
-        ErrorBody, Me, ReviewItems, Jobs, Case, crate::Submission, crate::PipelineLabel,
+        ErrorBody, Me, ReviewItems, Jobs, RetriedSends, Case, crate::Submission, crate::PipelineLabel,
         StudySummary, StudyDetail, SeriesRow, JobDetail, Job, ResultSummary,
         ReviewItem, ReviewCase, ReviewComment, StructureMetric, AdminStats, RoutingRate,
     )),

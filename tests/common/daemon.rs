@@ -157,19 +157,7 @@ fn http(port: u16, token: &str, method: &str, path: &str, body: Option<&str>) ->
     Some((status, body))
 }
 
-/// The body of a `Transfer-Encoding: chunked` response.
-pub fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
-}
+pub use super::orthanc::dechunk;
 
 /// Copies a file or folder (recursively) to `to`.
 pub fn copy_entry(from: &Path, to: &Path) {
@@ -208,6 +196,20 @@ pub fn fast_settings() -> Vec<(&'static str, String)> {
         // No health/metrics listener: several workers share this machine (tests that need one set it).
         ("worker.listen", String::new()),
     ]
+}
+
+/// [`fast_settings`] for `neurobatch serve` on the embedded backends under `root`: SQLite at
+/// `db`, files under `root/objects`, the memory queue, `inbox`, the API on `port`.
+pub fn embedded_settings(root: &Path, db: &Path, inbox: &Path, port: u16) -> Vec<(&'static str, String)> {
+    let mut settings = fast_settings();
+    settings.extend([
+        ("database.url", format!("sqlite://{}", db.display())),
+        ("storage.url", format!("file://{}", root.join("objects").display())),
+        ("queue.url", "memory://".into()),
+        ("scheduler.inbox", inbox.display().to_string()),
+        ("scheduler.listen", format!("127.0.0.1:{port}")),
+    ]);
+    settings
 }
 
 /// One job as the store has it, joined with its study and result.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod daemon;
+pub mod orthanc;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -92,6 +92,56 @@ pub struct DicomConfig {
     /// Largest data set of one instance, in bytes; a larger one is refused
     /// (its C-STORE answers "out of resources") and nothing of it is kept.
     pub max_instance_bytes: u64,
+    /// Where results go back as DICOM (SEG, SR) by C-STORE: `AET@host:port`
+    /// each. Empty (the default): nothing is sent.
+    pub destinations: Vec<String>,
+    /// Which results are sent: `accepted` (accepted cases only), `all` (every
+    /// case at once, routed ones marked as awaiting review), `after_review`
+    /// (accepted cases at once, routed ones once a reviewer approves them).
+    pub send: DicomSendPolicy,
+    /// Attempts per object and destination before it is marked failed.
+    pub send_max_attempts: u32,
+}
+
+/// `dicom.send`: which results go back to the PACS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DicomSendPolicy {
+    Accepted,
+    All,
+    AfterReview,
+}
+
+/// One entry of `dicom.destinations`: the peer's AE title and address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DicomDestination {
+    pub ae_title: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl DicomDestination {
+    /// Parses `AET@host:port`.
+    pub fn parse(entry: &str) -> Result<DicomDestination, String> {
+        let (title, address) = entry.split_once('@').ok_or_else(|| format!("`{entry}`: expected AET@host:port"))?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(|| format!("`{entry}`: expected AET@host:port"))?;
+        let port = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{entry}`: bad port"))?;
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(format!("`{entry}`: empty or blank host"));
+        }
+        Ok(DicomDestination { ae_title: valid_ae_title(title)?.to_string(), host: host.to_string(), port })
+    }
+
+    /// `host:port`, to connect to.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl std::fmt::Display for DicomDestination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}:{}", self.ae_title, self.host, self.port)
+    }
 }
 
 /// One entry of `dicom.allowed_callers`: a calling AE title, and the host it
@@ -137,7 +187,19 @@ impl DicomConfig {
             .collect()
     }
 
+    /// The parsed `destinations`.
+    pub fn destinations(&self) -> Result<Vec<DicomDestination>, String> {
+        self.destinations.iter().map(|d| DicomDestination::parse(d)).collect()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        self.destinations().map_err(|r| invalid("dicom.destinations", r))?;
+        if !self.destinations.is_empty() {
+            valid_ae_title(&self.ae_title).map_err(|r| invalid("dicom.ae_title", r))?;
+        }
+        if self.send_max_attempts == 0 {
+            return Err(invalid("dicom.send_max_attempts", "must be at least 1".into()));
+        }
         if self.listen.is_empty() {
             return Ok(());
         }
@@ -180,6 +242,9 @@ impl Default for DicomConfig {
             max_associations: 16,
             idle_timeout_secs: 60,
             max_instance_bytes: 1 << 30,
+            destinations: Vec::new(),
+            send: DicomSendPolicy::AfterReview,
+            send_max_attempts: 10,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct AdminStats {
     pub review_backlog: i64,
     pub review_oldest_age_seconds: Option<f64>,
     pub routing: Vec<RoutingRate>,
+    /// DICOM sends to the PACS by state (`pending`, `sent`, `failed`; docs/dicom.md).
+    pub dicom_sends: std::collections::BTreeMap<String, i64>,
 }
 
 impl JobStore {
@@ -41,6 +43,7 @@ impl JobStore {
         let now = stored(now);
         let jobs_by_state =
             self.count_by_state().await?.into_iter().map(|(s, n)| (s.as_str().to_string(), n)).collect();
+        let dicom_sends = self.dicom_send_counts().await?;
         let hour = now - chrono::TimeDelta::hours(1);
         let day = now - chrono::TimeDelta::days(1);
         dispatch!(self, |pool| {
@@ -84,6 +87,7 @@ impl JobStore {
                         mean_uncertainty,
                     })
                     .collect(),
+                dicom_sends,
             })
         })
     }

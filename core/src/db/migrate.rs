@@ -24,6 +24,7 @@ pub const POSTGRES: &[Embedded] = &[
     (2, "review", include_str!("../../../migrations/postgres/0002_review.sql")),
     (3, "unknown_uncertainty", include_str!("../../../migrations/postgres/0003_unknown_uncertainty.sql")),
     (4, "pacs_pulls", include_str!("../../../migrations/postgres/0004_pacs_pulls.sql")),
+    (5, "dicom_sends", include_str!("../../../migrations/postgres/0005_dicom_sends.sql")),
 ];
 /// `migrations/sqlite/`, in version order.
 pub const SQLITE: &[Embedded] = &[
@@ -31,6 +32,7 @@ pub const SQLITE: &[Embedded] = &[
     (2, "review", include_str!("../../../migrations/sqlite/0002_review.sql")),
     (3, "unknown_uncertainty", include_str!("../../../migrations/sqlite/0003_unknown_uncertainty.sql")),
     (4, "pacs_pulls", include_str!("../../../migrations/sqlite/0004_pacs_pulls.sql")),
+    (5, "dicom_sends", include_str!("../../../migrations/sqlite/0005_dicom_sends.sql")),
 ];
 
 #[derive(Debug)]

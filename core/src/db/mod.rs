@@ -40,6 +40,7 @@ mod migrate;
 mod pulls;
 mod review;
 mod rows;
+mod sends;
 mod studies;
 mod tokens;
 mod types;
@@ -47,6 +48,7 @@ mod types;
 pub use admin::{AdminStats, RoutingRate};
 pub use migrate::{POSTGRES as POSTGRES_MIGRATIONS, SQLITE as SQLITE_MIGRATIONS};
 pub use review::{ReviewCase, ReviewComment, ReviewFilter, ReviewItem, ReviewOutcome};
+pub use sends::{DicomSend, SendCandidate};
 pub use tokens::ApiToken;
 pub use types::*;
 

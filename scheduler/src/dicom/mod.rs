@@ -13,6 +13,7 @@
 mod access;
 mod association;
 pub(crate) mod instance;
+pub(crate) mod store_scu;
 
 use std::sync::Arc;
 use std::time::Duration;

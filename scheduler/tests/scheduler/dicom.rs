@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{App, Db, age, ok, testdata};
+use crate::orthanc::Orthanc;
 
 /// A scheduler with its DICOM node on a free loopback port.
 struct Node {
@@ -230,81 +231,31 @@ async fn associations_beyond_the_limit_are_closed_and_the_node_recovers() {
     node.finish().await;
 }
 
-/// An Orthanc of its own (Debian `orthanc`) on free loopback ports, with a
-/// temporary storage folder and neurobatch registered as a modality; killed on drop.
-struct Orthanc {
-    child: std::process::Child,
-    http: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Orthanc {
-    async fn start(scp_port: u16) -> Orthanc {
-        Orthanc::start_with(scp_port, None).await
-    }
-
-    /// With `stow` = (neurobatch's DICOMweb root URL, a bearer token): neurobatch
-    /// registered as a DICOMweb server of Orthanc's DICOMweb plugin.
-    async fn start_with(scp_port: u16, stow: Option<(String, String)>) -> Orthanc {
-        let dir = ok(tempfile::tempdir());
-        let free = || ok(ok(std::net::TcpListener::bind("127.0.0.1:0")).local_addr()).port();
-        let (http_port, dicom_port) = (free(), free());
-        let mut config = serde_json::json!({
-            "Name": "neurobatch-test",
-            "StorageDirectory": dir.path().join("storage"),
-            "IndexDirectory": dir.path().join("index"),
-            "HttpPort": http_port,
-            "DicomPort": dicom_port,
-            "DicomAet": "ORTHANC",
-            "RemoteAccessAllowed": false,
-            "AuthenticationEnabled": false,
-            "Plugins": [],
-            "DicomModalities": { "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] }
-        });
-        // Its DICOMweb plugin (Debian `orthanc-dicomweb`): QIDO-RS and WADO-RS for the pull,
-        // and neurobatch as a STOW-RS destination when `stow` is given.
-        config["Plugins"] = serde_json::json!(["/usr/share/orthanc/plugins/libOrthancDicomWeb.so"]);
-        config["DicomWeb"] = serde_json::json!({ "Enable": true, "Root": "/dicom-web/" });
+/// The test PACS with neurobatch (`NEUROBATCH` on 127.0.0.1:`scp_port`) registered as a
+/// modality and, with `stow` = (DICOMweb root URL, bearer token), as a DICOMweb server of
+/// its DICOMweb plugin.
+fn orthanc(scp_port: u16, stow: Option<(String, String)>) -> Orthanc {
+    Orthanc::start(|config| {
+        config["DicomModalities"] = serde_json::json!({ "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] });
         if let Some((url, token)) = stow {
             config["DicomWeb"]["Servers"] = serde_json::json!({
                 "neurobatch": { "Url": url, "HttpHeaders": { "Authorization": format!("Bearer {token}") } }
             });
         }
-        let file = dir.path().join("orthanc.json");
-        ok(std::fs::write(&file, config.to_string()));
-        let log = ok(std::fs::File::create(dir.path().join("orthanc.log")));
-        let child = Command::new("Orthanc")
-            .arg(&file)
-            .stdout(ok(log.try_clone()))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("Orthanc (Debian `orthanc`, installed by scripts/setup.sh): {e}"));
-        let http = std::net::SocketAddr::from(([127, 0, 0, 1], http_port));
-        let orthanc = Orthanc { child, http, _dir: dir };
-        for _ in 0..150 {
-            if tokio::net::TcpStream::connect(http).await.is_ok() {
-                return orthanc;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("Orthanc did not listen on {http} within 30 s");
-    }
+    })
 }
 
-impl Drop for Orthanc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn paths(files: &[String]) -> Vec<PathBuf> {
+    files.iter().map(PathBuf::from).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orthanc_sends_a_study_by_c_store_and_the_inbox_stages_it() {
     let node = Node::start_with("scp_orthanc", |d| d.allowed_callers = vec!["ORTHANC@127.0.0.1".into()]).await;
-    let orthanc = Orthanc::start(node.port).await;
+    let orthanc = orthanc(node.port, None);
     // The PACS holds a study (uploaded through its REST API) …
     let files = files_of(&testdata("dicom/derived/axial"));
-    let study_id = upload(&orthanc, &files).await;
+    let study_id = orthanc.upload(&paths(&files));
     // … and is asked to send it to neurobatch, as an operator or a routing rule would.
     let (status, text) =
         crate::helpers::http_as(orthanc.http, None, "POST", "/modalities/neurobatch/store", Some(study_id.as_bytes()))
@@ -417,9 +368,9 @@ async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
     let s = crate::helpers::serve(Db::Sqlite, "stow_orthanc", |_| {}).await;
     let token = s.app.token("orthanc", Role::Service).await;
     let url = format!("http://{}/dicomweb/", s.addr);
-    let orthanc = Orthanc::start_with(1, Some((url, token))).await;
+    let orthanc = orthanc(1, Some((url, token)));
     let files = files_of(&testdata("dicom/derived/axial"));
-    let study_id = upload(&orthanc, &files).await;
+    let study_id = orthanc.upload(&paths(&files));
     let request = serde_json::json!({ "Resources": [study_id] }).to_string();
     let (status, text) = crate::helpers::http_as(
         orthanc.http,
@@ -441,25 +392,13 @@ async fn orthanc_sends_a_study_by_stow_rs_and_the_inbox_stages_it() {
     s.finish().await;
 }
 
-/// Uploads `files` to Orthanc through its REST API; the Orthanc id of their study.
-async fn upload(orthanc: &Orthanc, files: &[String]) -> String {
-    let mut study_id = String::new();
-    for f in files {
-        let (status, text) =
-            crate::helpers::http_as(orthanc.http, None, "POST", "/instances", Some(&ok(std::fs::read(f)))).await;
-        assert_eq!(status, 200, "upload {f}: {text}");
-        study_id = crate::helpers::json(&text)["ParentStudy"].as_str().unwrap_or_default().to_string();
-    }
-    study_id
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pull_queries_orthanc_and_retrieves_the_chosen_series_once() {
-    let orthanc = Orthanc::start(1).await;
+    let orthanc = orthanc(1, None);
     let axial = files_of(&testdata("dicom/derived/axial"));
     let implicit = files_of(&testdata("dicom/derived/implicit"));
-    upload(&orthanc, &axial).await;
-    upload(&orthanc, &implicit).await;
+    orthanc.upload(&paths(&axial));
+    orthanc.upload(&paths(&implicit));
     let url = format!("http://{}/dicom-web/", orthanc.http);
     let app = App::start(Db::Sqlite, "pull", |c| c.pacs.url = neurobatch_core::config::SecretUrl::new(&url)).await;
     let day = |d: &str| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap_or_else(|e| panic!("{e}"));

@@ -9,5 +9,7 @@ mod dicom;
 mod dispatch;
 mod helpers;
 mod ingest;
+#[path = "../../../tests/common/orthanc.rs"]
+mod orthanc;
 mod review;
 mod sources;

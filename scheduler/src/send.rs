@@ -1,0 +1,206 @@
+//! Results back to the PACS (issue 14, item 5): which results' DICOM objects
+//! (the SEG and SR the worker wrote, docs/dicom.md) go to which of
+//! `dicom.destinations` under `dicom.send`, and delivering them by C-STORE.
+//!
+//! Deciding and delivering are two passes over the durable outbox in the
+//! database (`core::db::sends`): a result's sends are decided once, in one
+//! transaction with its rows; a due row is sent, then marked sent, or failed
+//! with a backoff (30 s doubling, at most an hour) and, after
+//! `dicom.send_max_attempts`, failed for good until an admin retries it. A
+//! crash between a C-STORE and its mark sends the object again: the UIDs are
+//! deterministic, so the PACS replaces it. Results older than a week when
+//! first seen are left alone, so turning sending on does not replay history.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use neurobatch_core::config::{DicomDestination, DicomSendPolicy};
+use neurobatch_core::db::SendCandidate;
+
+use crate::dicom::store_scu;
+use crate::{Scheduler, SchedulerError};
+
+/// The objects sent, in order: the SEG before the SR that references it.
+pub const OUTPUTS: [&str; 2] = ["seg", "sr"];
+/// Results created longer ago than this when first seen are not sent.
+const LOOK_BACK_DAYS: i64 = 7;
+/// Results decided, and sends attempted, per pass.
+const BATCH: i64 = 100;
+/// Each network step of a C-STORE may take this long.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a result gets under the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Its objects go to every destination.
+    Send,
+    /// Nothing, ever (no DICOM objects, not accepted, rejected by a reviewer).
+    Nothing,
+    /// Not yet: a routed case waiting for a reviewer.
+    Wait,
+}
+
+/// The plan for one result. A reviewer's correction sends nothing for now: the
+/// corrected mask's SEG is not built yet (docs/dicom.md says so).
+pub fn plan(policy: DicomSendPolicy, c: &SendCandidate) -> Plan {
+    if !OUTPUTS.iter().all(|o| c.object_keys.contains_key(*o)) {
+        return Plan::Nothing;
+    }
+    match (policy, c.decision.as_str()) {
+        (_, "accept") | (DicomSendPolicy::All, _) => Plan::Send,
+        (DicomSendPolicy::Accepted, _) => Plan::Nothing,
+        (DicomSendPolicy::AfterReview, _) => match (c.review_state.as_deref(), c.review_decision.as_deref()) {
+            (Some("decided"), Some("approve")) => Plan::Send,
+            (Some("decided"), _) => Plan::Nothing,
+            _ => Plan::Wait,
+        },
+    }
+}
+
+/// When a send that failed `attempts` times (this one included) is tried again.
+pub fn backoff(attempts: i64) -> Duration {
+    let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 7)).unwrap_or(7);
+    Duration::from_secs((30u64 << exp).min(3600))
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SendReport {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+impl Scheduler {
+    fn destinations(&self) -> Result<Vec<DicomDestination>, SchedulerError> {
+        self.inner
+            .config
+            .dicom
+            .destinations()
+            .map_err(|reason| SchedulerError::Config { key: "dicom.destinations", reason })
+    }
+
+    /// Decides the sends of the results not decided yet; returns how many
+    /// results were decided (sent or not).
+    pub async fn queue_dicom_sends_once(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
+        let destinations = self.destinations()?;
+        if destinations.is_empty() {
+            return Ok(0);
+        }
+        let policy = self.inner.config.dicom.send;
+        let since = now - chrono::TimeDelta::days(LOOK_BACK_DAYS);
+        let mut decided = 0;
+        for c in self.inner.store.undecided_dicom_results(since, BATCH).await? {
+            let sends: Vec<(String, String, String)> = match plan(policy, &c) {
+                Plan::Wait => continue,
+                Plan::Nothing => Vec::new(),
+                Plan::Send => destinations
+                    .iter()
+                    .flat_map(|d| {
+                        OUTPUTS.iter().filter_map(|o| {
+                            c.object_keys.get(*o).map(|key| (d.to_string(), (*o).to_string(), key.clone()))
+                        })
+                    })
+                    .collect(),
+            };
+            self.inner.store.decide_dicom_sends(c.result_id, c.job_id, &sends, now).await?;
+            decided += 1;
+        }
+        Ok(decided)
+    }
+
+    /// Delivers the due sends, one C-STORE each.
+    pub async fn send_dicom_once(&self, now: DateTime<Utc>) -> Result<SendReport, SchedulerError> {
+        let dicom = &self.inner.config.dicom;
+        let mut report = SendReport::default();
+        for send in self.inner.store.due_dicom_sends(now, BATCH).await? {
+            let attempt = send.attempts + 1;
+            let outcome = match DicomDestination::parse(&send.destination) {
+                Err(reason) => Err(format!("destination: {reason}")),
+                Ok(peer) => match self.inner.objects.get(&send.object_key).await {
+                    Err(e) => Err(format!("reading {}: {e}", send.object_key)),
+                    Ok(bytes) => store_scu::c_store(&peer, &dicom.ae_title, &bytes, STEP_TIMEOUT, dicom.max_pdu)
+                        .await
+                        .map_err(|e| e.to_string()),
+                },
+            };
+            match outcome {
+                Ok(()) => {
+                    self.inner.store.dicom_send_succeeded(send.id, Utc::now()).await?;
+                    tracing::info!(job_id = send.job_id, output = %send.output, destination = %send.destination, "dicom result sent");
+                    report.sent += 1;
+                }
+                Err(reason) => {
+                    let give_up = attempt >= i64::from(dicom.send_max_attempts);
+                    let retry_at = (!give_up).then(|| {
+                        now + chrono::TimeDelta::from_std(backoff(attempt)).unwrap_or(chrono::TimeDelta::hours(1))
+                    });
+                    self.inner.store.dicom_send_failed(send.id, &reason, Utc::now(), retry_at).await?;
+                    tracing::warn!(
+                        job_id = send.job_id, output = %send.output, destination = %send.destination,
+                        attempt, gave_up = give_up, error = %reason, "dicom result not sent"
+                    );
+                    if give_up {
+                        report.failed += 1;
+                    } else {
+                        report.retried += 1;
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(decision: &str, review: Option<(&str, Option<&str>)>, dicom: bool) -> SendCandidate {
+        let mut object_keys = std::collections::BTreeMap::new();
+        object_keys.insert("mask".to_string(), "k/mask".to_string());
+        if dicom {
+            object_keys.insert("seg".to_string(), "k/seg".to_string());
+            object_keys.insert("sr".to_string(), "k/sr".to_string());
+        }
+        SendCandidate {
+            result_id: 1,
+            job_id: 1,
+            decision: decision.into(),
+            object_keys,
+            review_state: review.map(|r| r.0.to_string()),
+            review_decision: review.and_then(|r| r.1.map(str::to_string)),
+        }
+    }
+
+    #[test]
+    fn the_policy_sends_what_it_says() {
+        use DicomSendPolicy::*;
+        let accepted = candidate("accept", None, true);
+        let waiting = candidate("review", Some(("pending", None)), true);
+        let approved = candidate("review", Some(("decided", Some("approve"))), true);
+        let rejected = candidate("review", Some(("decided", Some("reject"))), true);
+        let corrected = candidate("review", Some(("decided", Some("correct"))), true);
+        let nifti = candidate("accept", None, false);
+        for policy in [Accepted, All, AfterReview] {
+            assert_eq!(plan(policy, &accepted), Plan::Send);
+            assert_eq!(plan(policy, &nifti), Plan::Nothing, "no DICOM objects");
+        }
+        assert_eq!(plan(Accepted, &waiting), Plan::Nothing);
+        assert_eq!(plan(Accepted, &approved), Plan::Nothing);
+        assert_eq!(plan(All, &waiting), Plan::Send);
+        assert_eq!(plan(All, &rejected), Plan::Send);
+        assert_eq!(plan(AfterReview, &waiting), Plan::Wait);
+        assert_eq!(plan(AfterReview, &candidate("review", Some(("claimed", None)), true)), Plan::Wait);
+        assert_eq!(plan(AfterReview, &approved), Plan::Send);
+        assert_eq!(plan(AfterReview, &rejected), Plan::Nothing);
+        assert_eq!(plan(AfterReview, &corrected), Plan::Nothing);
+    }
+
+    #[test]
+    fn backoff_doubles_from_thirty_seconds_to_an_hour() {
+        let secs: Vec<u64> = (1..=10).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(secs, vec![30, 60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]);
+        assert_eq!(backoff(0).as_secs(), 30);
+    }
+}

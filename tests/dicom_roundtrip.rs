@@ -1,8 +1,8 @@
 //! The department's PACS end to end (issue 14): a real Orthanc holds a DICOM
 //! study and C-STOREs it to `neurobatch serve`; the daemon processes it and
-//! sends its results back as DICOM — the SEG and the SR appear in Orthanc
-//! under the same study, once, and again once after a re-send (their UIDs are
-//! deterministic). A second destination that does not answer keeps its sends
+//! sends its results back as DICOM, by C-STORE and by STOW-RS — the SEG and
+//! the SR appear in Orthanc under the same study, once, and again once after a
+//! re-send (their UIDs are deterministic). A destination that does not answer keeps its sends
 //! pending with a backoff and the reason, visible in `/v1/admin/stats`, while
 //! the first one is served.
 
@@ -78,6 +78,8 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
         ("dicom.listen", format!("127.0.0.1:{scp_port}")),
         ("dicom.allowed_callers", "ORTHANC@127.0.0.1".into()),
         ("dicom.destinations", format!("ORTHANC@127.0.0.1:{},DEAD@127.0.0.1:{dead_port}", orthanc.dicom_port)),
+        // And by STOW-RS to Orthanc's DICOMweb plugin.
+        ("pacs.stow_url", format!("http://{}/dicom-web", orthanc.http)),
         // Every case, routed or not: the policy itself is the scheduler's unit test.
         ("dicom.send", "all".into()),
     ]);
@@ -150,9 +152,9 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
         },
         || format!("{:#?}", sends(&db)),
     );
-    assert_eq!(rows.len(), 4, "two objects to two destinations: {rows:#?}");
+    assert_eq!(rows.len(), 6, "two objects to three destinations: {rows:#?}");
     for r in &rows {
-        if r.0.starts_with("ORTHANC@") {
+        if r.0.starts_with("ORTHANC@") || r.0 == "stow-rs" {
             assert_eq!((r.2.as_str(), r.3), ("sent", 1), "{r:?}");
         } else {
             assert_eq!(r.2, "pending", "{r:?}");
@@ -164,11 +166,11 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
     let (status, stats) = http_get(port, &admin, "/v1/admin/stats").expect("stats");
     assert_eq!(status, 200, "{stats}");
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats json");
-    assert_eq!(stats["dicom_sends"]["sent"], 2, "{stats}");
+    assert_eq!(stats["dicom_sends"]["sent"], 4, "{stats}");
     assert_eq!(stats["dicom_sends"]["pending"], 2, "{stats}");
 
     // Sent again (as after a crash between the C-STORE and its record): Orthanc still holds
-    // one instance of each, since the UIDs are the same.
+    // one instance of each, since the UIDs are the same (the STOW-RS copies already were).
     sql(&db, "UPDATE dicom_sends SET state = 'pending', attempts = 0 WHERE destination LIKE 'ORTHANC@%'");
     wait_for(
         "the re-send",

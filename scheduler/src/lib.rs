@@ -220,7 +220,7 @@ impl Scheduler {
                 async move { s.pull_nightly_once(chrono::Local::now()).await.map(drop) }
             }));
         }
-        if !self.inner.config.dicom.destinations.is_empty() {
+        if !self.send_destinations()?.is_empty() {
             let s = self.clone();
             tasks.spawn(every("dicom send", token.clone(), interval, move || {
                 let s = s.clone();

@@ -45,7 +45,7 @@ struct FoundSeries {
 }
 
 /// The PACS's DICOMweb root and how to reach it.
-struct Pacs {
+pub(crate) struct Pacs {
     client: reqwest::Client,
     base: String,
     /// The root without credentials, for messages.
@@ -54,8 +54,9 @@ struct Pacs {
 }
 
 impl Pacs {
-    fn new(url: &str, timeout: Duration) -> Result<Pacs, SchedulerError> {
-        let bad = |reason: String| SchedulerError::Config { key: "pacs.url", reason };
+    /// The root `url` (the configuration key `key` names it in errors).
+    pub(crate) fn new(url: &str, timeout: Duration, key: &'static str) -> Result<Pacs, SchedulerError> {
+        let bad = |reason: String| SchedulerError::Config { key, reason };
         let mut parsed = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
         let auth = (!parsed.username().is_empty()).then(|| {
             let decode = |s: &str| percent_decode(s);
@@ -69,10 +70,37 @@ impl Pacs {
     }
 
     fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        let req = self.client.get(format!("{}{path}", self.base));
+        self.authorized(self.client.get(format!("{}{path}", self.base)))
+    }
+
+    fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             Some((user, password)) => req.basic_auth(user, password.as_deref()),
             None => req,
+        }
+    }
+
+    /// STOW-RS: one Part 10 object to `{root}/studies`. Ok on 200 (stored); an
+    /// error naming the root (without credentials) and the status otherwise.
+    pub(crate) async fn stow(&self, part10: Vec<u8>) -> Result<(), String> {
+        let boundary = format!("nb-{}", uuid::Uuid::new_v4().simple());
+        let mut body = format!("--{boundary}\r\nContent-Type: application/dicom\r\n\r\n").into_bytes();
+        body.extend_from_slice(&part10);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let resp = self
+            .authorized(self.client.post(format!("{}/studies", self.base)))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
+            )
+            .header(reqwest::header::ACCEPT, "application/dicom+json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("STOW-RS to {}: {}", self.shown, e.without_url()))?;
+        match resp.status() {
+            reqwest::StatusCode::OK => Ok(()),
+            status => Err(format!("STOW-RS to {}: HTTP {status}", self.shown)),
         }
     }
 
@@ -205,7 +233,7 @@ impl Scheduler {
         if url.is_empty() {
             return Err(SchedulerError::Config { key: "pacs.url", reason: "empty: no PACS to pull from".into() });
         }
-        let pacs = Pacs::new(url, Duration::from_secs(inner.config.pacs.timeout_secs))?;
+        let pacs = Pacs::new(url, Duration::from_secs(inner.config.pacs.timeout_secs), "pacs.url")?;
         let mut by_study: BTreeMap<String, Vec<Candidate>> = BTreeMap::new();
         let mut report = PullReport::default();
         for modality in &inner.config.pipeline.modalities {
@@ -314,7 +342,7 @@ mod tests {
 
     #[test]
     fn credentials_leave_the_url_and_are_decoded() {
-        let p = Pacs::new("https://nb%40site:p%2Fw@pacs.example/dicom-web/", Duration::from_secs(1))
+        let p = Pacs::new("https://nb%40site:p%2Fw@pacs.example/dicom-web/", Duration::from_secs(1), "pacs.url")
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.base, "https://pacs.example/dicom-web");
         assert_eq!(p.auth, Some(("nb@site".to_string(), Some("p/w".to_string()))));

@@ -1,6 +1,7 @@
 //! Results back to the PACS (issue 14, item 5): which results' DICOM objects
 //! (the SEG and SR the worker wrote, docs/dicom.md) go to which of
-//! `dicom.destinations` under `dicom.send`, and delivering them by C-STORE.
+//! `dicom.destinations` (and `pacs.stow_url`) under `dicom.send`, and
+//! delivering them by C-STORE (or STOW-RS).
 //!
 //! Deciding and delivering are two passes over the durable outbox in the
 //! database (`core::db::sends`): a result's sends are decided once, in one
@@ -22,6 +23,9 @@ use crate::{Scheduler, SchedulerError};
 
 /// The objects sent, in order: the SEG before the SR that references it.
 pub const OUTPUTS: [&str; 2] = ["seg", "sr"];
+/// The destination recorded for `pacs.stow_url` (its URL, which may hold
+/// credentials, stays in the configuration).
+pub const STOW_DESTINATION: &str = "stow-rs";
 /// Results created longer ago than this when first seen are not sent.
 const LOOK_BACK_DAYS: i64 = 7;
 /// Results decided, and sends attempted, per pass.
@@ -72,18 +76,42 @@ pub struct SendReport {
 }
 
 impl Scheduler {
-    fn destinations(&self) -> Result<Vec<DicomDestination>, SchedulerError> {
-        self.inner
-            .config
+    /// Every destination, as the outbox records it: `AET@host:port` for each
+    /// C-STORE peer, then [`STOW_DESTINATION`] when `pacs.stow_url` is set.
+    pub(crate) fn send_destinations(&self) -> Result<Vec<String>, SchedulerError> {
+        let config = &self.inner.config;
+        let mut all: Vec<String> = config
             .dicom
             .destinations()
-            .map_err(|reason| SchedulerError::Config { key: "dicom.destinations", reason })
+            .map_err(|reason| SchedulerError::Config { key: "dicom.destinations", reason })?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if !config.pacs.stow_url.expose().is_empty() {
+            all.push(STOW_DESTINATION.to_string());
+        }
+        Ok(all)
+    }
+
+    /// One object to one destination.
+    async fn deliver(&self, destination: &str, part10: Vec<u8>) -> Result<(), String> {
+        let config = &self.inner.config;
+        if destination == STOW_DESTINATION {
+            let timeout = Duration::from_secs(config.pacs.timeout_secs);
+            let pacs = crate::pull::Pacs::new(config.pacs.stow_url.expose(), timeout, "pacs.stow_url")
+                .map_err(|e| e.to_string())?;
+            return pacs.stow(part10).await;
+        }
+        let peer = DicomDestination::parse(destination).map_err(|reason| format!("destination: {reason}"))?;
+        store_scu::c_store(&peer, &config.dicom.ae_title, &part10, STEP_TIMEOUT, config.dicom.max_pdu)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Decides the sends of the results not decided yet; returns how many
     /// results were decided (sent or not).
     pub async fn queue_dicom_sends_once(&self, now: DateTime<Utc>) -> Result<usize, SchedulerError> {
-        let destinations = self.destinations()?;
+        let destinations = self.send_destinations()?;
         if destinations.is_empty() {
             return Ok(0);
         }
@@ -97,9 +125,9 @@ impl Scheduler {
                 Plan::Send => destinations
                     .iter()
                     .flat_map(|d| {
-                        OUTPUTS.iter().filter_map(|o| {
-                            c.object_keys.get(*o).map(|key| (d.to_string(), (*o).to_string(), key.clone()))
-                        })
+                        OUTPUTS
+                            .iter()
+                            .filter_map(|o| c.object_keys.get(*o).map(|key| (d.clone(), (*o).to_string(), key.clone())))
                     })
                     .collect(),
             };
@@ -109,20 +137,15 @@ impl Scheduler {
         Ok(decided)
     }
 
-    /// Delivers the due sends, one C-STORE each.
+    /// Delivers the due sends, one C-STORE (or STOW-RS request) each.
     pub async fn send_dicom_once(&self, now: DateTime<Utc>) -> Result<SendReport, SchedulerError> {
         let dicom = &self.inner.config.dicom;
         let mut report = SendReport::default();
         for send in self.inner.store.due_dicom_sends(now, BATCH).await? {
             let attempt = send.attempts + 1;
-            let outcome = match DicomDestination::parse(&send.destination) {
-                Err(reason) => Err(format!("destination: {reason}")),
-                Ok(peer) => match self.inner.objects.get(&send.object_key).await {
-                    Err(e) => Err(format!("reading {}: {e}", send.object_key)),
-                    Ok(bytes) => store_scu::c_store(&peer, &dicom.ae_title, &bytes, STEP_TIMEOUT, dicom.max_pdu)
-                        .await
-                        .map_err(|e| e.to_string()),
-                },
+            let outcome = match self.inner.objects.get(&send.object_key).await {
+                Err(e) => Err(format!("reading {}: {e}", send.object_key)),
+                Ok(bytes) => self.deliver(&send.destination, bytes).await,
             };
             match outcome {
                 Ok(()) => {

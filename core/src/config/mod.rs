@@ -61,11 +61,15 @@ pub struct PacsConfig {
     pub days: u32,
     /// Seconds one request to the PACS may take.
     pub timeout_secs: u64,
+    /// A DICOMweb root results are sent to by STOW-RS (`POST {stow_url}/studies`),
+    /// with `user:password@` for basic authentication; empty: none. Sent under
+    /// `dicom.send` like the C-STORE destinations.
+    pub stow_url: SecretUrl,
 }
 
 impl Default for PacsConfig {
     fn default() -> Self {
-        Self { url: SecretUrl::new(""), days: 2, timeout_secs: 300 }
+        Self { url: SecretUrl::new(""), days: 2, timeout_secs: 300, stow_url: SecretUrl::new("") }
     }
 }
 
@@ -521,6 +525,15 @@ impl Config {
             }
             if self.pacs.days == 0 {
                 return Err(invalid("pacs.days", "must be at least 1".into()));
+            }
+            if self.pacs.timeout_secs == 0 {
+                return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));
+            }
+        }
+        if !self.pacs.stow_url.expose().is_empty() {
+            let scheme = self.pacs.stow_url.scheme();
+            if !matches!(scheme.as_str(), "http" | "https") {
+                return Err(invalid("pacs.stow_url", format!("scheme \"{scheme}\" is not http or https")));
             }
             if self.pacs.timeout_secs == 0 {
                 return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));

@@ -34,7 +34,7 @@ fn with_no_configuration_the_embedded_database_is_created_under_data() {
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "run {run}: {stdout}{stderr}");
         assert!(
-            stdout.contains("sqlite://./data/neurobatch.db: schema up to date (4 migrations, latest 4)"),
+            stdout.contains("sqlite://./data/neurobatch.db: schema up to date (5 migrations, latest 5)"),
             "{stdout}"
         );
     }

@@ -18,6 +18,7 @@ async fn api(db: Db) {
     let want = [
         "/dicomweb/studies",
         "/dicomweb/studies/{study}",
+        "/v1/admin/dicom-sends/retry",
         "/v1/admin/jobs",
         "/v1/admin/jobs/{id}/retry",
         "/v1/admin/stats",

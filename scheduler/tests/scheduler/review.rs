@@ -106,7 +106,7 @@ async fn each_role_may_call_exactly_its_endpoints() {
     assert!(ok(s.app.store.revoke_token("gone", Utc::now()).await));
     // (method, path, body, [none, reviewer, admin, service, revoked]); the queue is empty.
     let bad_submit: &[u8] = br#"{"uri": "ftp://x/y"}"#;
-    let matrix: [Row<'_>; 10] = [
+    let matrix: [Row<'_>; 11] = [
         ("GET", "/v1/me", None, [401, 200, 200, 200, 401]),
         ("POST", "/v1/studies", Some(bad_submit), [401, 403, 400, 400, 401]),
         ("GET", "/v1/studies", None, [401, 200, 200, 403, 401]),
@@ -117,6 +117,7 @@ async fn each_role_may_call_exactly_its_endpoints() {
         ("GET", "/v1/admin/stats", None, [401, 403, 200, 403, 401]),
         ("GET", "/v1/admin/jobs?state=dead", None, [401, 403, 200, 403, 401]),
         ("POST", "/v1/admin/jobs/1/retry", None, [401, 403, 409, 403, 401]),
+        ("POST", "/v1/admin/dicom-sends/retry", None, [401, 403, 200, 403, 401]),
     ];
     for (method, path, body, want) in matrix {
         let tokens =

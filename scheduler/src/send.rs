@@ -19,6 +19,7 @@ use neurobatch_core::config::{DicomDestination, DicomSendPolicy};
 use neurobatch_core::db::SendCandidate;
 
 use crate::dicom::store_scu;
+use crate::pull::Pacs;
 use crate::{Scheduler, SchedulerError};
 
 /// The objects sent, in order: the SEG before the SR that references it.
@@ -93,14 +94,11 @@ impl Scheduler {
         Ok(all)
     }
 
-    /// One object to one destination.
-    async fn deliver(&self, destination: &str, part10: Vec<u8>) -> Result<(), String> {
+    /// One object to one destination; `stow` is the pass's STOW-RS client.
+    async fn deliver(&self, destination: &str, part10: Vec<u8>, stow: &Result<Pacs, String>) -> Result<(), String> {
         let config = &self.inner.config;
         if destination == STOW_DESTINATION {
-            let timeout = Duration::from_secs(config.pacs.timeout_secs);
-            let pacs = crate::pull::Pacs::new(config.pacs.stow_url.expose(), timeout, "pacs.stow_url")
-                .map_err(|e| e.to_string())?;
-            return pacs.stow(part10).await;
+            return stow.as_ref().map_err(Clone::clone)?.stow(part10).await;
         }
         let peer = DicomDestination::parse(destination).map_err(|reason| format!("destination: {reason}"))?;
         store_scu::c_store(&peer, &config.dicom.ae_title, &part10, STEP_TIMEOUT, config.dicom.max_pdu)
@@ -141,11 +139,21 @@ impl Scheduler {
     pub async fn send_dicom_once(&self, now: DateTime<Utc>) -> Result<SendReport, SchedulerError> {
         let dicom = &self.inner.config.dicom;
         let mut report = SendReport::default();
-        for send in self.inner.store.due_dicom_sends(now, BATCH).await? {
+        let due = self.inner.store.due_dicom_sends(now, BATCH).await?;
+        // One STOW-RS client for the pass, when a row needs it (an error when pacs.stow_url is
+        // empty or unusable, recorded on each stow-rs row).
+        let pacs = &self.inner.config.pacs;
+        let stow = if due.iter().any(|d| d.destination == STOW_DESTINATION) {
+            Pacs::new(pacs.stow_url.expose(), Duration::from_secs(pacs.timeout_secs), "pacs.stow_url")
+                .map_err(|e| e.to_string())
+        } else {
+            Err("no STOW-RS send in this pass".to_string())
+        };
+        for send in due {
             let attempt = send.attempts + 1;
             let outcome = match self.inner.objects.get(&send.object_key).await {
                 Err(e) => Err(format!("reading {}: {e}", send.object_key)),
-                Ok(bytes) => self.deliver(&send.destination, bytes).await,
+                Ok(bytes) => self.deliver(&send.destination, bytes, &stow).await,
             };
             match outcome {
                 Ok(()) => {

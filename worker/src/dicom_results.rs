@@ -81,15 +81,29 @@ pub fn write(
     manifest_labels: &[Label],
     result: &ResultIdentity<'_>,
 ) -> Result<(Vec<PathBuf>, DicomOutputs), DerivedError> {
-    let coded: Vec<&Label> = manifest_labels.iter().filter(|l| l.value > 0).collect();
-    if coded.is_empty() || coded.iter().any(|l| l.category.is_none() || l.property.is_none()) {
-        return Err(DerivedError::Invalid(format!(
-            "model {} has foreground labels without a coded category and type in its manifest",
-            report.model.name
-        )));
-    }
-    let header = CopiedHeader::from_file(&source.header_file, &ScanOptions::default())?;
     let model = &report.model;
+    let tracking_uid = |name: &str| derived_uid(&["tracking", result.study_key, &model.name, &model.version, name]);
+    // One segment per foreground label, each with both codes, or no objects at all.
+    let segments: Option<Vec<Segment>> = manifest_labels
+        .iter()
+        .filter(|l| l.value > 0)
+        .map(|l| {
+            Some(Segment {
+                label_value: u8::try_from(l.value).ok()?,
+                label: l.name.clone(),
+                category: l.category.clone()?,
+                property: l.property.clone()?,
+                tracking_uid: tracking_uid(&l.name),
+            })
+        })
+        .collect();
+    let Some(segments) = segments.filter(|s| !s.is_empty()) else {
+        return Err(DerivedError::Invalid(format!(
+            "model {} has foreground labels without a coded category and type in its manifest (or above 255)",
+            model.name
+        )));
+    };
+    let header = CopiedHeader::from_file(&source.header_file, &ScanOptions::default())?;
     let key = |kind: &str| derived_uid(&[kind, result.study_key, &model.name, &model.version]);
     let instance = |kind: &str| {
         derived_uid(&[
@@ -122,21 +136,11 @@ pub fn write(
         content_date: result.date.clone(),
         content_time: result.time.clone(),
     };
-    let tracking_uid = |l: &Label| derived_uid(&["tracking", result.study_key, &model.name, &model.version, &l.name]);
 
     let seg_spec = SegmentationSpec {
         id: id(key("seg-series"), instance("seg"), SEG_SERIES_NUMBER, "segmentation"),
         producer: producer.clone(),
-        segments: coded
-            .iter()
-            .map(|l| Segment {
-                label_value: u8::try_from(l.value).unwrap_or(u8::MAX),
-                label: l.name.clone(),
-                category: l.category.clone().unwrap_or_else(|| Code::new("", "", "")),
-                property: l.property.clone().unwrap_or_else(|| Code::new("", "", "")),
-                tracking_uid: tracking_uid(l),
-            })
-            .collect(),
+        segments,
         algorithm_name: model.name.clone(),
         algorithm_version: model.version.clone(),
         content_label: content_label(&model.name),
@@ -145,13 +149,13 @@ pub fn write(
     };
     let seg = derived::build_segmentation(labels, source, &header, &seg_spec)?;
 
-    let mut groups: Vec<MeasurementGroup> = coded
+    let mut groups: Vec<MeasurementGroup> = seg_spec
+        .segments
         .iter()
         .enumerate()
-        .map(|(n, l)| structure_group(report, l, u16::try_from(n + 1).unwrap_or(u16::MAX), tracking_uid(l)))
+        .map(|(n, segment)| structure_group(report, segment, u16::try_from(n + 1).unwrap_or(u16::MAX)))
         .collect();
-    groups
-        .push(study_group(report, derived_uid(&["tracking", result.study_key, &model.name, &model.version, "study"])));
+    groups.push(study_group(report, tracking_uid("study")));
     let sr_spec = MeasurementReportSpec {
         id: id(key("sr-series"), instance("sr"), SR_SERIES_NUMBER, "measurements"),
         producer,
@@ -184,8 +188,8 @@ pub fn write(
 }
 
 /// One structure's group: its volume and its uncertainty figures.
-fn structure_group(report: &StudyReport, label: &Label, segment: u16, tracking_uid: String) -> MeasurementGroup {
-    let value = u8::try_from(label.value).unwrap_or(u8::MAX);
+fn structure_group(report: &StudyReport, segment: &Segment, number: u16) -> MeasurementGroup {
+    let value = segment.label_value;
     let structure = report.structures.iter().find(|s| s.label == value);
     let mut measurements = Vec::new();
     if let Some(s) = structure {
@@ -217,10 +221,10 @@ fn structure_group(report: &StudyReport, label: &Label, segment: u16, tracking_u
         measurements.push(Measurement { concept: local("NB-PRED-DICE", "Predicted Dice"), value: v, unit: no_units() });
     }
     MeasurementGroup {
-        tracking_id: label.name.clone(),
-        tracking_uid,
-        finding: label.property.clone().unwrap_or_else(|| Code::new("", "", "")),
-        segment_number: Some(segment),
+        tracking_id: segment.label.clone(),
+        tracking_uid: segment.tracking_uid.clone(),
+        finding: segment.property.clone(),
+        segment_number: Some(number),
         measurements,
         evaluations: Vec::new(),
     }

@@ -67,6 +67,32 @@ pub struct PacsConfig {
     pub stow_url: SecretUrl,
 }
 
+impl PacsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let http = |key: &'static str, url: &SecretUrl| {
+            let scheme = url.scheme();
+            match scheme.as_str() {
+                "http" | "https" => Ok(()),
+                _ => Err(invalid(key, format!("scheme \"{scheme}\" is not http or https"))),
+            }
+        };
+        let (pull, stow) = (!self.url.expose().is_empty(), !self.stow_url.expose().is_empty());
+        if pull {
+            http("pacs.url", &self.url)?;
+            if self.days == 0 {
+                return Err(invalid("pacs.days", "must be at least 1".into()));
+            }
+        }
+        if stow {
+            http("pacs.stow_url", &self.stow_url)?;
+        }
+        if (pull || stow) && self.timeout_secs == 0 {
+            return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
 impl Default for PacsConfig {
     fn default() -> Self {
         Self { url: SecretUrl::new(""), days: 2, timeout_secs: 300, stow_url: SecretUrl::new("") }
@@ -518,27 +544,7 @@ impl Config {
             return Err(invalid("scheduler.poll_interval_secs", "must be at least 1".into()));
         }
         self.dicom.validate()?;
-        if !self.pacs.url.expose().is_empty() {
-            let scheme = self.pacs.url.scheme();
-            if !matches!(scheme.as_str(), "http" | "https") {
-                return Err(invalid("pacs.url", format!("scheme \"{scheme}\" is not http or https")));
-            }
-            if self.pacs.days == 0 {
-                return Err(invalid("pacs.days", "must be at least 1".into()));
-            }
-            if self.pacs.timeout_secs == 0 {
-                return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));
-            }
-        }
-        if !self.pacs.stow_url.expose().is_empty() {
-            let scheme = self.pacs.stow_url.scheme();
-            if !matches!(scheme.as_str(), "http" | "https") {
-                return Err(invalid("pacs.stow_url", format!("scheme \"{scheme}\" is not http or https")));
-            }
-            if self.pacs.timeout_secs == 0 {
-                return Err(invalid("pacs.timeout_secs", "must be at least 1".into()));
-            }
-        }
+        self.pacs.validate()?;
         let w = &self.worker;
         if w.concurrency == 0 {
             return Err(invalid("worker.concurrency", "must be at least 1".into()));

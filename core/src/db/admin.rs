@@ -117,17 +117,8 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((study_id, last_error)) = row else { return Ok(false) };
-            let detail = serde_json::json!({"last_error": last_error}).to_string();
-            let event = Audit {
-                at: now,
-                actor,
-                action: "job.retried",
-                study_id,
-                job_id: Some(id),
-                review_item_id: None,
-                detail,
-            };
-            audit::record(&mut tx, event).await?;
+            let detail = serde_json::json!({"last_error": last_error});
+            audit::record(&mut tx, Audit::job(now, actor, "job.retried", study_id, id, &detail)).await?;
             tx.commit().await?;
             Ok(true)
         })

@@ -19,6 +19,40 @@ pub(crate) struct Audit<'a> {
     pub detail: String,
 }
 
+impl<'a> Audit<'a> {
+    /// An event of job `job_id` (`job.enqueued`, `job.failed`, …).
+    pub fn job(
+        at: DateTime<Utc>,
+        actor: &'a str,
+        action: &'a str,
+        study_id: i64,
+        job_id: i64,
+        detail: &serde_json::Value,
+    ) -> Self {
+        Audit { at, actor, action, study_id, job_id: Some(job_id), review_item_id: None, detail: detail.to_string() }
+    }
+
+    /// An action on review item `review_item_id` (`review.claimed`, …).
+    pub fn review(
+        at: DateTime<Utc>,
+        actor: &'a str,
+        action: &'a str,
+        study_id: i64,
+        review_item_id: i64,
+        detail: &serde_json::Value,
+    ) -> Self {
+        Audit {
+            at,
+            actor,
+            action,
+            study_id,
+            job_id: None,
+            review_item_id: Some(review_item_id),
+            detail: detail.to_string(),
+        }
+    }
+}
+
 /// Writes `event` in `tx`.
 pub(crate) async fn record<'c, DB>(tx: &mut sqlx::Transaction<'c, DB>, event: Audit<'_>) -> Result<(), DbError>
 where

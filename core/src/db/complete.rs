@@ -129,16 +129,7 @@ impl JobStore {
                 audit::record(&mut tx, event).await?;
             }
             let detail = serde_json::json!({ "decision": results.decision.as_str(), "result_id": result_id });
-            let event = Audit {
-                at: now,
-                actor: worker,
-                action: "job.succeeded",
-                study_id,
-                job_id: Some(id),
-                review_item_id: None,
-                detail: detail.to_string(),
-            };
-            audit::record(&mut tx, event).await?;
+            audit::record(&mut tx, Audit::job(now, worker, "job.succeeded", study_id, id, &detail)).await?;
             tx.commit().await?;
             Ok(Completion::Completed)
         })

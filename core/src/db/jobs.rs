@@ -93,16 +93,7 @@ impl JobStore {
                 if let Some(id) = inserted {
                     let action = if version == 1 { "job.enqueued" } else { "job.forced" };
                     let detail = serde_json::json!({ "version": version, "priority": new.priority.as_str() });
-                    let event = Audit {
-                        at: now,
-                        actor: "scheduler",
-                        action,
-                        study_id,
-                        job_id: Some(id),
-                        review_item_id: None,
-                        detail: detail.to_string(),
-                    };
-                    audit::record(&mut tx, event).await?;
+                    audit::record(&mut tx, Audit::job(now, "scheduler", action, study_id, id, &detail)).await?;
                     tx.commit().await?;
                     return Ok(Enqueued::Created(id));
                 }
@@ -252,16 +243,8 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(study_id) = study else { return Ok(false) };
-            let event = Audit {
-                at: now,
-                actor: worker,
-                action: "job.released",
-                study_id,
-                job_id: Some(id),
-                review_item_id: None,
-                detail: r#"{"reason":"worker shutting down"}"#.to_string(),
-            };
-            audit::record(&mut tx, event).await?;
+            let detail = serde_json::json!({"reason": "worker shutting down"});
+            audit::record(&mut tx, Audit::job(now, worker, "job.released", study_id, id, &detail)).await?;
             tx.commit().await?;
             Ok(true)
         })
@@ -317,16 +300,7 @@ impl JobStore {
             let detail = serde_json::json!({
                 "error": error, "transient": transient, "attempts": attempts, "max_attempts": max_attempts,
             });
-            let event = Audit {
-                at: now,
-                actor: worker,
-                action,
-                study_id,
-                job_id: Some(id),
-                review_item_id: None,
-                detail: detail.to_string(),
-            };
-            audit::record(&mut tx, event).await?;
+            audit::record(&mut tx, Audit::job(now, worker, action, study_id, id, &detail)).await?;
             tx.commit().await?;
             Ok(outcome)
         })
@@ -366,16 +340,8 @@ impl JobStore {
             dead.sort_unstable();
             for (action, rows) in [("job.requeued", &requeued), ("job.dead", &dead)] {
                 for (id, study_id, error) in rows {
-                    let event = Audit {
-                        at: now,
-                        actor: "reaper",
-                        action,
-                        study_id: *study_id,
-                        job_id: Some(*id),
-                        review_item_id: None,
-                        detail: serde_json::json!({ "error": error }).to_string(),
-                    };
-                    audit::record(&mut tx, event).await?;
+                    let detail = serde_json::json!({ "error": error });
+                    audit::record(&mut tx, Audit::job(now, "reaper", action, *study_id, *id, &detail)).await?;
                 }
             }
             tx.commit().await?;

@@ -150,7 +150,7 @@ impl JobStore {
             for (id, study_id, _) in &expired {
                 audit::record(
                     &mut tx,
-                    review_event(
+                    Audit::review(
                         now,
                         "reaper",
                         "review.lease_expired",
@@ -236,7 +236,7 @@ impl JobStore {
                 if let Some((id, study_id)) = row {
                     audit::record(
                     &mut tx,
-                    review_event(now,
+                    Audit::review(now,
                     reviewer,
                     "review.claimed",
                     study_id,
@@ -272,7 +272,7 @@ impl JobStore {
             if let Some(study_id) = row {
                 audit::record(
                     &mut tx,
-                    review_event(
+                    Audit::review(
                         now,
                         reviewer,
                         "review.released",
@@ -362,7 +362,7 @@ impl JobStore {
             }
             audit::record(
                 &mut tx,
-                review_event(now, reviewer, &format!("review.{}", action.as_str()), study_id, id, &detail),
+                Audit::review(now, reviewer, &format!("review.{}", action.as_str()), study_id, id, &detail),
             )
             .await?;
             tx.commit().await?;
@@ -385,7 +385,7 @@ impl JobStore {
             insert_comment(&mut tx, id, author, text, now).await?;
             audit::record(
                 &mut tx,
-                review_event(now, author, "review.commented", study_id, id, &serde_json::json!({"comment": text})),
+                Audit::review(now, author, "review.commented", study_id, id, &serde_json::json!({"comment": text})),
             )
             .await?;
             tx.commit().await?;
@@ -505,24 +505,4 @@ where
         .execute(&mut **tx)
         .await?;
     Ok(())
-}
-
-/// The audit event of an action on a review item.
-fn review_event<'a>(
-    now: DateTime<Utc>,
-    actor: &'a str,
-    action: &'a str,
-    study_id: i64,
-    review_item_id: i64,
-    detail: &serde_json::Value,
-) -> Audit<'a> {
-    Audit {
-        at: now,
-        actor,
-        action,
-        study_id,
-        job_id: None,
-        review_item_id: Some(review_item_id),
-        detail: detail.to_string(),
-    }
 }

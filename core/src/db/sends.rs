@@ -214,16 +214,4 @@ impl JobStore {
             Ok(rows.into_iter().collect())
         })
     }
-
-    /// The sends of one job, oldest first (for the tests and the admin).
-    pub async fn dicom_sends_of_job(&self, job_id: i64) -> Result<Vec<(String, String, String, i64)>, DbError> {
-        dispatch!(self, |pool| {
-            Ok(sqlx::query_as(
-                "SELECT destination, output, state, attempts FROM dicom_sends WHERE job_id = $1 ORDER BY id",
-            )
-            .bind(job_id)
-            .fetch_all(pool)
-            .await?)
-        })
-    }
 }

@@ -16,7 +16,9 @@
 #     started and stopped by scripts/s3-server.sh)
 #   - .testdata/: real and derived scans, generated deterministically from
 #     the files those PyPI packages ship
-# A second run on a warm machine only checks stamps and returns quickly.
+# A second run on a warm machine only checks stamps and returns quickly. With NEUROBATCH_CACHE set
+# (.ci/run sets it: CI starts from a fresh clone), each virtual environment is built once per lock
+# hash in that folder and the clone's .venv / .venv-s3 are links to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -77,14 +79,32 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
+# Where the environment NAME for lock hash HASH is built: NAME itself, or with NEUROBATCH_CACHE set,
+# $NEUROBATCH_CACHE/NAME-HASH with NAME made a link to it. Built at its real path: pip writes the
+# interpreter's path into every script it installs, so the environment works from any clone.
+venv_home() {
+  if [[ -z "${NEUROBATCH_CACHE:-}" ]]; then
+    echo "$1"
+    return
+  fi
+  local home="$NEUROBATCH_CACHE/${1#.}-${2:0:16}"
+  mkdir -p "$NEUROBATCH_CACHE"
+  if [[ "$(readlink "$1" 2>/dev/null || true)" != "$home" ]]; then
+    rm -rf "$1"
+    ln -s "$home" "$1"
+  fi
+  echo "$home"
+}
+
 # --- Python reference environment --------------------------------------------
 LOCK="scripts/requirements-reference.lock"
 STAMP=".venv/.lock.sha256"
 want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+home="$(venv_home .venv "$want")"
 if [[ ! -x .venv/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
-  log "building .venv from $LOCK"
-  rm -rf .venv
-  "$PYTHON" -m venv .venv
+  log "building .venv from $LOCK (in $home)"
+  rm -rf "$home"
+  "$PYTHON" -m venv "$home"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
   .venv/bin/pip check >/dev/null
   echo "$want" > "$STAMP"
@@ -95,10 +115,11 @@ fi
 S3_LOCK="scripts/requirements-s3.lock"
 S3_STAMP=".venv-s3/.lock.sha256"
 s3_want="$(sha256sum "$S3_LOCK" | cut -d' ' -f1)"
+s3_home="$(venv_home .venv-s3 "$s3_want")"
 if [[ ! -x .venv-s3/bin/python || "$(cat "$S3_STAMP" 2>/dev/null)" != "$s3_want" ]]; then
-  log "building .venv-s3 from $S3_LOCK"
-  rm -rf .venv-s3
-  "$PYTHON" -m venv .venv-s3
+  log "building .venv-s3 from $S3_LOCK (in $s3_home)"
+  rm -rf "$s3_home"
+  "$PYTHON" -m venv "$s3_home"
   .venv-s3/bin/pip install -q --disable-pip-version-check --no-deps -r "$S3_LOCK"
   .venv-s3/bin/pip check >/dev/null
   echo "$s3_want" > "$S3_STAMP"

@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 source scripts/env.sh
+# The binary the browser and deployment checks run (.ci/run keeps the target directory outside the clone).
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/neurobatch"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The storage tests talk to a real S3-protocol server (moto) started here on a free loopback port;
@@ -18,6 +20,6 @@ cargo test --workspace --locked
 # playwright-core against `neurobatch serve` built above); screenshots in web/test-artifacts/.
 bash scripts/build-web.sh
 node --test web/tests/format.test.mjs
-NEUROBATCH_BIN="$ROOT/target/debug/neurobatch" node web/tests/review.test.mjs
+NEUROBATCH_BIN="$BIN" node web/tests/review.test.mjs
 # The deployment: images' install steps, the Helm chart rendered and validated offline, compose.
-bash scripts/check-deploy.sh --binary "$ROOT/target/debug/neurobatch"
+bash scripts/check-deploy.sh --binary "$BIN"

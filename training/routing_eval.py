@@ -3,7 +3,8 @@ what the routing needs to be fitted and judged: the report's quality features, O
 decision and quality estimate, and the truth (per-tissue Dice and volumes against the labels).
 
     .venv/bin/python training/routing_eval.py --cases /tmp/nb-routing/cases --work /tmp/nb-routing/runs \
-        --profile cpu [--names train_0000,train_0001] [--classifier] [--keep-model-grid] [--tag TAG]
+        --profile cpu [--names train_0000,train_0001] [--classifier] [--keep-model-grid] [--tag TAG] \
+        [--tiling windows|whole]
 
 One result per case in WORK/<tag or profile>/<case>/result.json (the run is resumable: a case with a
 result is skipped); `collect()` reads them back for training/fit_quality.py. The maps the runs write
@@ -61,6 +62,8 @@ def run_case(args, case: dict, out: Path) -> dict:
         cmd += ["--no-quality"]
     if args.keep_model_grid:
         cmd += ["--keep-model-grid"]
+    if args.tiling:
+        cmd += ["--tiling", args.tiling]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
@@ -84,6 +87,7 @@ def run_case(args, case: dict, out: Path) -> dict:
         "quality_error": report.get("quality_error"),
         "timings_ms": report["timings_ms"],
         "passes": report["model"]["passes"],
+        "tiling": report["model"].get("tiling"),
     })
     if case.get("labels"):
         result["truth"] = truth_figures(out / "mask.nii.gz", args.cases / case["labels"])
@@ -108,6 +112,7 @@ def main():
     ap.add_argument("--classifier", action="store_true", help="also run the scan-quality classifier")
     ap.add_argument("--classifier-model", type=Path, default=Path("models/scan-quality"))
     ap.add_argument("--keep-model-grid", action="store_true")
+    ap.add_argument("--tiling", choices=["windows", "whole"], help="override the profile's tiling")
     ap.add_argument("--split", action="append", help="only cases of these splits")
     ap.add_argument("--names", help="comma-separated case names (default: all)")
     ap.add_argument("--limit", type=int)

@@ -98,6 +98,8 @@ def seg_manifest(run, folder, dice, order):
     lines += [
         "", "[inference]", "patch_size = [64, 64, 64]", "overlap = 0.5", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         'mc_dropout_input = "mc_dropout"',
+        "# the members' downsampling (3 poolings, training/unet.py): whole-grid passes pad each axis to a multiple of it",
+        "size_multiple = 8",
         "", "[inference.profiles.full]", f"members = {len(recs)}", "tta_axes = [0, 1, 2]", "mc_dropout_passes = 0",
         "", "[inference.profiles.cpu]", f"members = {len(recs)}", "tta_axes = []", "mc_dropout_passes = 0",
         "", "[provenance]", 'script = "training/train_segmentation.py"',

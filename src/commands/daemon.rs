@@ -125,14 +125,7 @@ pub fn load_models(config: &Config) -> anyhow::Result<Models> {
 
 /// `pipeline.providers` as ONNX Runtime execution providers, in order.
 pub fn providers(names: &[String]) -> anyhow::Result<Vec<Provider>> {
-    names
-        .iter()
-        .map(|p| {
-            toml::Value::String(p.trim().to_lowercase()).try_into::<Provider>().map_err(|_| {
-                anyhow::anyhow!("pipeline.providers: unknown execution provider `{p}` (cpu, cuda, tensorrt)")
-            })
-        })
-        .collect()
+    names.iter().map(|p| p.parse::<Provider>().map_err(|e| anyhow::anyhow!("pipeline.providers: {e}"))).collect()
 }
 
 /// A worker over `backends` with the loaded `models`, recording into `metrics`.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use worker::manifest::load_model_folder;
+use worker::manifest::{Tiling, load_model_folder};
 use worker::pipeline::{self, Event, ModelRunner, ProfileChoice, StudyOptions};
 use worker::runtime::{Provider, RuntimeConfig};
 
@@ -51,6 +51,10 @@ pub struct Args {
     /// MC-dropout passes per member and flip (overrides the profile; 0 = deterministic).
     #[arg(long)]
     pub mc_passes: Option<u32>,
+    /// How each pass covers the model grid: `windows` (MONAI's sliding windows) or
+    /// `whole` (one call over the padded grid); overrides the profile.
+    #[arg(long)]
+    pub tiling: Option<Tiling>,
     /// Sliding windows per model call (0: 1 on the CPU, 4 on a GPU).
     #[arg(long, default_value_t = 0)]
     pub batch_size: usize,
@@ -77,11 +81,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let providers = args
         .providers
         .iter()
-        .map(|p| {
-            toml::Value::String(p.trim().to_lowercase())
-                .try_into::<Provider>()
-                .map_err(|_| anyhow::anyhow!("--providers: unknown execution provider `{p}` (cpu, cuda, tensorrt)"))
-        })
+        .map(|p| p.parse::<Provider>().map_err(|e| anyhow::anyhow!("--providers: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let runtime = RuntimeConfig { dylib_path: None, intra_op_threads: args.threads, providers, lanes: args.lanes };
     let choice = ProfileChoice {
@@ -89,6 +89,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         members: args.members,
         tta_axes: if args.no_tta { Some(Vec::new()) } else { args.tta_axes.clone() },
         mc_dropout_passes: args.mc_passes,
+        tiling: args.tiling,
     };
     let seg_dir = match &args.model {
         Some(dir) => dir.clone(),

@@ -12,7 +12,7 @@ use worker::inference::{
     Ensemble, Flip, ImageRef, ImportanceMap, InferenceError, MeanSink, PassInfo, Plan, Progress, SIGMA_SCALE,
     WindowLayout,
 };
-use worker::manifest::{Activation, ManifestError, Task, load_model_folder};
+use worker::manifest::{Activation, ManifestError, Task, Tiling, load_model_folder};
 use worker::runtime::{Model, RuntimeError};
 use worker::uncertainty::Accumulator;
 
@@ -51,6 +51,9 @@ fn plan(patch: [usize; 3], tta_axes: Vec<usize>, mc: u32, classes: usize) -> Pla
         batch_size: 4,
         classes,
         activation: Activation::Softmax,
+        tiling: Tiling::Windows,
+        size_multiple: 1,
+        whole_max_voxels: 1 << 22,
     }
 }
 
@@ -651,4 +654,102 @@ fn profiles_share_the_shipped_bound_and_a_profile_bound_replaces_it() {
     assert_eq!(runner(&dir, named("cpu")).policy().predicted_dice_min(), base);
     let fewer = runner(&dir, ProfileChoice { members: Some(2), ..named("full") });
     assert_eq!(fewer.policy().predicted_dice_min(), base, "an overridden pass set falls back to [routing]");
+}
+
+/// A member's probabilities from one direct call on the whole image, mirrored
+/// by `flip` going in and back coming out, as `[classes][voxels]` in the
+/// image's Fortran order: what a whole-grid pass must hand on.
+fn one_call(member: &Model, dims: [usize; 3], voxels: &[f32], flip: Flip, classes: usize) -> Vec<f32> {
+    use ndarray::{Array3, Axis, ShapeBuilder};
+    let mut image = Array3::from_shape_vec((dims[0], dims[1], dims[2]).f(), voxels.to_vec()).unwrap();
+    for a in 0..3 {
+        if flip.0[a] {
+            image.invert_axis(Axis(a));
+        }
+    }
+    let input = image.as_standard_layout().into_owned().insert_axis(Axis(0)).insert_axis(Axis(0));
+    let mut out = member.run(input.view()).unwrap();
+    assert_eq!(out.shape(), &[1, classes, dims[0], dims[1], dims[2]]);
+    for a in 0..3 {
+        if flip.0[a] {
+            out.invert_axis(Axis(2 + a));
+        }
+    }
+    let mut probs = Vec::with_capacity(classes * voxels.len());
+    for c in 0..classes {
+        let channel = out.index_axis(Axis(0), 0).index_axis(Axis(0), c).to_owned();
+        probs.extend(channel.reversed_axes().iter().copied());
+    }
+    probs
+}
+
+/// Tiling `whole`: one model call per pass over the image zero-padded to the
+/// size multiple, cropped back. The test members are one 3×3×3 convolution with
+/// zero padding, so that is exactly one call on the unpadded image; sliding
+/// windows differ from it where a window's edge cuts the image.
+#[test]
+fn whole_grid_is_one_call_per_pass_on_the_padded_grid() {
+    let (dims, voxels) = noncubic();
+    let members = [model("onnx/tissue_model/member_0.onnx"), model("onnx/tissue_model/member_1.onnx")];
+    let mut whole = plan([16; 3], vec![0, 2], 0, 3);
+    whole.tiling = Tiling::Whole;
+    whole.size_multiple = 8;
+    let ensemble = Ensemble::new(members.iter().collect(), whole.clone()).unwrap();
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    let mut passes = Vec::new();
+    let mut sink = |p: &PassInfo, probs: &[f32]| -> Result<(), String> {
+        passes.push((p.member, p.flip, probs.to_vec()));
+        Ok(())
+    };
+    let run = ensemble.segment(image, &mut sink, &mut no_progress()).unwrap();
+    assert_eq!(run.tiling, Tiling::Whole);
+    assert_eq!(run.layout.padded, [40, 32, 48], "37 × 29 × 41 up to multiples of 8");
+    assert_eq!(run.layout.starts, vec![[0, 0, 0]]);
+    assert_eq!((run.passes, run.model_calls), (8, 8), "one call per pass");
+    let mut worst = 0f32;
+    for (member, flip, probs) in &passes {
+        let want = one_call(&members[*member], dims, &voxels, *flip, 3);
+        worst = probs.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+    }
+    assert!(worst <= 1e-5, "whole-grid pass vs one direct call: {worst}");
+
+    // A windowed pass of member 0 is not that: windows see zeros where their edges cut the image.
+    let want = one_call(&members[0], dims, &voxels, Flip::IDENTITY, 3);
+    let mut windowed = MeanSink::new();
+    let run = Ensemble::new(vec![&members[0]], plan([16; 3], vec![], 0, 3))
+        .unwrap()
+        .segment(image, &mut windowed, &mut no_progress())
+        .unwrap();
+    assert_eq!(run.tiling, Tiling::Windows);
+    let differs = windowed.mean().unwrap().iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(differs > 1e-3, "windows blend zero-padded window edges: {differs}");
+}
+
+/// A grid whose padded size exceeds `whole_max_voxels` runs sliding windows,
+/// exactly as a windowed plan does, and says so.
+#[test]
+fn whole_grid_falls_back_to_windows_above_its_voxel_limit() {
+    let (dims, voxels) = noncubic();
+    let members = [model("onnx/tissue_model/member_0.onnx")];
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    let run = |p: Plan| {
+        let mut mean = MeanSink::new();
+        let run = Ensemble::new(members.iter().collect(), p).unwrap().segment(image, &mut mean, &mut no_progress());
+        (run.unwrap(), mean.mean().unwrap())
+    };
+    let mut capped = plan([16; 3], vec![1], 0, 3);
+    capped.tiling = Tiling::Whole;
+    capped.size_multiple = 8;
+    capped.whole_max_voxels = 40 * 32 * 48 - 1;
+    assert_eq!(capped.whole_grid_patch(dims), None);
+    let (fallback, a) = run(capped.clone());
+    let (windowed, b) = run(plan([16; 3], vec![1], 0, 3));
+    assert_eq!(fallback.tiling, Tiling::Windows);
+    assert_eq!(fallback.layout, windowed.layout);
+    assert!(a == b, "the fallback is the windowed run");
+    capped.whole_max_voxels += 1;
+    assert_eq!(capped.whole_grid_patch(dims), Some([40, 32, 48]));
+    // A size multiple of 0 is refused with the plan.
+    capped.size_multiple = 0;
+    assert!(Ensemble::new(members.iter().collect(), capped).is_err());
 }

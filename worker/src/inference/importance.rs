@@ -1,7 +1,7 @@
 //! The Gaussian importance map that weights each window's voxels when windows
 //! are blended: MONAI 1.6.1's `compute_importance_map(mode="gaussian")`, with
 //! its float32 arithmetic, its unnormalized product of 1-D Gaussians and its
-//! clamp of small weights to `max(min, 1e-3)`.
+//! clamp of small weights to `max(min, 1e-3)`; a uniform map for whole-grid passes.
 
 /// MONAI's and nnU-Net's σ as a fraction of the patch edge (σ = patch / 8).
 pub const SIGMA_SCALE: f64 = 0.125;
@@ -14,6 +14,12 @@ pub struct ImportanceMap {
 }
 
 impl ImportanceMap {
+    /// Weight 1 everywhere: the map of a whole-grid pass, whose one window
+    /// needs no blending.
+    pub fn uniform(patch: [usize; 3]) -> ImportanceMap {
+        ImportanceMap { patch, values: vec![1.0; patch.iter().product()] }
+    }
+
     /// `w(a, b, c) = g₀(a)·g₁(b)·g₂(c)` with `g_d(x) = exp(x² / (−2σ_d²))`,
     /// `x = a − (patch_d − 1)/2` and `σ_d = patch_d · sigma_scale`, each factor and
     /// product in f32 as torch computes it; then clamped below at

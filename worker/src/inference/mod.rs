@@ -50,7 +50,7 @@ pub use segmentation::SegmentationRun;
 pub use sink::{MeanSink, PassInfo, PassSink};
 pub use windows::WindowLayout;
 
-use crate::manifest::{Activation, LoadedModel, Manifest, SelectedProfile, Task};
+use crate::manifest::{Activation, LoadedModel, Manifest, SelectedProfile, Task, Tiling};
 use crate::runtime::{Model, Provider};
 
 /// Windows run together in one model call unless configured otherwise.
@@ -120,6 +120,12 @@ pub struct Plan {
     /// What the members' output is: probabilities (`softmax`) or logits
     /// (`none`: the engine applies softmax to each window before blending).
     pub activation: Activation,
+    /// Segmentation: sliding windows, or one call over the whole padded grid.
+    pub tiling: Tiling,
+    /// Whole-grid passes pad each axis to a multiple of this (≥ 1).
+    pub size_multiple: usize,
+    /// Whole-grid passes take padded grids up to this many voxels; larger ones use windows.
+    pub whole_max_voxels: usize,
 }
 
 impl Plan {
@@ -135,7 +141,24 @@ impl Plan {
             batch_size: DEFAULT_BATCH_SIZE,
             classes: manifest.labels.len(),
             activation: manifest.output.activation,
+            tiling: profile.tiling,
+            size_multiple: manifest.inference.size_multiple.unwrap_or(1),
+            whole_max_voxels: manifest.inference.whole_max_voxels,
         }
+    }
+
+    /// The one window of a whole-grid pass over an image of `dims`: each axis
+    /// rounded up to `size_multiple`; `None` (sliding windows) when tiling by
+    /// windows or when that grid exceeds `whole_max_voxels`.
+    pub fn whole_grid_patch(&self, dims: [usize; 3]) -> Option<[usize; 3]> {
+        if self.tiling != Tiling::Whole {
+            return None;
+        }
+        let m = self.size_multiple.max(1);
+        let patch = [0, 1, 2].map(|a| dims[a].checked_next_multiple_of(m));
+        let [Some(a), Some(b), Some(c)] = patch else { return None };
+        let voxels = a.checked_mul(b).and_then(|v| v.checked_mul(c))?;
+        (voxels <= self.whole_max_voxels).then_some([a, b, c])
     }
 
     /// The flips, identity first ([`Flip::subsets`]).
@@ -212,6 +235,9 @@ impl<'m> Ensemble<'m> {
         }
         if plan.batch_size == 0 {
             return plan_err("batch size 0".into());
+        }
+        if plan.size_multiple == 0 {
+            return plan_err("size multiple 0".into());
         }
         if plan.classes < 2 {
             return plan_err(format!("{} classes, at least 2 are needed", plan.classes));

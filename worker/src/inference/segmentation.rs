@@ -1,5 +1,6 @@
 //! The segmentation pass loop: for each pass (member × flip × MC pass), every
-//! window in batches — flipped, run (on whichever inference lane is free),
+//! window in batches (one window over the whole padded grid when the plan
+//! tiles `whole` and the grid fits) — flipped, run (on whichever inference lane is free),
 //! flipped back, weighted by the importance map — blended in window order as
 //! `Σ w·p / Σ w` on the (padded) model grid, cropped back to the image and
 //! handed to the sink. Buffers are allocated once per run and reused by every
@@ -16,7 +17,7 @@ use super::importance::ImportanceMap;
 use super::sink::{PassInfo, PassSink};
 use super::windows::WindowLayout;
 use super::{Ensemble, ImageRef, Progress, gate_for, lanes, softmax_strided};
-use crate::manifest::{Activation, Task};
+use crate::manifest::{Activation, Task, Tiling};
 use crate::runtime::Model;
 
 /// What a finished segmentation run did.
@@ -28,6 +29,8 @@ pub struct SegmentationRun {
     pub layout: WindowLayout,
     /// Model calls made (passes × ⌈windows / batch⌉).
     pub model_calls: usize,
+    /// How the passes covered the grid (`whole` falls back to `windows` on a grid too large).
+    pub tiling: Tiling,
 }
 
 impl Ensemble<'_> {
@@ -51,8 +54,17 @@ impl Ensemble<'_> {
         if plan.task != Task::Segmentation {
             return Err(InferenceError::Plan { reason: format!("segment called on a {} model", plan.task) });
         }
-        let layout = WindowLayout::new(image.dims(), plan.patch_size, plan.overlap)?;
-        let weights = ImportanceMap::gaussian(plan.patch_size, plan.sigma_scale);
+        let (tiling, patch, layout, weights) = match plan.whole_grid_patch(image.dims()) {
+            Some(grid) => {
+                (Tiling::Whole, grid, WindowLayout::new(image.dims(), grid, 0.0)?, ImportanceMap::uniform(grid))
+            }
+            None => (
+                Tiling::Windows,
+                plan.patch_size,
+                WindowLayout::new(image.dims(), plan.patch_size, plan.overlap)?,
+                ImportanceMap::gaussian(plan.patch_size, plan.sigma_scale),
+            ),
+        };
         let padded: Cow<'_, [f32]> =
             if layout.is_padded() { Cow::Owned(pad(image, &layout)?) } else { Cow::Borrowed(image.voxels()) };
         let mut blend = Blend::new(&layout, &weights, plan.classes, image.voxels().len())?;
@@ -64,9 +76,9 @@ impl Ensemble<'_> {
         let compute = |lane: usize, unit: usize| {
             let (pass, batch) = unit_of(unit);
             let member = self.lanes[lane][pass.member];
-            let input = extract(&padded, layout.padded, batch, plan.patch_size, pass.flip);
+            let input = extract(&padded, layout.padded, batch, patch, pass.flip);
             let output = member.run_gated(input.view(), gate_for(pass))?;
-            window_probabilities(member, output, batch.len(), plan.classes, plan.patch_size, plan.activation, pass)
+            window_probabilities(member, output, batch.len(), plan.classes, patch, plan.activation, pass)
         };
         let mut done = 0;
         let consume = |unit: usize, probs: Vec<f32>| {
@@ -86,7 +98,7 @@ impl Ensemble<'_> {
         };
         let units = order.len() * batches.len();
         lanes::run_in_order(self.lanes(), units, compute, consume)?;
-        Ok(SegmentationRun { passes: order.len(), layout, model_calls: units })
+        Ok(SegmentationRun { passes: order.len(), layout, model_calls: units, tiling })
     }
 }
 

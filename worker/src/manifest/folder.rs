@@ -9,7 +9,7 @@ use imaging::harmonize::{HarmonizeMethod, Harmonizer};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::schema::{Manifest, SelectedProfile, Task};
+use super::schema::{Manifest, SelectedProfile, Task, Tiling};
 use super::{MANIFEST_FILE, ManifestError, parse_manifest};
 use crate::quality::QualityEstimator;
 use crate::runtime::{Model, Provider, RuntimeConfig, available_cores, one_line};
@@ -230,6 +230,15 @@ fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
         return Err(format!(
             "input `{}` is fixed at {d} voxels on axis {axis} but inference.patch_size is {p}",
             input.name
+        ));
+    }
+    let inf = &manifest.inference;
+    let whole = inf.tiling == Tiling::Whole || inf.profiles.values().any(|p| p.tiling == Some(Tiling::Whole));
+    if whole && input.shape.iter().skip(2).any(Option::is_some) {
+        return Err(format!(
+            "input `{}` has fixed spatial axes {:?} but a profile tiles `whole` (it needs them dynamic)",
+            input.name,
+            &input.shape[2..]
         ));
     }
     match (&manifest.inference.mc_dropout_input, model.gate()) {

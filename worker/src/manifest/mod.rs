@@ -65,6 +65,9 @@
 //! tta_axes = [0, 1, 2]              # mirrored axes: 2^3 = 8 flips
 //! mc_dropout_passes = 4             # per member and flip; 0 = dropout off
 //! mc_dropout_input = "mc_dropout"   # the members' float32 [1] gate input (0 off, 1 on)
+//! tiling = "windows"                # default; "whole": one call per pass over the padded grid
+//! size_multiple = 8                 # whole-grid padding multiple (2^poolings); needed for "whole"
+//! whole_max_voxels = 4194304        # default; larger padded grids fall back to windows
 //!
 //! [inference.profiles.full]         # optional named profiles; `full` on CUDA/TensorRT,
 //! members = 2                       # `cpu` on the CPU, else the defaults above
@@ -76,6 +79,7 @@
 //! members = 1                       # the first 1..=len(members) members
 //! tta_axes = [0]
 //! mc_dropout_passes = 0
+//! tiling = "whole"                  # optional: replaces inference.tiling
 //!
 //! [routing]                         # all optional; overridable in the worker config
 //! study_uncertainty_max = 0.21
@@ -152,7 +156,7 @@ use std::path::{Path, PathBuf};
 pub use folder::{LoadedMember, LoadedModel, load_model_folder};
 pub use schema::{
     Activation, Calibration, Evaluation, InferenceSpec, InputSpec, Label, Manifest, Member, OutputSpec, Profile,
-    Provenance, RoutingThresholds, SCHEMA_VERSION, SelectedProfile, Task,
+    Provenance, RoutingThresholds, SCHEMA_VERSION, SelectedProfile, Task, Tiling,
 };
 
 use crate::runtime::RuntimeError;
@@ -281,6 +285,9 @@ mod tests {
             ("overlap = 0.5", "overlap = 1.0", "inference.overlap"),
             ("tta_axes = [0, 1, 2]", "tta_axes = [0, 3]", "inference.tta_axes"),
             ("tta_axes = [0, 1, 2]", "tta_axes = [1, 1]", "inference.tta_axes"),
+            ("size_multiple = 8", "size_multiple = 0", "inference.size_multiple"),
+            ("size_multiple = 8", "# size_multiple = 8", "inference.size_multiple"),
+            ("whole_max_voxels = 4194304", "whole_max_voxels = 0", "inference.whole_max_voxels"),
             ("structure_agreement_min = 0.86", "structure_agreement_min = 1.86", "routing.structure_agreement_min"),
             ("file = \"member_1.onnx\"", "file = \"../member_1.onnx\"", "members.file"),
             ("file = \"member_1.onnx\"", "file = \"member_0.onnx\"", "members.file"),
@@ -378,7 +385,13 @@ mod tests {
         for gpu in [Provider::Cuda, Provider::TensorRt] {
             let full = m.select_profile(None, gpu).unwrap();
             assert_eq!((full.label(), full.members, full.mc_dropout_passes), ("full", 2, 4));
+            assert_eq!(full.tiling, Tiling::Windows, "a profile without tiling keeps inference.tiling");
         }
+        assert_eq!(cpu.tiling, Tiling::Whole, "the profile's own tiling");
+        for t in [Tiling::Windows, Tiling::Whole] {
+            assert_eq!(t.to_string().parse::<Tiling>(), Ok(t));
+        }
+        assert!("tiles".parse::<Tiling>().unwrap_err().contains("`tiles`"));
         assert_eq!(m.select_profile(Some("full"), Provider::Cpu).unwrap().label(), "full");
         let err = m.select_profile(Some("fast"), Provider::Cpu).unwrap_err();
         assert!(err.contains("`fast`") && err.contains("cpu, full"), "{err}");

@@ -166,10 +166,58 @@ pub struct InferenceSpec {
     /// defaults ask for MC-dropout passes, and whenever the graphs have the input.
     #[serde(default)]
     pub mc_dropout_input: Option<String>,
+    /// How a pass covers the model grid: sliding windows (the default, MONAI's
+    /// placement) or the whole grid in one model call.
+    #[serde(default)]
+    pub tiling: Tiling,
+    /// Whole-grid passes pad the grid to a multiple of this on each axis: the
+    /// members' total downsampling (2^poolings). Required when any profile tiles `whole`.
+    #[serde(default)]
+    pub size_multiple: Option<usize>,
+    /// The largest padded grid, in voxels, a whole-grid pass takes; a larger one
+    /// falls back to windows (memory: the members' activations grow with the grid).
+    #[serde(default = "default_whole_max_voxels")]
+    pub whole_max_voxels: usize,
     /// Named alternatives to the defaults above (`full` for GPU workers, `cpu`
     /// for CPU ones by convention); see [`Manifest::select_profile`].
     #[serde(default)]
     pub profiles: BTreeMap<String, Profile>,
+}
+
+/// How a segmentation pass covers the model grid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tiling {
+    /// `patch_size` windows at `overlap`, Gaussian-blended (MONAI's
+    /// `sliding_window_inference`): every voxel is computed by several windows.
+    #[default]
+    Windows,
+    /// One model call per pass over the grid, zero-padded to `size_multiple`:
+    /// a fully convolutional member computes each voxel once. Grids above
+    /// `whole_max_voxels` fall back to windows.
+    Whole,
+}
+
+/// The manifest's spelling, also the command line's (`--tiling windows|whole`).
+impl std::str::FromStr for Tiling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "windows" => Ok(Tiling::Windows),
+            "whole" => Ok(Tiling::Whole),
+            other => Err(format!("unknown tiling `{other}` (windows, whole)")),
+        }
+    }
+}
+
+impl fmt::Display for Tiling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Tiling::Windows => "windows",
+            Tiling::Whole => "whole",
+        })
+    }
 }
 
 /// An `[inference.profiles.<name>]` table: how much of the ensemble to run.
@@ -184,6 +232,9 @@ pub struct Profile {
     /// MC-dropout passes per member and flip, as `inference.mc_dropout_passes`.
     #[serde(default)]
     pub mc_dropout_passes: u32,
+    /// The profile's tiling, replacing `inference.tiling`.
+    #[serde(default)]
+    pub tiling: Option<Tiling>,
     /// `routing.study_uncertainty_max` for this profile: the study score
     /// depends on the passes (more flips, more disagreement), so a profile
     /// calibrated apart carries its own bound (source: `routing.source`).
@@ -214,6 +265,7 @@ pub struct SelectedProfile {
     pub members: usize,
     pub tta_axes: Vec<usize>,
     pub mc_dropout_passes: u32,
+    pub tiling: Tiling,
     /// The profile's own `study_uncertainty_max`, replacing `routing`'s.
     pub study_uncertainty_max: Option<f64>,
     /// The profile's own `predicted_dice_min`, replacing `routing`'s.
@@ -243,6 +295,7 @@ impl Manifest {
             members: p.members,
             tta_axes: p.tta_axes.clone(),
             mc_dropout_passes: p.mc_dropout_passes,
+            tiling: p.tiling.unwrap_or(self.inference.tiling),
             study_uncertainty_max: p.study_uncertainty_max,
             predicted_dice_min: p.predicted_dice_min,
         };
@@ -269,6 +322,7 @@ impl Manifest {
                 members: self.members.len(),
                 tta_axes: self.inference.tta_axes.clone(),
                 mc_dropout_passes: self.inference.mc_dropout_passes,
+                tiling: self.inference.tiling,
                 study_uncertainty_max: None,
                 predicted_dice_min: None,
             },
@@ -278,6 +332,13 @@ impl Manifest {
 
 fn default_overlap() -> f64 {
     0.5
+}
+
+/// 2^22 voxels (≈ 161³): a whole 2 mm brain grid (~1 M voxels) with room to spare.
+pub const DEFAULT_WHOLE_MAX_VOXELS: usize = 1 << 22;
+
+fn default_whole_max_voxels() -> usize {
+    DEFAULT_WHOLE_MAX_VOXELS
 }
 
 /// Routing thresholds shipped with the model (overridable in the worker's

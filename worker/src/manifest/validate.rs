@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Component;
 
-use super::schema::{Activation, Manifest, RoutingThresholds, SCHEMA_VERSION};
+use super::schema::{Activation, Manifest, RoutingThresholds, SCHEMA_VERSION, Tiling};
 
 /// Patch edges above this are a typo (a 1 mm brain is under 256 voxels a side).
 const MAX_PATCH_EDGE: usize = 1024;
@@ -158,6 +158,24 @@ impl Manifest {
         }
         validate_tta_axes("inference.tta_axes", &inf.tta_axes)?;
         validate_mc_passes("inference.mc_dropout_passes", inf.mc_dropout_passes)?;
+        let whole = std::iter::once(("inference", inf.tiling))
+            .chain(inf.profiles.iter().filter_map(|(n, p)| p.tiling.map(|t| (n.as_str(), t))))
+            .find(|(_, t)| *t == Tiling::Whole);
+        match (inf.size_multiple, whole) {
+            (Some(m), _) if m == 0 || m > MAX_PATCH_EDGE => {
+                return Err(format!("inference.size_multiple: {m} is not in 1..={MAX_PATCH_EDGE}"));
+            }
+            (None, Some((who, _))) => {
+                let who = if who == "inference" { "inference".to_string() } else { format!("profile `{who}`") };
+                return Err(format!(
+                    "inference.size_multiple: {who} tiles `whole`, so the members' downsampling factor must be given"
+                ));
+            }
+            _ => {}
+        }
+        if inf.whole_max_voxels == 0 {
+            return Err("inference.whole_max_voxels: 0 voxels".into());
+        }
         for (name, p) in &inf.profiles {
             let field = format!("inference.profiles.{name}");
             non_empty("inference.profiles", name)?;

@@ -44,7 +44,7 @@ pub use report::{
 };
 
 use crate::inference::{Ensemble, Flip, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
-use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task};
+use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task, Tiling};
 use crate::ood::{self, OodAssessment};
 use crate::quality::{FeatureInputs, QualityEstimate, QualityFeatures};
 use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
@@ -61,6 +61,8 @@ pub struct ProfileChoice {
     /// Mirror these axes instead of the profile's (empty: no flips).
     pub tta_axes: Option<Vec<usize>>,
     pub mc_dropout_passes: Option<u32>,
+    /// Cover the grid this way instead of the profile's tiling.
+    pub tiling: Option<Tiling>,
 }
 
 /// A loaded model folder ready to run studies: the profile it runs, its
@@ -90,7 +92,11 @@ impl ModelRunner {
         // A profile's own bounds are fitted on its passes: they no longer apply once the
         // pass set is overridden ([routing]'s apply instead; the quality estimator follows
         // the base pass set that actually runs).
-        if choice.members.is_some() || choice.tta_axes.is_some() || choice.mc_dropout_passes.is_some() {
+        if choice.members.is_some()
+            || choice.tta_axes.is_some()
+            || choice.mc_dropout_passes.is_some()
+            || choice.tiling.is_some_and(|t| t != profile.tiling)
+        {
             profile.study_uncertainty_max = None;
             profile.predicted_dice_min = None;
         }
@@ -102,6 +108,12 @@ impl ModelRunner {
         }
         if let Some(p) = choice.mc_dropout_passes {
             profile.mc_dropout_passes = p;
+        }
+        if let Some(t) = choice.tiling {
+            if t == Tiling::Whole && model.manifest().inference.size_multiple.is_none() {
+                return Err(model_err("tiling `whole` needs inference.size_multiple in the manifest".into()));
+            }
+            profile.tiling = t;
         }
         let batch_size = if batch_size == 0 { default_batch_size(model.provider()) } else { batch_size };
         // Checks members, flips and gates now, before any study.
@@ -142,7 +154,7 @@ impl ModelRunner {
             .map_err(|e| PipelineError::Model { model: self.model.dir().display().to_string(), reason: e.to_string() })
     }
 
-    fn summary(&self, grid: &ModelGridInput, passes: usize) -> ModelSummary {
+    fn summary(&self, grid: &ModelGridInput, passes: usize, tiling: Option<Tiling>) -> ModelSummary {
         let m = self.model.manifest();
         ModelSummary {
             name: m.name.clone(),
@@ -166,6 +178,7 @@ impl ModelRunner {
             tta_axes: self.profile.tta_axes.clone(),
             mc_dropout_passes: self.profile.mc_dropout_passes,
             passes,
+            tiling: tiling.map(|t| t.to_string()),
             class_weights: m.calibration.as_ref().map(|c| c.class_weights.clone()),
             grid_dims: grid.grid.dims(),
             grid_spacing_mm: grid.grid.affine().spacing(),
@@ -315,7 +328,7 @@ pub fn process_study(
             None => Ok(()),
         }
     };
-    ensemble
+    let run = ensemble
         .segment(image, &mut sink, &mut |p| progress(Event::Inference(&name, *p)))
         .map_err(|e| PipelineError::inference(&source, e))?;
     if let Some(d) = dump {
@@ -433,7 +446,7 @@ pub fn process_study(
             spacing_mm: native.spacing(),
             orientation: native.affine().orientation_code(),
         },
-        model: seg.summary(&input, passes),
+        model: seg.summary(&input, passes, Some(run.tiling)),
         labels: seg.labels(),
         bias_field: input.bias_field,
         structures,
@@ -474,7 +487,7 @@ fn run_quality(
     let routing = q.policy.decide_classification(&uncertainty, ood.as_ref());
     let label = manifest.labels.get(uncertainty.label).map(|l| l.name.clone()).unwrap_or_default();
     Ok(QualityReport {
-        model: q.summary(&input, uncertainty.members),
+        model: q.summary(&input, uncertainty.members, None),
         labels: q.labels(),
         label,
         uncertainty,

@@ -99,6 +99,9 @@ pub struct ModelSummary {
     pub mc_dropout_passes: u32,
     /// Passes accumulated: members × flips × max(MC passes, 1).
     pub passes: usize,
+    /// Segmentation: how each pass covered the model grid (`windows` or `whole`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tiling: Option<String>,
     /// The manifest's `[calibration]` class weights applied before the argmax, when it has them.
     pub class_weights: Option<Vec<f64>>,
     /// The model grid the engine ran on.

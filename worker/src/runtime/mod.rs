@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 pub use library::{DYLIB_ENV, LibrarySource, init, loaded_library};
 pub use model::{Model, TensorInfo};
-pub use provider::Provider;
+pub use provider::{Provider, UnknownProvider};
 pub use tabular::TabularModel;
 
 /// The `[runtime]` table of the worker's configuration.

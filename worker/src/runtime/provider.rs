@@ -28,6 +28,25 @@ impl Provider {
     }
 }
 
+/// A provider name that is none of `cpu`, `cuda`, `tensorrt`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown execution provider `{0}` (cpu, cuda, tensorrt)")]
+pub struct UnknownProvider(pub String);
+
+/// The configuration's and the command line's spelling: `cpu`, `cuda`, `tensorrt`, any case, trimmed.
+impl std::str::FromStr for Provider {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(Provider::Cpu),
+            "cuda" => Ok(Provider::Cuda),
+            "tensorrt" => Ok(Provider::TensorRt),
+            _ => Err(UnknownProvider(s.to_string())),
+        }
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -92,5 +111,15 @@ mod tests {
         assert_eq!(Provider::Cuda.ort_name(), "CUDAExecutionProvider");
         assert_eq!(Provider::TensorRt.ort_name(), "TensorrtExecutionProvider");
         assert_eq!(Provider::TensorRt.to_string(), "tensorrt");
+    }
+
+    #[test]
+    fn names_parse_back_in_any_case_and_others_are_named_in_the_error() {
+        for p in [Provider::Cpu, Provider::Cuda, Provider::TensorRt] {
+            assert_eq!(p.to_string().parse::<Provider>(), Ok(p));
+            assert_eq!(format!(" {} ", p.to_string().to_uppercase()).parse::<Provider>(), Ok(p));
+        }
+        let err = "rocm".parse::<Provider>().unwrap_err();
+        assert_eq!(err.to_string(), "unknown execution provider `rocm` (cpu, cuda, tensorrt)");
     }
 }

@@ -2,6 +2,11 @@
 
     .venv/bin/python training/fit_quality.py --cases CASES --work RUNS --tag cpu --profile cpu \
         [--write models/brain-tissue] [--out training/routing_evaluation_cpu.json]
+    .venv/bin/python training/fit_quality.py --cases CASES --work RUNS --tag cpu --evaluate test
+
+The second form refits nothing: it recomputes one split's figures in the figures file with the
+shipped estimator (its sha256 checked against the file's) and thresholds, for a split re-run with
+more cases.
 
 Reads the runs of training/routing_eval.py (WORK/<tag>/<case>/result.json) and, where
 training/volume_calibration.py wrote them, the calibrated figures (calibrated.json: the truth of the
@@ -258,6 +263,31 @@ def summarize(runs, pred, ood_max, dice_min):
     return out
 
 
+def evaluate(args):
+    """`--evaluate SPLIT`: that split's figures under the shipped estimator and thresholds (nothing refitted)."""
+    import datetime
+
+    out_path = args.out or Path(f"training/routing_{args.profile}.json")
+    figures = json.loads(out_path.read_text())
+    estimator = args.estimator or Path(f"models/brain-tissue/{figures['estimator']['file']}")
+    sha = hashlib.sha256(estimator.read_bytes()).hexdigest()
+    if sha != figures["estimator"]["sha256"]:
+        sys.exit(f"{estimator}: sha256 {sha[:16]}… is not the estimator of {out_path} ({figures['estimator']['sha256'][:16]}…)")
+    runs = [r for r in load_runs(args.work, args.tag) if r.get("split") == args.evaluate]
+    x, _ = feature_matrix(runs, figures["features"])
+    pred = dict(zip((r["name"] for r in runs), predict_onnx(estimator, x)))
+    th = figures["thresholds"]
+    split = summarize(runs, pred, th["ood_score_max"], th["predicted_dice_min"])
+    split["evaluated"] = {"date": datetime.date.today().isoformat(), "estimator_sha256": sha,
+                          "note": "re-run of this split only, with the estimator and thresholds fitted on the "
+                                  "train and cal splits (unchanged)"}
+    figures["splits"][args.evaluate] = split
+    out_path.write_text(json.dumps(figures, indent=1, default=float))
+    print(json.dumps({k: v for k, v in split.items() if k not in ("per_shift", "ood_inputs", "invariance")}, indent=1,
+                     default=float))
+    print("wrote", out_path)
+
+
 def main():
     from sklearn.ensemble import GradientBoostingRegressor
 
@@ -268,7 +298,13 @@ def main():
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--onnx", type=Path, help="where the estimator goes (default: training/.cache/quality_<profile>.onnx)")
     ap.add_argument("--out", type=Path, help="figures (default: training/routing_<profile>.json)")
+    ap.add_argument("--evaluate", choices=["cal", "test"],
+                    help="only recompute this split's figures in --out with the shipped estimator and thresholds")
+    ap.add_argument("--estimator", type=Path, help="with --evaluate: the shipped estimator "
+                                                   "(default: models/brain-tissue/<the file in --out>)")
     args = ap.parse_args()
+    if args.evaluate:
+        return evaluate(args)
     onnx_path = args.onnx or Path(f"training/.cache/quality_{args.profile}.onnx")
     out_path = args.out or Path(f"training/routing_{args.profile}.json")
     onnx_path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,14 @@ def main():
       "figures measure robustness to acquisition changes and moderate anatomical deformation, not to new "
       "subjects or pathology.")
     w("")
+    if test.get("evaluated"):
+        ev = test["evaluated"]
+        w(f"The **test split was re-run on {ev['date']}** with {test['labelled']} labelled cases (the same seeds "
+          "continued, plus its OOD inputs and invariance triples), with the estimator "
+          f"(sha256 `{ev['estimator_sha256'][:16]}…`) and thresholds unchanged: `training/fit_quality.py "
+          "--evaluate test` recomputes only that split's figures; the calibration column and the fit are those "
+          "of the original run.")
+        w("")
     w("## The routing policy")
     w("")
     w(f"A study goes to review when its OOD score exceeds **`ood_score_max` = {th['ood_score_max']}** or when "
@@ -207,7 +215,7 @@ def main():
             w(f"Test cases run with both: {len(rows_)}; `full` ≥ `cpu` on both tissues in {better}; "
               f"largest difference between the two runs' quality features {diff:.1e} (the same estimate, so the same "
               f"decision). Median time {np.median([r[3] for r in rows_]):.1f} s vs "
-              f"{np.median([r[4] for r in rows_]):.1f} s (2-core VM; the `full` runs ran at low priority beside a build, so the times are not a speed comparison).")
+              f"{np.median([r[4] for r in rows_]):.1f} s (2-core VM with builds running beside both sets of runs: the times are not a speed comparison).")
             w("")
             w("| shift | cases | `full` GM / WM | `cpu` GM / WM | `full` − `cpu` |")
             w("|---|---|---|---|---|")

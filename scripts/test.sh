@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 source scripts/env.sh
-# The binary the browser and deployment checks run (.ci/run keeps the target directory outside the clone).
+# The binary the browser and deployment checks run (under CARGO_TARGET_DIR when the caller sets one).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/neurobatch"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -8,8 +8,8 @@ by hand).
 Per configuration: wall time from the first process start until the database holds N succeeded jobs,
 studies/hour, the per-stage seconds the workers record (`neurobatch_stage_duration_seconds`: fetch,
 harmonize, inference, upload, database; sums over all jobs, scraped from /metrics before the processes
-stop), peak RSS (VmHWM) of every process, and the overhead of the daemon over the pipeline: wall time
-/ (sum of the sequential `process` walls / workers) − 1.
+stop), peak RSS (VmHWM) of every process; for `serve` and one worker the overhead over the pipeline
+(wall time / sum of the sequential `process` walls − 1), for two workers the studies/hour against one.
 
 Studies: the MNI152 2009 T1 from nilearn (1 mm, 197 × 233 × 189), each with its own gain, Rician noise
 draw and shift of a few voxels (seed = index), so every study is distinct (its own hash) and realistic
@@ -131,9 +131,11 @@ def start(binary: Path, args: list[str], cwd: Path, env: dict, log_path: Path) -
 
 
 def common_env(threads: int) -> dict:
+    """Settings every configuration shares; `threads` (0: the CPU default) is both the ONNX Runtime
+    threads and the inference lanes of each worker."""
     return {"scheduler.quiet_period_secs": "1", "scheduler.poll_interval_secs": "1",
             "scheduler.nightly_window": "", "pipeline.profile": "cpu",
-            "pipeline.threads": str(threads), "pipeline.lanes": str(max(threads, 1) if threads else 0)}
+            "pipeline.threads": str(threads), "pipeline.lanes": str(threads)}
 
 
 def run_daemon(name: str, binary: Path, studies: list[Path], work: Path, db: str, env: dict,

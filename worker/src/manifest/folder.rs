@@ -9,7 +9,7 @@ use imaging::harmonize::{HarmonizeMethod, Harmonizer};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use super::schema::{Manifest, SelectedProfile, Task, Tiling};
+use super::schema::{Manifest, SelectedProfile, Task};
 use super::{MANIFEST_FILE, ManifestError, parse_manifest};
 use crate::quality::QualityEstimator;
 use crate::runtime::{Model, Provider, RuntimeConfig, available_cores, one_line};
@@ -232,11 +232,9 @@ fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
             input.name
         ));
     }
-    let inf = &manifest.inference;
-    let whole = inf.tiling == Tiling::Whole || inf.profiles.values().any(|p| p.tiling == Some(Tiling::Whole));
-    if whole && input.shape.iter().skip(2).any(Option::is_some) {
+    if let Some(who) = manifest.inference.tiles_whole().filter(|_| input.shape.iter().skip(2).any(Option::is_some)) {
         return Err(format!(
-            "input `{}` has fixed spatial axes {:?} but a profile tiles `whole` (it needs them dynamic)",
+            "input `{}` has fixed spatial axes {:?} but {who} tiles `whole` (it needs them dynamic)",
             input.name,
             &input.shape[2..]
         ));

@@ -184,6 +184,24 @@ pub struct InferenceSpec {
     pub profiles: BTreeMap<String, Profile>,
 }
 
+impl InferenceSpec {
+    /// The first of the defaults and the profiles (in name order) for which
+    /// `asks` gives a value (`None` is the defaults), named as messages name it:
+    /// `inference` or ``profile `full` ``.
+    pub(crate) fn first_asking<T>(&self, asks: impl Fn(Option<&Profile>) -> Option<T>) -> Option<(String, T)> {
+        std::iter::once(asks(None).map(|v| ("inference".to_string(), v)))
+            .chain(self.profiles.iter().map(|(n, p)| asks(Some(p)).map(|v| (format!("profile `{n}`"), v))))
+            .flatten()
+            .next()
+    }
+
+    /// Who tiles `whole`, if anyone does (a profile without `tiling` takes the defaults').
+    pub(crate) fn tiles_whole(&self) -> Option<String> {
+        let tiling = |p: Option<&Profile>| p.and_then(|p| p.tiling).unwrap_or(self.tiling);
+        self.first_asking(|p| (tiling(p) == Tiling::Whole).then_some(())).map(|(who, ())| who)
+    }
+}
+
 /// How a segmentation pass covers the model grid.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Component;
 
-use super::schema::{Activation, Manifest, RoutingThresholds, SCHEMA_VERSION, Tiling};
+use super::schema::{Activation, Manifest, Profile, RoutingThresholds, SCHEMA_VERSION};
 
 /// Patch edges above this are a typo (a 1 mm brain is under 256 voxels a side).
 const MAX_PATCH_EDGE: usize = 1024;
@@ -158,15 +158,11 @@ impl Manifest {
         }
         validate_tta_axes("inference.tta_axes", &inf.tta_axes)?;
         validate_mc_passes("inference.mc_dropout_passes", inf.mc_dropout_passes)?;
-        let whole = std::iter::once(("inference", inf.tiling))
-            .chain(inf.profiles.iter().filter_map(|(n, p)| p.tiling.map(|t| (n.as_str(), t))))
-            .find(|(_, t)| *t == Tiling::Whole);
-        match (inf.size_multiple, whole) {
+        match (inf.size_multiple, inf.tiles_whole()) {
             (Some(m), _) if m == 0 || m > MAX_PATCH_EDGE => {
                 return Err(format!("inference.size_multiple: {m} is not in 1..={MAX_PATCH_EDGE}"));
             }
-            (None, Some((who, _))) => {
-                let who = if who == "inference" { "inference".to_string() } else { format!("profile `{who}`") };
+            (None, Some(who)) => {
                 return Err(format!(
                     "inference.size_multiple: {who} tiles `whole`, so the members' downsampling factor must be given"
                 ));
@@ -211,11 +207,8 @@ impl Manifest {
                 }
             }
             None => {
-                let stochastic = std::iter::once(("inference", inf.mc_dropout_passes))
-                    .chain(inf.profiles.iter().map(|(n, p)| (n.as_str(), p.mc_dropout_passes)))
-                    .find(|(_, passes)| *passes > 0);
-                if let Some((who, passes)) = stochastic {
-                    let who = if who == "inference" { "inference".to_string() } else { format!("profile `{who}`") };
+                let passes = |p: Option<&Profile>| p.map_or(inf.mc_dropout_passes, |p| p.mc_dropout_passes);
+                if let Some((who, passes)) = inf.first_asking(|p| Some(passes(p)).filter(|&n| n > 0)) {
                     return Err(format!(
                         "inference.mc_dropout_input: {who} asks for {passes} MC-dropout passes but no gate input is named"
                     ));

@@ -273,6 +273,15 @@ fn serve_logs_json_without_patient_fields_and_exposes_its_metrics() {
             && l["fields"]["message"] == "pipeline finished"),
         "no `pipeline finished` event inside a job span:\n{log}"
     );
+    // The stages have spans of their own, inside the job's: the upload's event lists both.
+    assert!(
+        lines.iter().any(|l| l["span"]["name"] == "upload"
+            && l["fields"]["message"] == "results uploaded"
+            && l["spans"].as_array().is_some_and(|spans| spans
+                .iter()
+                .any(|s| s["name"] == "job" && s["job_id"].as_i64().is_some_and(|id| job_ids.contains(&id))))),
+        "no `results uploaded` event in an upload span inside a job span:\n{log}"
+    );
     for secret in PLANTED {
         assert!(!log.contains(secret), "{secret} reached a log line");
     }

@@ -11,7 +11,10 @@
 //!   one failed and dead-lettered with its reason, nothing left on the queue;
 //! - `kill -9` of a worker in the middle of a job: redelivered, completed once;
 //! - the broker closes every connection mid-run: both roles reconnect and the
-//!   run completes.
+//!   run completes;
+//! - the object store down (connections refused): the worker hands the job
+//!   back without spending an attempt and pauses; once the store answers the
+//!   job runs, on its first attempt.
 
 mod common;
 
@@ -534,4 +537,41 @@ fn a_worker_with_another_model_version_refuses_the_job_with_the_reason() {
     assert!(reason.contains("this worker runs 9.9.9-next"), "{reason}");
     assert!(stack.objects().is_empty(), "no results stored under the other version's key");
     worker.assert_running();
+}
+
+/// An object store that refuses connections is not the study's fault (issue 18): the job is
+/// handed back with its attempt refunded, again and again, instead of going `dead` within the
+/// outage, and the worker pauses; a worker that reaches the store then runs it on attempt 1.
+#[test]
+fn an_object_store_outage_spends_no_attempt() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let stack = Stack::new("s3down");
+    let vars = stack.vars(free_port());
+    // The worker's store endpoint: a loopback port nothing listens on (connection refused).
+    let mut down = vars.clone();
+    down.retain(|(k, _)| k != "NEUROBATCH__STORAGE__ENDPOINT");
+    down.push(("NEUROBATCH__STORAGE__ENDPOINT".into(), format!("http://127.0.0.1:{}", free_port())));
+    let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
+    let cut_off = Proc::start("worker-cut-off", stack.root(), &["worker"], &down);
+    stack.drop_studies(&["t1_07.nii.gz"]);
+    wait_for(
+        "the job handed back",
+        Duration::from_secs(120),
+        // The job exists first (the scheduler creates the schema at its start).
+        || (!stack.jobs().is_empty() && stack.count("audit_events WHERE action = 'job.released'") >= 1).then_some(()),
+        || format!("{:#?}\n{}", stack.jobs(), cut_off.log_text()),
+    );
+    // With 3 attempts 1-2 s apart, retries that spent attempts would have made the job dead by now.
+    std::thread::sleep(Duration::from_secs(8));
+    let rows = stack.jobs();
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert!(matches!(rows[0].state.as_str(), "queued" | "running"), "not spent on the outage: {rows:#?}");
+    assert_eq!(rows[0].attempts, 0, "every attempt refunded: {rows:#?}");
+    cut_off.assert_running();
+    assert!(cut_off.log_text().contains("pausing: taking no job"), "{}", cut_off.log_text());
+    drop(cut_off);
+    let worker = Proc::start("worker", stack.root(), &["worker"], &vars);
+    let rows = stack.wait_all_final(1, &[&scheduler, &worker], Duration::from_secs(240));
+    assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("succeeded", 1), "{rows:#?}");
+    succeeded_once(&rows);
 }

@@ -10,6 +10,7 @@
 //! - the same scan in a zero-padded field of view gets the same quality
 //!   estimate and decision, and the `full` profile routes on the `cpu`
 //!   profile's estimate (the unflipped passes);
+//! - `--probabilities` writes calibrated maps whose argmax is the mask;
 //! - bad input and a tampered model folder end in exit 1 and one error line.
 //!
 //! Inputs: `.testdata/process/` (scripts/testdata/process.py).
@@ -132,6 +133,35 @@ fn a_strong_bias_field_is_corrected_before_segmentation() {
     let field = &report(&out)["bias_field"];
     let (lo, hi) = (field["min"].as_f64().expect("min"), field["max"].as_f64().expect("max"));
     assert!(lo < 0.8 && hi > 1.25, "the estimated field {lo}..{hi} should span most of the applied 0.60..1.40");
+}
+
+/// `--probabilities`: one calibrated map per label on the scan's grid, a distribution in every
+/// voxel whose argmax is the mask (temperature scaling never reorders the classes).
+#[test]
+fn calibrated_probabilities_sum_to_one_and_their_argmax_is_the_mask() {
+    let input = root().join("samples/mni_t1_2mm.nii.gz");
+    let out = scratch("probabilities");
+    ok(&neurobatch(&["process", s(&input), "--out", s(&out), "--profile", "cpu", "--members", "1", "--probabilities"]));
+    let mask = read_f32(&out.join("mask.nii.gz"));
+    let maps: Vec<Volume<f32>> = (0..3).map(|c| read_f32(&out.join(format!("probability_{c}.nii.gz")))).collect();
+    assert!(!out.join("probability_3.nii.gz").exists(), "one map per label");
+    for m in &maps {
+        assert_eq!((m.dims(), m.affine()), (mask.dims(), mask.affine()), "on the scan's grid");
+    }
+    let mut tissue = 0usize;
+    for (i, &label) in mask.data().iter().enumerate() {
+        let p: Vec<f32> = maps.iter().map(|m| m.data()[i]).collect();
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "voxel {i}: {p:?}");
+        // The mask's label has the largest probability (up to the f32 rounding of a near-tie).
+        let top = p.iter().copied().fold(0.0f32, f32::max);
+        assert!(p[label as usize] >= top - 1e-6, "voxel {i}: label {label}, {p:?}");
+        tissue += usize::from(label > 0.0);
+    }
+    assert!(tissue > 10_000, "a brain was segmented ({tissue} tissue voxels)");
+    let model = &report(&out)["model"];
+    let manifest = std::fs::read_to_string(root().join("models/brain-tissue/manifest.toml")).expect("manifest");
+    let shipped = manifest.lines().find_map(|l| l.strip_prefix("temperature = ")).map(|t| t.trim().parse::<f64>());
+    assert_eq!(model["temperature"].as_f64(), shipped.map(|t| t.expect("a number")), "the report names T");
 }
 
 #[test]

@@ -255,6 +255,10 @@ def summarize(runs, pred, ood_max, dice_min):
         out["ece_before"] = float(np.mean([e[0] for e in eces]))
         out["ece_after"] = float(np.mean([e[1] for e in eces]))
         out["ece_cases"] = len(eces)
+        weights_only = [r["calibrated"]["ece_weights_only"] for r in lab
+                        if r.get("calibrated") and "ece_weights_only" in r["calibrated"]]
+        if len(weights_only) == len(eces):
+            out["ece_weights_only"] = float(np.mean(weights_only))
     classifier = [(r["classifier"]["p_degraded"], min_dice(r) < FAIL_DICE) for r in lab if r.get("classifier")]
     if classifier:
         out["classifier_auroc_failure"] = metrics.auroc([c[0] for c in classifier], [c[1] for c in classifier])

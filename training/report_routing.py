@@ -168,8 +168,9 @@ def main():
     w("")
     w("## Volumes and calibration")
     w("")
-    if args.weights and args.weights.exists():
-        wt = json.loads(args.weights.read_text())
+    weights_record = json.loads(args.weights.read_text()) if args.weights and args.weights.exists() else None
+    if weights_record:
+        wt = weights_record
         w(f"Class weights (the manifest's `[calibration]`): **{wt['class_weights']}**, fitted on "
           f"{wt['cases']} training runs: {wt['rule']}. Training split median relative volume error before "
           f"{ {k: round(v, 4) for k, v in wt['median_relative_volume_error_before'].items()} }, after "
@@ -185,9 +186,22 @@ def main():
           f"{pct(v['median_abs_relative_error'])} | {v['cases']} |")
     w("")
     if "ece_before" in test:
+        t_fit = weights_record.get("temperature_fit") if weights_record else None
         w(f"Voxel ECE (15 bins; confidence = largest class probability; voxels where the truth or the "
           f"prediction is a tissue; mean over {test['ece_cases']} test cases whose labels share the scan's grid): "
-          f"**{test['ece_before']:.4f} before, {test['ece_after']:.4f} after** the class weights (target ≤ 0.05).")
+          f"**{test['ece_before']:.4f}** for the ensemble mean, "
+          + (f"{test['ece_weights_only']:.4f} with the class weights, " if "ece_weights_only" in test else "")
+          + f"**{test['ece_after']:.4f}** for the probabilities the engine reports"
+          + (f" (class weights and temperature T = {weights_record['temperature']})" if t_fit else " (class weights)")
+          + " (target ≤ 0.05).")
+        if t_fit:
+            w("")
+            w(f"T was fitted on the training split alone: {t_fit['rule']}; there it moved the mean ECE from "
+              f"{t_fit['train_ece_weights_only']:.4f} to {t_fit['train_ece_calibrated']:.4f} (the NLL-optimal "
+              f"T = {t_fit['t_by_nll']} gives {t_fit['train_ece_at_nll_t']:.4f}). T < 1 sharpens: the mean of the "
+              "members, resampled to the scan's grid, is under-confident. The temperature never reorders the "
+              "classes, so masks, volumes and routing are those of the runs above "
+              "(`neurobatch process --probabilities` writes the calibrated maps).")
         w("")
     if "classifier_auroc_failure" in test:
         w("## The scan-quality classifier")

@@ -89,9 +89,13 @@ def main():
     tail += "\n" + args.ood.read_text().strip() + "\n"
     if args.weights:
         w = json.loads(args.weights.read_text())
+        temperature = (f"temperature = {fmt(w['temperature'])}\n" if "temperature" in w else "")
+        source = "training/EVALUATION.md, Volumes: " + w["rule"]
+        if "temperature_fit" in w:
+            source += "; temperature: " + w["temperature_fit"]["rule"]
         tail += ("\n[calibration]\n"
                  f"class_weights = [{', '.join(fmt(x) for x in w['class_weights'])}]\n"
-                 f"source = {q('training/EVALUATION.md, Volumes: ' + w['rule'])}\n")
+                 f"{temperature}source = {q(source)}\n")
     for f in fits:
         src = Path("training/.cache") / f["estimator"]["file"]
         dest = args.model / f"quality_{f['profile']}.onnx"

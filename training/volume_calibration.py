@@ -2,6 +2,8 @@
 training split's runs, and the calibrated masks' figures for every run (read by training/fit_quality.py).
 
     .venv/bin/python training/volume_calibration.py fit --cases CASES --work RUNS --tag cpu
+    .venv/bin/python training/volume_calibration.py fit-temperature --cases CASES --work RUNS --tag cpu \
+        --weights training/.cache/class_weights.json
     .venv/bin/python training/volume_calibration.py apply --cases CASES --work RUNS --tag cpu \
         --weights training/.cache/class_weights.json
 
@@ -14,7 +16,13 @@ median of a sum of step functions is monotone in each weight). `apply` writes, p
 `calibrated.json`: Dice and volumes of the weighted mask on the labels' grid, and the voxel ECE of
 the probabilities before and after the weights (confidence = the largest class probability,
 correct = its class is the truth; over the voxels where the truth or the prediction is a tissue;
-15 equal-width bins, Guo et al. 2017). Only runs whose labels lie on the scan's own grid are used
+15 equal-width bins, Guo et al. 2017). `fit-temperature` then chooses the temperature T of the
+reported probabilities q_c ∝ (w_c p_c)^(1/T) (the manifest's `[calibration] temperature`, applied by
+worker/src/pipeline/grid.rs `calibrate`; the argmax and so the mask do not change) that minimizes
+the mean per-run voxel ECE (or, with `--objective nll`, the negative log-likelihood of the truth)
+over the same voxels of the training split's runs (a seeded sample of 50 000 voxels per run, a log
+grid of T), and writes it into the weights file;
+`apply` reports the ECE without calibration, with the weights alone and with both. Only runs whose labels lie on the scan's own grid are used
 for fitting and ECE (the truth of a resampled scan is on another grid); Dice and volumes are
 measured for every labelled run, on the labels' grid.
 """
@@ -157,18 +165,92 @@ def fit(args):
     print(json.dumps(out, indent=1))
 
 
-def voxel_ece(p: np.ndarray, truth: np.ndarray, w) -> float:
-    q = p * np.asarray(w, np.float32)[:, None, None, None]
-    q /= np.maximum(q.sum(axis=0, keepdims=True), 1e-12)
+def calibrated(p: np.ndarray, w, temperature: float = 1.0) -> np.ndarray:
+    """q_c ∝ (w_c p_c)^(1/T) over axis 0, as the engine's `calibrate` computes it (a voxel with no
+    mass stays 0)."""
+    q = p * np.asarray(w, np.float32).reshape((-1,) + (1,) * (p.ndim - 1))
+    top = q.max(axis=0, keepdims=True)
+    q = np.where(top > 0, q / np.where(top > 0, top, 1.0), 0.0) ** (1.0 / temperature)
+    return q / np.maximum(q.sum(axis=0, keepdims=True), 1e-30)
+
+
+def voxel_ece(p: np.ndarray, truth: np.ndarray, w, temperature: float = 1.0) -> float:
+    q = calibrated(p, w, temperature)
     pred = np.argmax(q, axis=0)
     region = (truth > 0) | (pred > 0)
     conf = q.max(axis=0)[region]
     return metrics.ece(conf, (pred == truth)[region])
 
 
+TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
+
+
+def fit_temperature(args):
+    """T minimizing the voxel NLL of q = calibrated(p, w, T) on the training split (see the module doc)."""
+    cases = cases_by_name(args.cases)
+    record = json.loads(args.weights.read_text())
+    weights = record["class_weights"]
+    rng = np.random.default_rng(20261206)
+    samples, truths, per_run = [], [], []
+    for run, case in runs_of(args.work, args.tag, cases, "train"):
+        image = nib.load(args.cases / case["image"])
+        labels = nib.load(args.cases / case["labels"])
+        if not same_grid(image, labels):
+            continue
+        p = native_probabilities(run, image)
+        t = np.asarray(labels.dataobj).astype(np.uint8)
+        q = calibrated(p, weights)
+        region = (t > 0) | (np.argmax(q, axis=0) > 0)
+        qr, tr = q[:, region], t[region]
+        pick = rng.choice(tr.size, size=min(tr.size, 50000), replace=False)
+        samples.append(qr[:, pick].astype(np.float64))
+        truths.append(tr[pick])
+        per_run.append((qr.astype(np.float32), tr))
+        if args.limit and len(per_run) >= args.limit:
+            break
+    if not samples:
+        raise SystemExit("no training runs with model_grid outputs and labels on the scan's grid")
+    q = np.concatenate(samples, axis=1)
+    t = np.concatenate(truths)
+
+    def nll(temp):
+        c = calibrated(q, [1.0, 1.0, 1.0], temp)
+        return float(-np.mean(np.log(np.maximum(c[t, np.arange(t.size)], 1e-12))))
+
+    def mean_sample_ece(temp):  # per run, on its sampled voxels; the mean over runs, as the target is stated
+        return float(np.mean([metrics.ece(calibrated(sq, [1.0, 1.0, 1.0], temp).max(axis=0),
+                                          np.argmax(sq, axis=0) == st) for sq, st in zip(samples, truths)]))
+
+    by_nll = round(min(TEMPERATURES, key=nll), 3)
+    by_ece = round(min(TEMPERATURES, key=mean_sample_ece), 3)
+    best = by_ece if args.objective == "ece" else by_nll
+
+    def region_ece(qr, tr, temp):  # the region does not depend on T: the argmax does not
+        c = calibrated(qr, [1.0, 1.0, 1.0], temp)
+        return metrics.ece(c.max(axis=0), np.argmax(c, axis=0) == tr)
+
+    ece = {label: float(np.mean([region_ece(qr, tr, temp) for qr, tr in per_run]))
+           for label, temp in (("weights_only", 1.0), ("at_nll_t", by_nll), ("calibrated", best))}
+    record["temperature"] = best
+    objective = ("the mean over runs of the voxel ECE (15 bins)" if args.objective == "ece"
+                 else "the voxel negative log-likelihood")
+    record["temperature_fit"] = {
+        "rule": f"T minimizing {objective} of q ∝ (w p)^(1/T) over the training split ({len(per_run)} runs with "
+                "labels on the scan's grid, 50 000 voxels each where the truth or the prediction is a tissue; "
+                "a log grid of 81 values from 0.25 to 4)",
+        "objective": args.objective, "runs": len(per_run), "voxels": int(t.size),
+        "t_by_nll": by_nll, "t_by_ece": by_ece, "nll_at_1": nll(1.0), "nll_at_t": nll(best),
+        "train_ece_weights_only": ece["weights_only"], "train_ece_at_nll_t": ece["at_nll_t"],
+        "train_ece_calibrated": ece["calibrated"]}
+    args.weights.write_text(json.dumps(record, indent=1))
+    print(json.dumps(record["temperature_fit"] | {"temperature": best}, indent=1))
+
+
 def apply(args):
     cases = cases_by_name(args.cases)
-    weights = json.loads(args.weights.read_text())["class_weights"]
+    record = json.loads(args.weights.read_text())
+    weights = record["class_weights"]
+    temperature = float(record.get("temperature", 1.0))
     n = 0
     for run, case in runs_of(args.work, args.tag, cases, None):
         dest = run / "calibrated.json"
@@ -179,7 +261,7 @@ def apply(args):
         p = native_probabilities(run, image)
         mask = nib.Nifti1Image(weighted_argmax(p, weights), image.affine)
         raw = nib.Nifti1Image(weighted_argmax(p, [1.0, 1.0, 1.0]), image.affine)
-        out = {"class_weights": weights}
+        out = {"class_weights": weights, "temperature": temperature}
         if not same_grid(image, labels):
             mask = resample_from_to(mask, labels, order=0)
             raw = resample_from_to(raw, labels, order=0)
@@ -198,7 +280,8 @@ def apply(args):
                         for c, name in NAMES.items()}
         if same_grid(image, labels) and case.get("split") == "test":
             out["ece_before"] = voxel_ece(p, t, [1.0, 1.0, 1.0])
-            out["ece_after"] = voxel_ece(p, t, weights)
+            out["ece_weights_only"] = voxel_ece(p, t, weights)
+            out["ece_after"] = voxel_ece(p, t, weights, temperature)
         dest.write_text(json.dumps(out, indent=1))
         n += 1
     print(f"{n} runs calibrated")
@@ -206,15 +289,18 @@ def apply(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("command", choices=["fit", "apply"])
+    ap.add_argument("command", choices=["fit", "fit-temperature", "apply"])
     ap.add_argument("--cases", type=Path, required=True)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--weights", type=Path, default=Path("training/.cache/class_weights.json"))
     ap.add_argument("--limit", type=int, help="fit on at most this many runs")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--objective", choices=["ece", "nll"], default="ece",
+                    help="fit-temperature: what T minimizes on the training split (default: the mean voxel ECE, the "
+                         "figure the target is stated in)")
     args = ap.parse_args()
-    fit(args) if args.command == "fit" else apply(args)
+    {"fit": fit, "fit-temperature": fit_temperature, "apply": apply}[args.command](args)
 
 
 if __name__ == "__main__":

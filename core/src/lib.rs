@@ -10,7 +10,8 @@
 //! - `queue`: RabbitMQ (lapin) and the in-process memory queue;
 //! - `storage`: S3 (aws-sdk-s3) and local files;
 //! - `metrics`: every Prometheus metric name, one registry per process;
-//! - `health`: `/healthz`, `/readyz` and `/metrics` (axum routes both processes serve).
+//! - `health`: `/healthz`, `/readyz` and `/metrics` (axum routes both processes serve);
+//! - `install`: where the folders shipped with the binary (models, the viewer) are found.
 //!
 //! Dependencies point one way: binary → scheduler/worker → core; core
 //! depends on nothing of ours (the imaging crate is the scheduler's and the
@@ -20,6 +21,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod health;
+pub mod install;
 pub mod message;
 pub mod metrics;
 pub mod queue;

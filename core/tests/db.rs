@@ -15,6 +15,7 @@ use neurobatch_core::db::{
 use neurobatch_core::domain::{
     JobKey, JobKeyInput, JobState, Priority, ReviewAction, ReviewState, Role, StudyIdentity,
 };
+use neurobatch_core::message::ReviewReason;
 use sqlx::Connection as _;
 use tokio::sync::Barrier;
 
@@ -53,6 +54,22 @@ impl TestDb {
                 let n: i64 = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap_or_else(|e| panic!("{e}"));
                 let _ = c.close().await;
                 n
+            }
+        }
+    }
+
+    /// Runs one statement with a connection of its own (what an older release wrote).
+    async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+                sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.close().await;
+            }
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{e}"));
+                sqlx::query(sql).execute(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.close().await;
             }
         }
     }
@@ -221,7 +238,7 @@ fn results(review: bool) -> JobResults {
             probabilities: BTreeMap::from([("good".to_string(), 0.9), ("degraded".to_string(), 0.1)]),
         }],
         review: review.then(|| NewReviewItem {
-            reasons: serde_json::json!([{ "code": "high_uncertainty", "metric": "study_uncertainty", "value": 0.4 }]),
+            reasons: vec![reason("high_uncertainty", Some(0.4), 0.2)],
             uncertainty: Some(0.4),
         }),
     }
@@ -235,7 +252,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -260,7 +277,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -389,9 +406,9 @@ on_both!(a_released_job_is_queued_again_without_spending_an_attempt, |db| {
     let id = ok(store.enqueue(&new_job("5.6", &["5.6.1"], "1"), at(0)).await).id();
     ok(store.mark_published(id, at(0)).await);
     assert!(ok(store.claim(id, "w1", LEASE, at(1)).await).is_some());
-    assert!(!ok(store.release(id, "w2", at(2)).await), "only the holder releases");
-    assert!(ok(store.release(id, "w1", at(2)).await));
-    assert!(!ok(store.release(id, "w1", at(3)).await), "released once");
+    assert!(!ok(store.release(id, "w2", "worker shutting down", at(2)).await), "only the holder releases");
+    assert!(ok(store.release(id, "w1", "worker shutting down", at(2)).await));
+    assert!(!ok(store.release(id, "w1", "worker shutting down", at(3)).await), "released once");
     let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
     assert_eq!((job.state, job.attempts, job.lease_owner.clone()), (JobState::Queued, 0, None));
     assert_eq!(job.published_at, Some(at(2).trunc_subsecs_micros()), "its message went back to the queue");
@@ -649,8 +666,12 @@ async fn review_cases(store: &JobStore, n: usize) -> Vec<i64> {
         assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
         let mut rows = results(true);
         rows.review = Some(NewReviewItem {
-            reasons: serde_json::json!([{"code": if i % 2 == 0 { "high_uncertainty" } else { "out_of_distribution" },
-                "metric": "m", "value": 1.0, "threshold": 0.5}]),
+            reasons: if i % 2 == 0 {
+                vec![reason("high_uncertainty", Some(1.0), 0.5)]
+            } else {
+                // Two reasons of one code: the code is stored once, the item listed once.
+                vec![reason("out_of_distribution", Some(1.0), 0.5), reason("out_of_distribution", None, 0.5)]
+            },
             uncertainty: Some(0.1 * (i as f64 + 1.0)),
         });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
@@ -698,7 +719,7 @@ on_both!(an_unknown_uncertainty_is_null_sorts_first_and_keeps_the_averages_finit
         let id = ok(store.enqueue(&new_job(&format!("8.{i}"), &[&format!("8.{i}.1")], "1"), at(0)).await).id();
         assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
         let mut rows = results(true);
-        rows.review = Some(NewReviewItem { reasons: serde_json::json!([]), uncertainty: u });
+        rows.review = Some(NewReviewItem { reasons: Vec::new(), uncertainty: u });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
     }
     let all = ok(store.review_items(&ReviewFilter::default(), at(3)).await);
@@ -711,6 +732,41 @@ on_both!(an_unknown_uncertainty_is_null_sorts_first_and_keeps_the_averages_finit
     assert!((mean - 0.35).abs() < 1e-12, "the mean of the known scores, {mean}");
     let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(5)).await);
     assert_eq!(first.map(|i| i.uncertainty), Some(None), "the unknown case is claimed first");
+});
+
+fn reason(code: &str, value: Option<f64>, threshold: f64) -> ReviewReason {
+    ReviewReason { code: code.into(), metric: "m".into(), label: None, value, threshold }
+}
+
+on_both!(migration_6_lists_the_reason_codes_of_existing_review_items, |db| {
+    // Review items written before `review_reasons` existed: their codes are only in the JSON.
+    migrate_up_to(&db, 5).await;
+    let store = JobStore::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}"));
+    for i in 0..3 {
+        let id = ok(store.enqueue(&new_job(&format!("6.{i}"), &[&format!("6.{i}.1")], "1"), at(0)).await).id();
+        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        let mut rows = results(true);
+        rows.review = Some(NewReviewItem { reasons: Vec::new(), uncertainty: Some(0.1) });
+        assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
+        let reasons = match i {
+            0 => {
+                r#"[{"code":"out_of_distribution","metric":"ood_score","value":9.0,"threshold":6.7},{"code":"out_of_distribution","metric":"x","value":null,"threshold":1.0}]"#
+            }
+            1 => r#"[{"code":"low_predicted_dice","metric":"predicted_dice","label":1,"value":0.8,"threshold":0.86}]"#,
+            _ => "[]",
+        };
+        db.execute(&format!("UPDATE review_items SET reasons = '{reasons}' WHERE job_id = {id}")).await;
+    }
+    ok(store.migrate().await);
+    assert_eq!(db.count("review_reasons").await, 2, "one row per item and distinct code");
+    let by = |code: &str| ReviewFilter { reason: Some(code.into()), ..ReviewFilter::default() };
+    let ood = ok(store.review_items(&by("out_of_distribution"), at(3)).await);
+    assert_eq!(ood.len(), 1);
+    assert_eq!(ood[0].reasons.len(), 2, "the stored reasons are read back whole");
+    assert_eq!(ok(store.review_items(&by("low_predicted_dice"), at(3)).await)[0].reasons[0].label, Some(1));
+    // Equality, not a substring: a prefix of a code matches nothing.
+    assert!(ok(store.review_items(&by("out_of"), at(3)).await).is_empty());
+    assert!(ok(store.review_items(&by("%"), at(3)).await).is_empty());
 });
 
 /// Applies the embedded migrations up to `version` only, as an older release left the database.
@@ -754,13 +810,13 @@ on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
         let id = ok(store.enqueue(&new_job(&format!("7.{i}"), &[&format!("7.{i}.1")], "1"), at(0)).await).id();
         assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
         let mut rows = results(true);
-        rows.review = Some(NewReviewItem { reasons: serde_json::json!([]), uncertainty: Some(u) });
+        rows.review = Some(NewReviewItem { reasons: Vec::new(), uncertainty: Some(u) });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
     }
     // Comments and audit events reference the review items: the migration keeps them valid.
     let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(3)).await).map(|i| i.id);
     ok(store.migrate().await);
-    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4, 5]);
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
     let all = ok(store.review_items(&ReviewFilter::default(), at(4)).await);
     assert_eq!(all.iter().map(|i| i.uncertainty).collect::<Vec<_>>(), vec![None, Some(0.3)]);
     assert_eq!(all[0].id, first.unwrap_or_default(), "ids survive");

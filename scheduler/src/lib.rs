@@ -55,26 +55,9 @@ pub use pull::PullReport;
 pub use send::SendReport;
 pub use submit::Submission;
 
-/// What every job of this scheduler runs: the pipeline and the versions in its job key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PipelineSpec {
-    pub name: String,
-    /// The model's name (the job message's `model.name`).
-    pub model_name: String,
-    pub model_version: String,
-    pub harmonizer_version: String,
-    /// The segmentation's labels (value, name, display colour): what a
-    /// corrected mask may contain and what the viewer colours.
-    pub labels: Vec<PipelineLabel>,
-}
-
-/// One label of the pipeline's segmentation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct PipelineLabel {
-    pub value: u32,
-    pub name: String,
-    pub color: [u8; 3],
-}
+/// What every job runs and the labels it segments (defined in core: the worker
+/// builds it from the model manifest).
+pub use neurobatch_core::domain::{PipelineLabel, PipelineSpec};
 
 /// The scheduler; cheap to clone (clones share everything).
 #[derive(Clone)]

@@ -147,7 +147,7 @@ async fn case_response(s: &Scheduler, id: i64) -> Response {
     };
     body["objects"] = objects.into();
     body["labels"] = serde_json::to_value(&s.inner.pipeline.labels).unwrap_or_default();
-    body["thresholds_crossed"] = case.item.reasons.clone();
+    body["thresholds_crossed"] = serde_json::to_value(&case.item.reasons).unwrap_or_default();
     Json(body).into_response()
 }
 

@@ -27,11 +27,7 @@ pub(crate) fn ui_dir(configured: &Path) -> Option<PathBuf> {
     if !configured.as_os_str().is_empty() {
         return Some(configured.to_path_buf());
     }
-    let mut candidates = vec![PathBuf::from("web/dist")];
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).map(|a| a.join("web").join("dist")));
-    }
-    candidates.into_iter().find(|c| c.join("index.html").is_file())
+    neurobatch_core::install::find_shipped(Path::new("web/dist"), |c| c.join("index.html").is_file())
 }
 
 pub(crate) async fn redirect() -> Redirect {

@@ -86,18 +86,7 @@ pub fn pipeline_spec(config: &Config) -> anyhow::Result<PipelineSpec> {
     let dir = model_dir(config, &config.pipeline.model)?;
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let manifest = parse_manifest(&text, &path)?;
-    Ok(PipelineSpec {
-        name: config.pipeline.name.clone(),
-        model_name: manifest.name.clone(),
-        model_version: manifest.version.clone(),
-        harmonizer_version: worker::daemon::harmonizer_version(&manifest),
-        labels: manifest
-            .labels
-            .iter()
-            .map(|l| scheduler::PipelineLabel { value: l.value, name: l.name.clone(), color: l.colour })
-            .collect(),
-    })
+    Ok(parse_manifest(&text, &path)?.pipeline_spec(&config.pipeline.name))
 }
 
 /// The pipeline's models, loaded once (ONNX Runtime sessions).
@@ -139,6 +128,7 @@ pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: Str
         study_limits: neurobatch_core::storage::StudyLimits::from_config(&config.storage),
         models,
         metrics,
+        outage: worker::daemon::Outage::default(),
     })
 }
 

@@ -70,6 +70,10 @@ pub struct Args {
     /// Also write model_grid/: the harmonized input and the ensemble-mean probabilities on the model grid.
     #[arg(long)]
     pub keep_model_grid: bool,
+    /// Also write probability_<label>.nii.gz: each label's calibrated probability on the scan's grid
+    /// (the manifest's [calibration]; f32, one file per label value, background included).
+    #[arg(long)]
+    pub probabilities: bool,
     /// Write every segmentation pass (raw f32 on the inference grid) into this folder, for evaluation.
     #[arg(long)]
     pub save_passes: Option<PathBuf>,
@@ -111,6 +115,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
     let options = StudyOptions {
         keep_model_grid: args.keep_model_grid,
+        probabilities: args.probabilities,
         save_passes: args.save_passes.clone(),
         ..StudyOptions::default()
     };
@@ -160,15 +165,9 @@ pub(crate) fn load(
 /// directory or any folder above the executable (a cargo `target/` build or
 /// an installed `bin/` next to `models/`).
 pub(crate) fn default_model(name: &str) -> anyhow::Result<PathBuf> {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os(MODELS_ENV) {
-        candidates.push(PathBuf::from(dir).join(name));
-    }
-    candidates.push(PathBuf::from("models").join(name));
-    if let Ok(exe) = std::env::current_exe() {
-        candidates.extend(exe.ancestors().skip(1).map(|a| a.join("models").join(name)));
-    }
-    candidates.into_iter().find(|c| pipeline::is_model_folder(c)).with_context(|| {
+    let from_env = std::env::var_os(MODELS_ENV).map(|dir| PathBuf::from(dir).join(name));
+    let shipped = || neurobatch_core::install::find_shipped(&Path::new("models").join(name), pipeline::is_model_folder);
+    from_env.filter(|c| pipeline::is_model_folder(c)).or_else(shipped).with_context(|| {
         format!(
             "no shipped model `{name}` found (looked in ${MODELS_ENV}, ./models and above the executable): pass --model"
         )

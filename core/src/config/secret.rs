@@ -67,21 +67,22 @@ fn is_secret_param(name: &str) -> bool {
     SECRET_PARAMS.iter().any(|s| name.contains(s))
 }
 
-/// `scheme://user:password@host/path` → `scheme://user:***@host/path`.
+/// `scheme://user:password@host/path` → `scheme://user:***@host/path`. The user
+/// info runs to the last `@`, so a password holding `/`, `#` or `@` (written
+/// unescaped, as people do) is hidden whole; the cost is that a path with `@`
+/// after a `host:port` is hidden too, which errs on the safe side.
 fn redact_userinfo(head: &str) -> String {
     let Some(start) = head.find("://").map(|i| i + 3) else {
         return head.to_string();
     };
-    let authority_end = head[start..].find(['/', '#']).map_or(head.len(), |i| start + i);
-    let authority = &head[start..authority_end];
-    let Some(at) = authority.rfind('@') else {
+    let Some(at) = head[start..].rfind('@').map(|i| start + i) else {
         return head.to_string();
     };
-    let userinfo = &authority[..at];
+    let userinfo = &head[start..at];
     let Some(colon) = userinfo.find(':') else {
         return head.to_string();
     };
-    format!("{}{}:{REDACTED}{}", &head[..start], &userinfo[..colon], &head[start + at..])
+    format!("{}{}:{REDACTED}{}", &head[..start], &userinfo[..colon], &head[at..])
 }
 
 impl fmt::Debug for SecretUrl {
@@ -128,6 +129,10 @@ mod tests {
     fn an_at_sign_inside_the_password_is_still_redacted() {
         // Unencoded '@' in the password: the host starts after the last '@'.
         assert_eq!(redact("amqp://guest:pa@ss@rabbit:5672/%2f"), "amqp://guest:***@rabbit:5672/%2f");
+        // Unescaped `/` and `#` in a password (the AMQP client's own redaction used to handle
+        // these; it is this function now).
+        assert_eq!(redact("amqp://guest:p/w#x@rabbit:5672/%2f"), "amqp://guest:***@rabbit:5672/%2f");
+        assert_eq!(redact("amqp://rabbit:5672/%2f"), "amqp://rabbit:5672/%2f");
     }
 
     #[test]

@@ -117,6 +117,14 @@ impl JobStore {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await?;
+                let codes: std::collections::BTreeSet<&str> = review.reasons.iter().map(|r| r.code.as_str()).collect();
+                for code in codes {
+                    sqlx::query("INSERT INTO review_reasons (review_item_id, code) VALUES ($1, $2)")
+                        .bind(review_id)
+                        .bind(code)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 let event = Audit {
                     at: now,
                     actor: worker,

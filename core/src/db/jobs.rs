@@ -225,10 +225,11 @@ impl JobStore {
     }
 
     /// Hands a job `worker` holds back without counting the attempt (a
-    /// worker shutting down before it could finish): `queued` again, marked
-    /// published because the caller returns its message to the queue. `false`
-    /// when the worker no longer holds it.
-    pub async fn release(&self, id: JobId, worker: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
+    /// worker shutting down before it could finish, a service the job needs
+    /// down): `queued` again, marked published because the caller returns its
+    /// message to the queue; `reason` goes into the `job.released` audit
+    /// event. `false` when the worker no longer holds it.
+    pub async fn release(&self, id: JobId, worker: &str, reason: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
         let now = stored(now);
         dispatch!(self, |pool| {
             let mut tx = pool.begin_write().await?;
@@ -243,7 +244,7 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some(study_id) = study else { return Ok(false) };
-            let detail = serde_json::json!({"reason": "worker shutting down"});
+            let detail = serde_json::json!({ "reason": reason });
             audit::record(&mut tx, Audit::job(now, worker, "job.released", study_id, id, &detail)).await?;
             tx.commit().await?;
             Ok(true)

@@ -25,6 +25,7 @@ pub const POSTGRES: &[Embedded] = &[
     (3, "unknown_uncertainty", include_str!("../../../migrations/postgres/0003_unknown_uncertainty.sql")),
     (4, "pacs_pulls", include_str!("../../../migrations/postgres/0004_pacs_pulls.sql")),
     (5, "dicom_sends", include_str!("../../../migrations/postgres/0005_dicom_sends.sql")),
+    (6, "review_reasons", include_str!("../../../migrations/postgres/0006_review_reasons.sql")),
 ];
 /// `migrations/sqlite/`, in version order.
 pub const SQLITE: &[Embedded] = &[
@@ -33,6 +34,7 @@ pub const SQLITE: &[Embedded] = &[
     (3, "unknown_uncertainty", include_str!("../../../migrations/sqlite/0003_unknown_uncertainty.sql")),
     (4, "pacs_pulls", include_str!("../../../migrations/sqlite/0004_pacs_pulls.sql")),
     (5, "dicom_sends", include_str!("../../../migrations/sqlite/0005_dicom_sends.sql")),
+    (6, "review_reasons", include_str!("../../../migrations/sqlite/0006_review_reasons.sql")),
 ];
 
 #[derive(Debug)]

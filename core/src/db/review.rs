@@ -15,6 +15,7 @@ use super::audit::{self, Audit};
 use super::rows::{corrupt, json, priority, review_state};
 use super::{BeginWrite as _, DbError, JobStore, StructureMetric, later, stored};
 use crate::domain::{Priority, ReviewAction, ReviewState};
+use crate::message::ReviewReason;
 
 /// One case in the review queue, with what a reviewer filters and sorts on.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -25,8 +26,7 @@ pub struct ReviewItem {
     pub study_key: String,
     pub state: ReviewState,
     /// The routing reasons as the worker's report wrote them.
-    #[schema(value_type = Vec<Object>)]
-    pub reasons: serde_json::Value,
+    pub reasons: Vec<ReviewReason>,
     pub priority: Priority,
     /// The study's uncertainty score; `null` when the worker could not compute
     /// it (such cases sort first).
@@ -175,19 +175,19 @@ impl JobStore {
         self.expire_review_claims(now).await?;
         let sql = format!(
             "{ITEM_SQL} WHERE (CAST($1 AS TEXT) IS NULL OR ri.state = $1) \
-             AND (CAST($2 AS TEXT) IS NULL OR ri.reasons LIKE $2) \
+             AND (CAST($2 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM review_reasons rr \
+                  WHERE rr.review_item_id = ri.id AND rr.code = $2)) \
              AND (CAST($3 AS TEXT) IS NULL OR j.pipeline = $3 OR j.pipeline || '@' || j.model_version = $3) \
              AND (CAST($4 AS TEXT) IS NULL OR r.scanner_manufacturer = $4 OR r.scanner_model = $4) \
              AND (CAST($5 AS BIGINT) IS NULL OR ri.priority = $5) \
              ORDER BY ri.priority, ri.uncertainty DESC NULLS FIRST, ri.created_at, ri.id LIMIT $6 OFFSET $7"
         );
-        let reason = filter.reason.as_ref().map(|r| format!("%\"code\":\"{}\"%", r.replace(['%', '"', '\\'], "")));
         let limit = i64::from(if filter.limit == 0 { 100 } else { filter.limit.min(1000) });
         let offset = i64::try_from(filter.offset).unwrap_or(i64::MAX);
         dispatch!(self, |pool| {
             let rows = sqlx::query(&sql)
                 .bind(filter.state.map(|s| s.as_str()))
-                .bind(reason.as_deref())
+                .bind(filter.reason.as_deref())
                 .bind(filter.model.as_deref())
                 .bind(filter.scanner.as_deref())
                 .bind(filter.priority.map(|p| p.rank()))

@@ -146,8 +146,8 @@ pub struct ClassificationOutput {
 /// A case for the review queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewReviewItem {
-    /// The routing reasons, as the worker's report writes them (a JSON array).
-    pub reasons: serde_json::Value,
+    /// The routing reasons (stored as the report's JSON array, their codes in `review_reasons`).
+    pub reasons: Vec<crate::message::ReviewReason>,
     /// The study's uncertainty score; orders the queue within a priority,
     /// highest first. `None` when the worker could not compute it: stored as
     /// NULL, and such cases come first (nothing is known about them).

@@ -21,8 +21,12 @@ use super::{MessageError, ModelRef, body, is_token, versioned_object};
 pub const REVIEW_SCHEMA_VERSION: u32 = 1;
 const WHAT: &str = "review";
 
-/// One crossed threshold, as the worker's routing policy reports it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One crossed threshold, as the worker's routing policy reports it: the one
+/// shape of a routing reason across the crates — in `report.json`'s
+/// `routing.reasons`, on the review exchange, in `review_items.reasons` (the
+/// codes also in `review_reasons`, which the review queue filters on) and in
+/// the review API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewReason {
     /// Stable snake_case code (`out_of_distribution`, `high_uncertainty`, …).

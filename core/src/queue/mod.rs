@@ -107,10 +107,13 @@ impl Queue {
             "amqp" => Ok(Queue::Amqp(amqp::AmqpQueue::connect(url, options).await?)),
             "memory" => Ok(Queue::Memory(memory::MemoryQueue::open(url, options)?)),
             "amqps" => Err(QueueError::Url {
-                url: amqp::redact(url),
+                url: crate::config::redact(url),
                 reason: "amqps (TLS) is not built in; use amqp:// inside the cluster or a TLS sidecar".into(),
             }),
-            _ => Err(QueueError::Url { url: amqp::redact(url), reason: "expected amqp://… or memory://…".into() }),
+            _ => Err(QueueError::Url {
+                url: crate::config::redact(url),
+                reason: "expected amqp://… or memory://…".into(),
+            }),
         }
     }
 

@@ -54,7 +54,13 @@ async fn cases_scored(app: &App, scores: &[Option<f64>]) -> Vec<i64> {
             }],
             classifications: vec![],
             review: Some(NewReviewItem {
-                reasons: serde_json::json!([{"code": "out_of_distribution", "metric": "ood_score", "value": 12.0, "threshold": 9.7}]),
+                reasons: vec![neurobatch_core::message::ReviewReason {
+                    code: "out_of_distribution".into(),
+                    metric: "ood_score".into(),
+                    label: None,
+                    value: Some(12.0),
+                    threshold: 9.7,
+                }],
                 uncertainty: *score,
             }),
         };

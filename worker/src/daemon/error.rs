@@ -1,5 +1,5 @@
-//! The daemon's errors: why a job failed (with whether retrying can help) and
-//! why the worker itself stopped.
+//! The daemon's errors: why a job failed (with whether retrying can help, and
+//! whether the study is to blame at all) and why the worker itself stopped.
 
 use neurobatch_core::db::DbError;
 use neurobatch_core::queue::QueueError;
@@ -15,31 +15,68 @@ pub struct JobError {
     /// Retrying may succeed (storage or database outage, timeout, runtime
     /// failure); `false` for input the pipeline will never accept.
     pub transient: bool,
+    /// A service the worker needs (the object store, the job store) could not
+    /// be reached or refused the request: not the study's fault, so no
+    /// attempt of its budget is spent (the job is handed back and the worker
+    /// pauses until the service answers again; docs/daemon.md).
+    pub unavailable: Option<Dependency>,
+}
+
+/// A service a job depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dependency {
+    ObjectStore,
+    JobStore,
+}
+
+impl Dependency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dependency::ObjectStore => "object store",
+            Dependency::JobStore => "job store",
+        }
+    }
 }
 
 impl JobError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), transient: false }
+        JobError { message: message.into(), transient: false, unavailable: None }
     }
 
     pub fn transient(message: impl Into<String>) -> Self {
-        JobError { message: message.into(), transient: true }
+        JobError { message: message.into(), transient: true, unavailable: None }
+    }
+
+    fn unavailable(message: String, dependency: Dependency) -> Self {
+        JobError { message, transient: true, unavailable: Some(dependency) }
     }
 
     /// A storage error while reading the study or writing results: a missing
-    /// object is permanent (the study is gone), everything else transient.
+    /// object, a bad key or a study over its limits are permanent (the study
+    /// is to blame); an S3 request that failed or a file store that cannot be
+    /// written means the store is unavailable.
     pub fn storage(what: &str, e: &StorageError) -> Self {
         let message = format!("{what}: {e}");
         match e {
-            StorageError::NotFound { .. } | StorageError::Key { .. } | StorageError::Url { .. } => {
-                JobError::permanent(message)
+            StorageError::NotFound { .. }
+            | StorageError::Key { .. }
+            | StorageError::Url { .. }
+            | StorageError::TooLarge { .. } => JobError::permanent(message),
+            StorageError::S3 { .. } | StorageError::Io { .. } => {
+                JobError::unavailable(message, Dependency::ObjectStore)
             }
-            _ => JobError::transient(message),
         }
     }
 
+    /// A job-store error: one that retrying may cure (a connection refused,
+    /// closed or timed out) means the store is unavailable.
     pub fn db(what: &str, e: &DbError) -> Self {
-        JobError { message: format!("{what}: {e}"), transient: e.is_transient() }
+        let message = format!("{what}: {e}");
+        if e.is_transient() {
+            JobError::unavailable(message, Dependency::JobStore)
+        } else {
+            JobError::permanent(message)
+        }
     }
 }
 

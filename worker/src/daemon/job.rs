@@ -16,8 +16,9 @@ use neurobatch_core::queue::Delivery;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::error::Dependency;
 use super::study::{StudyOutput, run_study};
-use super::{Context, JobError, results};
+use super::{Context, JobError, outage, results};
 
 /// How a delivery ended, for logs and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,12 @@ pub enum Settled {
     HandedBack {
         job_id: i64,
     },
+    /// A service the job needs was down (and still was when probed): handed
+    /// back without spending an attempt; the worker pauses until it answers.
+    Deferred {
+        job_id: i64,
+        error: String,
+    },
     /// The lease was lost while running (another worker took over): acked.
     LeaseLost {
         job_id: i64,
@@ -71,6 +78,7 @@ impl Settled {
             Settled::Failed { .. } => ("failed", "permanent"),
             Settled::Dead { .. } => ("dead", "exhausted"),
             Settled::HandedBack { .. } => ("queued", "handed_back"),
+            Settled::Deferred { .. } => ("queued", "deferred"),
             Settled::LeaseLost { .. } => ("running", "lease_lost"),
             Settled::Unsettled { .. } => ("unknown", "unsettled"),
         }
@@ -149,7 +157,7 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
             Settled::LeaseLost { job_id: job.id }
         }
         Outcome::HandBack => {
-            match ctx.store.release(job.id, &ctx.settings.id, Utc::now()).await {
+            match ctx.store.release(job.id, &ctx.settings.id, "worker shutting down", Utc::now()).await {
                 Ok(_) => tracing::info!("shutting down: job handed back"),
                 Err(e) => tracing::warn!(error = %e, "shutting down: could not release the job; its lease will expire"),
             }
@@ -237,6 +245,12 @@ async fn commit(ctx: &Context, delivery: Delivery, job: &Job, output: StudyOutpu
 
 async fn fail(ctx: &Context, delivery: Delivery, id: i64, error: JobError) -> Settled {
     let text = error.message.clone();
+    // Not the study's fault when the service is still down a moment later: no attempt spent.
+    if let Some(dependency) = error.unavailable
+        && let Err(probe) = outage::probe(dependency, &ctx.objects, &ctx.store).await
+    {
+        return defer(ctx, delivery, id, dependency, &text, &probe).await;
+    }
     match ctx.store.fail(id, &ctx.settings.id, &text, error.transient, Utc::now()).await {
         Ok(FailOutcome::Retry { attempts, max_attempts }) => {
             tracing::warn!(error = %text, attempts, max_attempts, "job failed; retrying later");
@@ -259,6 +273,38 @@ async fn fail(ctx: &Context, delivery: Delivery, id: i64, error: JobError) -> Se
         Ok(FailOutcome::NotHeld { state }) => ack(delivery, Settled::Duplicate { job_id: id, state }).await,
         Err(e) => {
             tracing::warn!(error = %e, job_error = %text, "failure not recorded (store unreachable); the job will run again");
+            let _ = delivery.requeue().await;
+            Settled::Unsettled { job_id: id, error: e.to_string() }
+        }
+    }
+}
+
+/// Hands a job back because `dependency` is down: its attempt is refunded in
+/// the store, the message returns to the queue, and the breaker stops this
+/// worker taking jobs until the service answers again.
+async fn defer(
+    ctx: &Context,
+    delivery: Delivery,
+    id: i64,
+    dependency: Dependency,
+    error: &str,
+    probe: &str,
+) -> Settled {
+    ctx.outage.trip(dependency);
+    let reason = format!("{} unavailable", dependency.as_str());
+    tracing::warn!(
+        error,
+        probe,
+        service = dependency.as_str(),
+        "a service the job needs is down; handing the job back"
+    );
+    match ctx.store.release(id, &ctx.settings.id, &reason, Utc::now()).await {
+        Ok(_) => {
+            let _ = delivery.requeue().await;
+            Settled::Deferred { job_id: id, error: error.to_string() }
+        }
+        // The job store is the one down: the lease expires and the reaper requeues the job.
+        Err(e) => {
             let _ = delivery.requeue().await;
             Settled::Unsettled { job_id: id, error: e.to_string() }
         }

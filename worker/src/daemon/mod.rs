@@ -17,6 +17,7 @@
 mod error;
 pub mod job;
 pub mod listen;
+mod outage;
 mod results;
 pub mod study;
 
@@ -30,8 +31,9 @@ use neurobatch_core::storage::{ObjectStore, S3Settings};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use error::{JobError, WorkerError};
+pub use error::{Dependency, JobError, WorkerError};
 pub use job::Settled;
+pub use outage::Outage;
 pub use results::{job_results, review_event};
 pub use study::{Models, StudyOutput};
 
@@ -73,6 +75,8 @@ pub struct Context {
     pub models: Arc<Models>,
     /// The process's metrics (shared with the scheduler's in `neurobatch serve`).
     pub metrics: Metrics,
+    /// The services found down: while any is, the worker takes no job.
+    pub outage: Outage,
 }
 
 /// A worker: [`Worker::run`] until shutdown.
@@ -121,6 +125,19 @@ impl Worker {
             }
             if shutdown.is_cancelled() {
                 break;
+            }
+            // A service the jobs need is down: take no job until it answers again (a delivery
+            // the broker already pushed within the prefetch waits here, unacknowledged; the jobs
+            // in flight keep running).
+            let down = ctx.outage.down();
+            if !down.is_empty() {
+                let names: Vec<&str> = down.iter().map(|d| d.as_str()).collect();
+                tracing::warn!(services = ?names, "pausing: taking no job until the services answer");
+                if !ctx.outage.wait_until_up(&ctx.objects, &ctx.store, &shutdown).await {
+                    break;
+                }
+                tracing::info!("resuming: taking jobs again");
+                continue;
             }
             tokio::select! {
                 next = consumer.next() => match next {
@@ -193,28 +210,5 @@ pub fn record_models(metrics: &Metrics, models: &Models) {
         for member in loaded.members() {
             metrics.execution_provider(&member.model().provider().to_string());
         }
-    }
-}
-
-/// The harmonizer version in job keys: the method and a digest of its
-/// parameters, so a changed harmonization makes new jobs for old studies.
-pub fn harmonizer_version(manifest: &crate::manifest::Manifest) -> String {
-    use sha2::{Digest, Sha256};
-    // Without bias correction the digest is that of the harmonization table alone (as before
-    // bias correction existed), so existing results keep their version.
-    let table = match &manifest.bias_correction {
-        None => serde_json::to_vec(&manifest.harmonization),
-        Some(bias) => serde_json::to_vec(&(&manifest.harmonization, bias)),
-    }
-    .unwrap_or_default();
-    let digest = Sha256::digest(&table);
-    let hex = hex::encode(&digest[..6]);
-    let method = serde_json::to_value(&manifest.harmonization)
-        .ok()
-        .and_then(|v| v.get("method").and_then(|m| m.as_str().map(str::to_owned)))
-        .unwrap_or_else(|| "harmonizer".into());
-    match manifest.bias_correction {
-        None => format!("{method}-{hex}"),
-        Some(_) => format!("{method}+bias-{hex}"),
     }
 }

@@ -34,7 +34,7 @@ pub fn job_results(output: &StudyOutput) -> JobResults {
             .collect(),
         classifications: report.quality.iter().map(classification).collect(),
         review: review.then(|| NewReviewItem {
-            reasons: output.report_json["routing"]["reasons"].clone(),
+            reasons: review_reasons(report),
             uncertainty: report.study.score.filter(|s| s.is_finite()),
         }),
     }
@@ -60,28 +60,21 @@ fn classification(q: &crate::pipeline::QualityReport) -> ClassificationOutput {
     }
 }
 
+/// The report's routing reasons, as the job store and the review exchange carry them.
+fn review_reasons(report: &StudyReport) -> Vec<ReviewReason> {
+    report.routing.reasons().iter().map(ReviewReason::from).collect()
+}
+
 /// The event for the review exchange, when the report routes the case to review.
 pub fn review_event(job: &Job, report: &StudyReport) -> Option<ReviewEvent> {
     if report.routing.is_accept() {
         return None;
     }
-    let reasons = report
-        .routing
-        .reasons()
-        .iter()
-        .map(|r| ReviewReason {
-            code: r.code.as_str().to_string(),
-            metric: r.metric.to_string(),
-            label: r.label,
-            value: r.value.filter(|v| v.is_finite()),
-            threshold: r.threshold,
-        })
-        .collect();
     Some(ReviewEvent {
         job_id: job.id,
         study_id: job.study_id,
         model: ModelRef { name: report.model.name.clone(), version: report.model.version.clone() },
-        reasons,
+        reasons: review_reasons(report),
         published_at: time::OffsetDateTime::now_utc(),
     })
 }

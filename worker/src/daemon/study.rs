@@ -115,18 +115,7 @@ pub async fn run_study(
     .map_err(|e| JobError::transient(format!("{}: the processing task ended abnormally: {e}", job.source_uri)))??;
 
     let upload_started = Instant::now();
-    let model = &report.model;
-    let mut object_keys = std::collections::BTreeMap::new();
-    for file in files {
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let key =
-            result_key(study_key, &job.pipeline, &model.name, &model.version, &format!("v{}/{name}", job.version))
-                .map_err(|e| JobError::permanent(format!("{}: result key: {e}", job.source_uri)))?;
-        let bytes =
-            tokio::fs::read(&file).await.map_err(|e| JobError::transient(format!("{}: {e}", file.display())))?;
-        objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
-        object_keys.insert(output_name(&name), key);
-    }
+    let object_keys = upload(job, study_key, &report, files, objects).await?;
     let upload_s = upload_started.elapsed().as_secs_f64();
     let report_json =
         serde_json::to_value(&report).map_err(|e| JobError::transient(format!("{}: report: {e}", job.source_uri)))?;
@@ -135,6 +124,33 @@ pub async fn run_study(
     stages.push((Stage::Inference, pipeline_seconds(&report, &["inference", "quality"])));
     stages.push((Stage::Upload, upload_s));
     Ok(StudyOutput { report, report_json, object_keys, series_uid, scanner, stages })
+}
+
+/// Stores the study's files under its result keys; returns output name → key.
+#[tracing::instrument(name = "upload", skip_all)]
+async fn upload(
+    job: &Job,
+    study_key: &str,
+    report: &StudyReport,
+    files: Vec<PathBuf>,
+    objects: &ObjectStore,
+) -> Result<std::collections::BTreeMap<String, String>, JobError> {
+    let model = &report.model;
+    let mut object_keys = std::collections::BTreeMap::new();
+    let mut bytes_total = 0usize;
+    for file in files {
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let key =
+            result_key(study_key, &job.pipeline, &model.name, &model.version, &format!("v{}/{name}", job.version))
+                .map_err(|e| JobError::permanent(format!("{}: result key: {e}", job.source_uri)))?;
+        let bytes =
+            tokio::fs::read(&file).await.map_err(|e| JobError::transient(format!("{}: {e}", file.display())))?;
+        bytes_total += bytes.len();
+        objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
+        object_keys.insert(output_name(&name), key);
+    }
+    tracing::info!(objects = object_keys.len(), bytes = bytes_total, "results uploaded");
+    Ok(object_keys)
 }
 
 /// Seconds the pipeline spent in these stages of its report (`load`: decoding the series;
@@ -150,6 +166,7 @@ fn output_name(file: &str) -> String {
 
 /// The study's files in a local folder: a `file://` study is read where it
 /// is; an `s3://` one is downloaded into `work`.
+#[tracing::instrument(name = "fetch", skip_all)]
 async fn fetch(uri: &str, work: &Path, s3: &S3Settings, limits: StudyLimits) -> Result<PathBuf, JobError> {
     if let Some(path) = uri.strip_prefix("file://") {
         let path = PathBuf::from(path);

@@ -125,6 +125,7 @@
 //!
 //! [calibration]                     # optional: mask = argmax of class_weights × mean probability
 //! class_weights = [1.0, 0.95, 1.05]
+//! temperature = 1.5                 # optional: reported probabilities ∝ (w × mean)^(1/T)
 //! source = "training/EVALUATION.md, volumes"
 //!
 //! [[quality_estimators]]            # optional: worker::quality, one per base pass set
@@ -148,6 +149,7 @@
 //! negative class), rank 5 for segmentation and rank 2 for classification.
 
 mod folder;
+mod job_spec;
 mod schema;
 mod validate;
 
@@ -236,6 +238,7 @@ mod tests {
         assert_eq!(m.bias_correction, Some(imaging::bias::BiasFieldParams::default()));
         assert_eq!(m.routing.predicted_dice_min, Some(0.85));
         assert_eq!(m.calibration.as_ref().map(|c| c.class_weights.clone()), Some(vec![1.0, 0.95, 1.05]));
+        assert_eq!(m.calibration.as_ref().and_then(|c| c.temperature), Some(1.5));
         assert_eq!(m.quality_estimators.len(), 1);
         assert_eq!(
             (m.quality_estimators[0].members, m.quality_estimators[0].structures.as_slice()),
@@ -305,6 +308,8 @@ mod tests {
             ("predicted_dice_min = 0.85", "predicted_dice_min = 1.5", "routing.predicted_dice_min"),
             ("class_weights = [1.0, 0.95, 1.05]", "class_weights = [1.0, 0.95]", "calibration.class_weights"),
             ("class_weights = [1.0, 0.95, 1.05]", "class_weights = [1.0, 0.0, 1.05]", "calibration.class_weights"),
+            ("temperature = 1.5", "temperature = 0.0", "calibration.temperature"),
+            ("temperature = 1.5", "temperature = -2.0", "calibration.temperature"),
             (
                 "members = 1                       # fitted",
                 "members = 3                       # fitted",

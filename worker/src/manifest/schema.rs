@@ -263,7 +263,8 @@ pub struct Profile {
     pub predicted_dice_min: Option<f64>,
 }
 
-/// `[calibration]`: how the mask is taken from the mean probabilities.
+/// `[calibration]`: how the mask and the reported probabilities are taken from
+/// the mean probabilities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Calibration {
@@ -271,6 +272,12 @@ pub struct Calibration {
     /// scan's grid (a shift of the label prior, Saerens et al. 2002), fitted so
     /// that the structure volumes are unbiased on generated training cases.
     pub class_weights: Vec<f64>,
+    /// Temperature of the reported voxel probabilities: `q_c ∝ (w_c · p̄_c)^(1/T)`
+    /// (Guo et al. 2017 on the weighted mean), fitted on generated training cases
+    /// so that the probabilities are calibrated. It leaves the argmax, and so the
+    /// mask, unchanged; absent = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// Where the weights come from (the evaluation section that fitted them).
     pub source: String,
 }

@@ -95,6 +95,9 @@ impl Manifest {
         if let Some(w) = c.class_weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
             return Err(format!("calibration.class_weights: {w} is not a positive number"));
         }
+        if let Some(t) = c.temperature.filter(|t| !(t.is_finite() && *t > 0.0)) {
+            return Err(format!("calibration.temperature: {t} is not a positive number"));
+        }
         non_empty("calibration.source", &c.source)
     }
 

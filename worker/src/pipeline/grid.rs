@@ -187,18 +187,34 @@ pub struct NativeMaps {
     pub entropy: Volume<f32>,
     /// Mutual information (epistemic part), nats.
     pub mutual_information: Volume<f32>,
+    /// The calibrated voxel probabilities, one volume per class, when asked for
+    /// ([`NativeRequest::probabilities`]).
+    pub probabilities: Option<Vec<Volume<f32>>>,
+}
+
+/// What [`to_native_grid`] takes from the manifest's `[calibration]` and
+/// whether it also returns the probabilities.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NativeRequest<'a> {
+    /// `w_c`: the labels are `argmax_c(w_c · p_c)`.
+    pub class_weights: Option<&'a [f64]>,
+    /// `T` of the reported probabilities `q_c ∝ (w_c · p_c)^(1/T)` (absent = 1).
+    pub temperature: Option<f64>,
+    /// Return the calibrated probabilities (memory: one f32 volume per class).
+    pub probabilities: bool,
 }
 
 /// The model-grid maps on `model_grid`, taken back to the grid of `native`:
 /// each class probability trilinearly (outside the model grid the background
 /// is 1 and the rest 0, so every voxel keeps a distribution), the labels as
 /// their argmax — of `class_weights[c] × p_c` when weights are given (the
-/// manifest's `[calibration]`) — entropy and mutual information trilinearly (0 outside).
+/// manifest's `[calibration]`) — entropy and mutual information trilinearly (0
+/// outside), and on request the calibrated probabilities ([`calibrate`]).
 pub fn to_native_grid(
     native: &Volume<f32>,
     model_grid: &TargetGrid,
     mean_probs: &ProbabilityMaps,
-    class_weights: Option<&[f64]>,
+    request: NativeRequest<'_>,
     entropy: &[f32],
     mutual_information: &[f32],
     limits: &GridLimits,
@@ -213,33 +229,74 @@ pub fn to_native_grid(
     let classes = mean_probs.channels();
     let mut best: Vec<f32> = Vec::new();
     let mut labels: Vec<u8> = Vec::new();
+    let mut kept: Vec<Vec<f32>> = Vec::new();
     for c in 0..classes {
         let fill = if c == 0 { 1.0 } else { 0.0 };
         let channel = on_model_grid(mean_probs.channel(c).to_vec())?;
         let mut p = resample::linear(&channel, &target, fill).map_err(geometry)?.into_data();
-        if let Some(&w) = class_weights.and_then(|w| w.get(c)) {
+        if let Some(&w) = request.class_weights.and_then(|w| w.get(c)) {
             let w = w as f32;
             p.iter_mut().for_each(|v| *v *= w);
         }
         if c == 0 {
             labels = vec![0; p.len()];
-            best = p;
+            best = p.clone();
         } else {
             // Class count ≤ 256 is checked by the accumulator, so c fits a u8.
             let label = u8::try_from(c).map_err(|_| PipelineError::Internal(format!("{source}: label {c}")))?;
-            for ((b, l), v) in best.iter_mut().zip(labels.iter_mut()).zip(p) {
+            for ((b, l), &v) in best.iter_mut().zip(labels.iter_mut()).zip(&p) {
                 if v > *b {
                     *b = v;
                     *l = label;
                 }
             }
         }
+        if request.probabilities {
+            kept.push(p);
+        }
     }
+    let probabilities = if request.probabilities {
+        calibrate(&mut kept, request.temperature.unwrap_or(1.0));
+        let volume = |data| native.with_data(data).map_err(|e| PipelineError::Internal(format!("{source}: {e}")));
+        Some(kept.into_iter().map(volume).collect::<Result<Vec<_>, _>>()?)
+    } else {
+        None
+    };
     let resample_map = |data: &[f32]| -> Result<Volume<f32>, PipelineError> {
         resample::linear(&on_model_grid(data.to_vec())?, &target, 0.0).map_err(geometry)
     };
     let labels = native.with_data(labels).map_err(|e| PipelineError::Internal(format!("{source}: labels: {e}")))?;
-    Ok(NativeMaps { labels, entropy: resample_map(entropy)?, mutual_information: resample_map(mutual_information)? })
+    Ok(NativeMaps {
+        labels,
+        entropy: resample_map(entropy)?,
+        mutual_information: resample_map(mutual_information)?,
+        probabilities,
+    })
+}
+
+/// Turns weighted probabilities `w_c · p_c` (one vector per class) into the
+/// calibrated distribution `q_c ∝ (w_c · p_c)^(1/T)` in place, voxel by voxel
+/// (temperature scaling of `ln(w_c · p_c)`, Guo et al. 2017). The order of the
+/// classes in a voxel, and so the argmax, is unchanged; a voxel whose weights
+/// are all 0 is left as it is.
+pub fn calibrate(channels: &mut [Vec<f32>], temperature: f64) {
+    let voxels = channels.first().map_or(0, Vec::len);
+    let exponent = 1.0 / temperature;
+    let mut q = vec![0.0f64; channels.len()];
+    for i in 0..voxels {
+        let top = channels.iter().map(|ch| f64::from(ch[i])).fold(0.0, f64::max);
+        if top <= 0.0 {
+            continue;
+        }
+        // (p / top)^(1/T) keeps the largest at 1: no overflow, and a 0 stays 0.
+        for (qc, ch) in q.iter_mut().zip(channels.iter()) {
+            *qc = (f64::from(ch[i]).max(0.0) / top).powf(exponent);
+        }
+        let sum: f64 = q.iter().sum();
+        for (qc, ch) in q.iter().zip(channels.iter_mut()) {
+            ch[i] = (qc / sum) as f32;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -290,5 +347,38 @@ mod tests {
             let w_src = vol.affine().apply([(i + 1) as f64, (j + 2) as f64, (k + 1) as f64]);
             assert_eq!(w_out, w_src);
         }
+    }
+
+    #[test]
+    fn calibration_sharpens_or_softens_without_changing_the_order() {
+        // Three voxels, three classes (w · p already applied): values worked out by hand.
+        let mut ch = vec![vec![0.1f32, 0.5, 0.0], vec![0.6, 0.25, 0.0], vec![0.3, 0.25, 0.0]];
+        calibrate(&mut ch, 2.0);
+        // Voxel 0: q ∝ √(0.1, 0.6, 0.3) = (0.3162, 0.7746, 0.5477) / 1.6385.
+        for (c, want) in [0.192_99f32, 0.472_74, 0.334_27].into_iter().enumerate() {
+            assert!((ch[c][0] - want).abs() < 1e-4, "class {c}: {} vs {want}", ch[c][0]);
+        }
+        // Voxel 1: a tie stays a tie, and sums to 1.
+        assert!((ch[1][1] - ch[2][1]).abs() < 1e-7);
+        assert!((ch.iter().map(|c| c[1]).sum::<f32>() - 1.0).abs() < 1e-6);
+        // A voxel with no mass is left alone rather than divided by 0.
+        assert!(ch.iter().all(|c| c[2] == 0.0));
+    }
+
+    #[test]
+    fn temperature_one_only_normalises_the_weighted_probabilities() {
+        let mut ch = vec![vec![0.2f32], vec![0.3 * 0.8], vec![0.5 * 0.9]];
+        calibrate(&mut ch, 1.0);
+        let total = 0.2 + 0.24 + 0.45;
+        for (c, v) in [0.2f32, 0.24, 0.45].into_iter().enumerate() {
+            assert!((ch[c][0] - v / total).abs() < 1e-6);
+        }
+        // A large temperature flattens towards uniform; a small one towards the argmax.
+        let mut soft = vec![vec![0.2f32], vec![0.3], vec![0.5]];
+        calibrate(&mut soft, 50.0);
+        assert!(soft.iter().all(|c| (c[0] - 1.0 / 3.0).abs() < 0.01));
+        let mut sharp = vec![vec![0.2f32], vec![0.3], vec![0.5]];
+        calibrate(&mut sharp, 0.05);
+        assert!(sharp[2][0] > 0.99 && sharp[0][0] < 1e-4);
     }
 }

@@ -36,7 +36,7 @@ use imaging::resample::{GridLimits, ProbabilityMaps};
 use sha2::{Digest, Sha256};
 
 pub use error::PipelineError;
-pub use grid::{BiasFieldSummary, InputPrep, ModelGridInput, NativeMaps, to_model_grid, to_native_grid};
+pub use grid::{BiasFieldSummary, InputPrep, ModelGridInput, NativeMaps, NativeRequest, to_model_grid, to_native_grid};
 pub use outputs::{PassDump, write_maps, write_report};
 pub use report::{
     DicomObjectSummary, DicomOutputs, InputSummary, MemberSummary, ModelSummary, QualityReport, REPORT_SCHEMA,
@@ -180,6 +180,7 @@ impl ModelRunner {
             passes,
             tiling: tiling.map(|t| t.to_string()),
             class_weights: m.calibration.as_ref().map(|c| c.class_weights.clone()),
+            temperature: m.calibration.as_ref().and_then(|c| c.temperature),
             grid_dims: grid.grid.dims(),
             grid_spacing_mm: grid.grid.affine().spacing(),
         }
@@ -232,6 +233,9 @@ pub struct StudyOptions {
     /// Keep the model-grid input and mean probabilities in the result (for
     /// checks against a reference implementation).
     pub keep_model_grid: bool,
+    /// Also return the calibrated voxel probabilities on the scan's grid
+    /// ([`NativeMaps::probabilities`]; one f32 volume per class).
+    pub probabilities: bool,
     /// Write every segmentation pass into this folder ([`PassDump`]; evaluation only).
     pub save_passes: Option<std::path::PathBuf>,
 }
@@ -279,6 +283,7 @@ impl Clock {
 
 /// Runs `seg` (and `quality`, when given) on one scan; `load_ms` is how long
 /// reading it took, reported as the `load` stage.
+#[tracing::instrument(name = "pipeline", skip_all)]
 pub fn process_study(
     native: &Volume<f32>,
     load_ms: f64,
@@ -366,7 +371,11 @@ pub fn process_study(
         native,
         &input.grid,
         &mean,
-        manifest.calibration.as_ref().map(|c| c.class_weights.as_slice()),
+        NativeRequest {
+            class_weights: manifest.calibration.as_ref().map(|c| c.class_weights.as_slice()),
+            temperature: manifest.calibration.as_ref().and_then(|c| c.temperature),
+            probabilities: options.probabilities,
+        },
         &maps.predictive_entropy,
         &maps.mutual_information,
         &options.limits,

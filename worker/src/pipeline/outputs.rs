@@ -1,6 +1,8 @@
 //! Writing one study's outputs into a folder: `mask.nii.gz` (u8 labels),
 //! `entropy.nii.gz` and `mutual_information.nii.gz` (f32, nats), all on the
-//! input scan's grid, `report.json`, and on request `model_grid/` (the
+//! input scan's grid, on request `probability_<label>.nii.gz` (f32, the
+//! calibrated probability of each label value on the scan's grid),
+//! `report.json`, and on request `model_grid/` (the
 //! harmonized model-grid input and the ensemble-mean probability per class).
 //! The report is written last ([`write_report`], through a temporary name), so
 //! a folder with a `report.json` is always complete.
@@ -26,6 +28,11 @@ pub fn write_maps(dir: &Path, result: &StudyResult) -> Result<Vec<PathBuf>, Pipe
     {
         let path = dir.join(name);
         imaging::nifti::write_f32(&path, vol).map_err(|e| io(&path, &e))?;
+        written.push(path);
+    }
+    for (c, p) in result.maps.probabilities.iter().flatten().enumerate() {
+        let path = dir.join(format!("probability_{c}.nii.gz"));
+        imaging::nifti::write_f32(&path, p).map_err(|e| io(&path, &e))?;
         written.push(path);
     }
     if let Some(grid) = &result.model_grid {

@@ -104,6 +104,9 @@ pub struct ModelSummary {
     pub tiling: Option<String>,
     /// The manifest's `[calibration]` class weights applied before the argmax, when it has them.
     pub class_weights: Option<Vec<f64>>,
+    /// The manifest's `[calibration] temperature` of the reported probabilities, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
     /// The model grid the engine ran on.
     pub grid_dims: [usize; 3],
     pub grid_spacing_mm: [f64; 3],

@@ -62,6 +62,21 @@ pub struct Reason {
     pub threshold: f64,
 }
 
+/// The reason as every other crate knows it (the review exchange, the job
+/// store, the review API): the code as its stable string, a non-finite figure
+/// as unknown.
+impl From<&Reason> for neurobatch_core::message::ReviewReason {
+    fn from(r: &Reason) -> Self {
+        neurobatch_core::message::ReviewReason {
+            code: r.code.as_str().to_string(),
+            metric: r.metric.to_string(),
+            label: r.label,
+            value: r.value.filter(|v| v.is_finite()),
+            threshold: r.threshold,
+        }
+    }
+}
+
 /// `Review` exactly when there is a reason; built only from the reasons, so
 /// the two cannot disagree.
 #[derive(Debug, Clone, PartialEq, Serialize)]

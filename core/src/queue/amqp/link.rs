@@ -101,7 +101,7 @@ async fn open_once(url: &str, options: &QueueOptions, names: &Names) -> Result<(
     let props = ConnectionProperties::default().with_connection_name(options.connection_name.clone().into());
     let conn = Connection::connect(url, props).await.map_err(|e| match e.kind() {
         ErrorKind::ProtocolError(_) | ErrorKind::AuthProviderError(_) => {
-            OpenError::Fatal(QueueError::Refused { target: super::redact(url), reason: e.to_string() })
+            OpenError::Fatal(QueueError::Refused { target: crate::config::redact(url), reason: e.to_string() })
         }
         _ => OpenError::Transient(e.to_string()),
     })?;

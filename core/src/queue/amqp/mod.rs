@@ -21,21 +21,8 @@ use tokio::time::Instant;
 use self::link::{Link, is_transient, short};
 use super::topology::{HEADER_ATTEMPTS, HEADER_DEAD_REASON, HEADER_LAST_ERROR, JOB_ROUTING_KEY, Names};
 use super::{DeadLetter, DeadReason, Delivery, DeliveryHandle, QueueError, QueueOptions, broker_priority};
+use crate::config::redact;
 use crate::message::{JobMessage, ReviewEvent};
-
-/// The URL without its password, for logs and errors.
-pub(super) fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.rsplit_once('@') {
-            Some((userinfo, host)) => {
-                let user = userinfo.split(':').next().unwrap_or_default();
-                format!("{scheme}://{user}:***@{host}")
-            }
-            None => url.to_owned(),
-        },
-        None => "<not a url>".into(),
-    }
-}
 
 #[derive(Clone)]
 pub struct AmqpQueue {

@@ -16,6 +16,10 @@ S3_ENDPOINT="$(bash scripts/s3-server.sh start)"
 trap 'bash scripts/s3-server.sh stop' EXIT
 export NEUROBATCH_TEST_S3_ENDPOINT="$S3_ENDPOINT"
 cargo test --workspace --locked
+# The short chaos campaign (issue 18; docs/reliability.md): a scheduler and 2 workers of the binary
+# built above on RabbitMQ, PostgreSQL and its own S3 server, 20 studies, 2 faults of each kind,
+# then the invariants (nothing lost, duplicated or stuck, dead letters, objects, metrics).
+NEUROBATCH_BIN="$BIN" bash scripts/chaos.sh --studies 20 --faults-per-kind 2 --span 120
 # The review viewer: its unit tests, then the real-browser test (headless chromium through
 # playwright-core against `neurobatch serve` built above); screenshots in web/test-artifacts/.
 bash scripts/build-web.sh

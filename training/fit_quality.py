@@ -249,21 +249,25 @@ def summarize(runs, pred, ood_max, dice_min):
                   "median_relative_error_uncalibrated": float(np.median(raw)) if raw else None,
                   "median_abs_relative_error": float(np.median(np.abs(rel))) if rel else None, "cases": len(rel)}
     out["volumes"] = vol
-    eces = [(r["calibrated"]["ece_before"], r["calibrated"]["ece_after"]) for r in lab
-            if r.get("calibrated") and "ece_before" in r["calibrated"]]
-    if eces:
-        out["ece_before"] = float(np.mean([e[0] for e in eces]))
-        out["ece_after"] = float(np.mean([e[1] for e in eces]))
-        out["ece_cases"] = len(eces)
-        weights_only = [r["calibrated"]["ece_weights_only"] for r in lab
-                        if r.get("calibrated") and "ece_weights_only" in r["calibrated"]]
-        if len(weights_only) == len(eces):
-            out["ece_weights_only"] = float(np.mean(weights_only))
+    out.update(ece_figures(lab))
     classifier = [(r["classifier"]["p_degraded"], min_dice(r) < FAIL_DICE) for r in lab if r.get("classifier")]
     if classifier:
         out["classifier_auroc_failure"] = metrics.auroc([c[0] for c in classifier], [c[1] for c in classifier])
         out["classifier_cases"] = len(classifier)
     out["seconds_median"] = float(np.median([r["seconds"] for r in runs if "seconds" in r]))
+    return out
+
+
+def ece_figures(lab: list) -> dict:
+    """Mean voxel ECE over the runs whose calibrated.json has it (labels on the scan's grid): of the
+    ensemble mean, with the class weights alone when recorded, and of the reported probabilities."""
+    cal = [r["calibrated"] for r in lab if r.get("calibrated") and "ece_before" in r["calibrated"]]
+    if not cal:
+        return {}
+    out = {"ece_before": float(np.mean([c["ece_before"] for c in cal])),
+           "ece_after": float(np.mean([c["ece_after"] for c in cal])), "ece_cases": len(cal)}
+    if all("ece_weights_only" in c for c in cal):
+        out["ece_weights_only"] = float(np.mean([c["ece_weights_only"] for c in cal]))
     return out
 
 
@@ -278,6 +282,18 @@ def evaluate(args):
     if sha != figures["estimator"]["sha256"]:
         sys.exit(f"{estimator}: sha256 {sha[:16]}… is not the estimator of {out_path} ({figures['estimator']['sha256'][:16]}…)")
     runs = [r for r in load_runs(args.work, args.tag) if r.get("split") == args.evaluate]
+    if args.only_ece:
+        # Only the calibration figures: the runs present may be the split's cases whose labels share
+        # the scan's grid, not the whole split, so nothing else is recomputed.
+        split = figures["splits"][args.evaluate]
+        ece = ece_figures([r for r in runs if r["labelled"] and "error" not in r and r.get("group") is None])
+        split.update(ece)
+        split["ece_evaluated"] = {"date": datetime.date.today().isoformat(), "cases": ece.get("ece_cases", 0),
+                                  "note": "re-run of the split's cases with labels on the scan's grid for the "
+                                          "voxel ECE; the other figures of this split are unchanged"}
+        out_path.write_text(json.dumps(figures, indent=1, default=float))
+        print(json.dumps(ece, indent=1))
+        return
     x, _ = feature_matrix(runs, figures["features"])
     pred = dict(zip((r["name"] for r in runs), predict_onnx(estimator, x)))
     th = figures["thresholds"]
@@ -304,6 +320,8 @@ def main():
     ap.add_argument("--out", type=Path, help="figures (default: training/routing_<profile>.json)")
     ap.add_argument("--evaluate", choices=["cal", "test"],
                     help="only recompute this split's figures in --out with the shipped estimator and thresholds")
+    ap.add_argument("--only-ece", action="store_true",
+                    help="with --evaluate: only the voxel ECE figures (from each run's calibrated.json)")
     ap.add_argument("--estimator", type=Path, help="with --evaluate: the shipped estimator "
                                                    "(default: models/brain-tissue/<the file in --out>)")
     args = ap.parse_args()

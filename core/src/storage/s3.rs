@@ -60,6 +60,16 @@ pub struct S3Store {
     prefix: String,
 }
 
+/// Bounds on one request, so that a store that stops answering (a stalled
+/// server, a half-open connection) fails the request with an error instead of
+/// holding a job until its timeout (issue 18: a download stalled by a paused
+/// server held a job for 11 minutes while its lease was renewed): connecting,
+/// one attempt of an operation up to its response, and the silence allowed
+/// between two chunks of a streamed body.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const BODY_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 fn s3_error<E>(op: &'static str, key: &str, e: &aws_sdk_s3::error::SdkError<E>) -> StorageError
 where
     E: std::error::Error + 'static,
@@ -97,7 +107,11 @@ impl S3Store {
                 });
             }
         }
-        let shared = loader.load().await;
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .build();
+        let shared = loader.timeout_config(timeouts).load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style);
         if settings.endpoint.is_some() {
             // S3-compatible servers differ in their support of the newer default checksums.
@@ -208,11 +222,12 @@ impl S3Store {
         let mut file = tokio::fs::File::create(path).await.map_err(write)?;
         let mut body = out.body;
         let mut written = 0u64;
-        while let Some(chunk) = body.try_next().await.map_err(|e| StorageError::S3 {
-            op: "get",
-            key: key.to_owned(),
-            reason: e.to_string(),
-        })? {
+        let failed = |reason: String| StorageError::S3 { op: "get", key: key.to_owned(), reason };
+        loop {
+            let next = tokio::time::timeout(BODY_STALL_TIMEOUT, body.try_next()).await.map_err(|_| {
+                failed(format!("no data for {} s: the store stopped sending", BODY_STALL_TIMEOUT.as_secs()))
+            })?;
+            let Some(chunk) = next.map_err(|e| failed(e.to_string()))? else { break };
             written += chunk.len() as u64;
             if written > max_bytes {
                 return Err(too_large());

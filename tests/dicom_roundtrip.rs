@@ -85,6 +85,16 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
     ]);
     let vars = env(&settings);
     let mut serve = Proc::start("serve", root, &["serve"], &vars);
+    // The Storage SCP listens once serve has loaded its models; a PACS would retry, the test waits.
+    wait_for(
+        "neurobatch's Storage SCP listening",
+        Duration::from_secs(120),
+        || {
+            serve.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", scp_port)).ok()
+        },
+        || serve.log_text(),
+    );
 
     // The PACS holds a study and sends it to neurobatch, as a routing rule would.
     let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::testdata("daemon/studies/dicom_0"))

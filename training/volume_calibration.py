@@ -121,16 +121,20 @@ class Uncertain:
         return {c: v[c] / self.true[c] - 1.0 for c in NAMES}
 
 
-def fit(args):
+def training_runs_on_scan_grid(args):
+    """(image, probabilities on the scan's grid, truth) of each training run whose labels share the
+    scan's grid: what the weights and the temperature are fitted on."""
     cases = cases_by_name(args.cases)
-    items = []
     for run, case in runs_of(args.work, args.tag, cases, "train"):
         image = nib.load(args.cases / case["image"])
         labels = nib.load(args.cases / case["labels"])
-        if not same_grid(image, labels):
-            continue
-        p = native_probabilities(run, image)
-        truth = np.asarray(labels.dataobj).astype(np.uint8)
+        if same_grid(image, labels):
+            yield image, native_probabilities(run, image), np.asarray(labels.dataobj).astype(np.uint8)
+
+
+def fit(args):
+    items = []
+    for image, p, truth in training_runs_on_scan_grid(args):
         items.append(Uncertain(p, truth, abs(np.linalg.det(image.affine[:3, :3])) / 1000.0))
         if args.limit and len(items) >= args.limit:
             break
@@ -186,19 +190,13 @@ TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 81))
 
 
 def fit_temperature(args):
-    """T minimizing the voxel NLL of q = calibrated(p, w, T) on the training split (see the module doc)."""
-    cases = cases_by_name(args.cases)
+    """T minimizing the mean voxel ECE (or, with --objective nll, the voxel NLL) of q = calibrated(p, w, T)
+    on the training split (see the module doc)."""
     record = json.loads(args.weights.read_text())
     weights = record["class_weights"]
     rng = np.random.default_rng(20261206)
     samples, truths, per_run = [], [], []
-    for run, case in runs_of(args.work, args.tag, cases, "train"):
-        image = nib.load(args.cases / case["image"])
-        labels = nib.load(args.cases / case["labels"])
-        if not same_grid(image, labels):
-            continue
-        p = native_probabilities(run, image)
-        t = np.asarray(labels.dataobj).astype(np.uint8)
+    for _, p, t in training_runs_on_scan_grid(args):
         q = calibrated(p, weights)
         region = (t > 0) | (np.argmax(q, axis=0) > 0)
         qr, tr = q[:, region], t[region]

@@ -240,7 +240,8 @@ pub fn to_native_grid(
         }
         if c == 0 {
             labels = vec![0; p.len()];
-            best = p.clone();
+            // Copied only when the channel is also returned; otherwise moved, as before.
+            best = if request.probabilities { p.clone() } else { std::mem::take(&mut p) };
         } else {
             // Class count ≤ 256 is checked by the accumulator, so c fits a u8.
             let label = u8::try_from(c).map_err(|_| PipelineError::Internal(format!("{source}: label {c}")))?;

@@ -315,6 +315,14 @@ fn a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing() {
     let mut vars = stack.vars(free_port());
     // The whole cpu ensemble: jobs long enough to be caught running.
     vars.retain(|(k, _)| k != "NEUROBATCH__PIPELINE__MEMBERS");
+    // The processes' temporary directory, to see what a killed worker leaves there.
+    let tmp = stack.root().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    vars.push(("TMPDIR".into(), tmp.display().to_string()));
+    let worker_scratch = || -> Vec<std::path::PathBuf> {
+        let entries = std::fs::read_dir(&tmp).expect("tmp").flatten();
+        entries.map(|e| e.path()).filter(|p| p.display().to_string().contains("/neurobatch-worker-")).collect()
+    };
     let scheduler = Proc::start("scheduler", stack.root(), &["scheduler"], &vars);
     let mut victim = Proc::start("worker-victim", stack.root(), &["worker"], &vars);
     stack.drop_studies(&["t1_05.nii.gz", "t1_06.nii.gz", "dicom_2"]);
@@ -327,14 +335,27 @@ fn a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing() {
         },
         || victim.log_text(),
     );
+    let left = worker_scratch();
+    assert_eq!(left.len(), 1, "the victim's scratch folder: {left:?}");
+    wait_for(
+        "the running job's folder in the victim's scratch folder",
+        Duration::from_secs(30),
+        || std::fs::read_dir(&left[0]).expect("scratch").flatten().find(|e| e.path().is_dir()),
+        || victim.log_text(),
+    );
     victim.kill9();
+    assert!(left[0].exists(), "SIGKILL runs no destructor");
     let mut rescuer = Proc::start("worker-rescuer", stack.root(), &["worker"], &vars);
     let rows = stack.wait_all_final(3, &[&scheduler, &rescuer], Duration::from_secs(400));
     succeeded_once(&rows);
     let redone = rows.iter().find(|r| r.job_id == running.job_id).expect("the killed job");
-    assert_eq!(redone.attempts, 2, "the killed attempt counts: {redone:?}");
+    assert_eq!(redone.attempts, 1, "a worker that vanished spends no attempt (issue 18): {redone:?}");
     assert_eq!(stack.count("results"), 3);
     assert_eq!(stack.objects().len(), result_objects(&rows), "no duplicate objects");
+    // The rescuer removed what the killed worker left in the temporary directory, and works in its own.
+    let now = worker_scratch();
+    assert!(!left[0].exists() && now.len() == 1, "left by the victim {left:?}, now {now:?}");
+    assert!(rescuer.log_text().contains("removed the scratch of workers that died"), "{}", rescuer.log_text());
     assert!(rescuer.terminate(Duration::from_secs(60)).success(), "{}", rescuer.log_text());
     let queue = stack.queue();
     assert_eq!(stack.rt.block_on(queue.queued()).expect("depth"), 0);

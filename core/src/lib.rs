@@ -25,4 +25,5 @@ pub mod install;
 pub mod message;
 pub mod metrics;
 pub mod queue;
+pub mod scratch;
 pub mod storage;

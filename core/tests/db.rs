@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use neurobatch_core::db::{
-    Backend, ClassificationOutput, Completion, DbError, Enqueued, FailOutcome, JobResults, JobStore, NewJob,
-    NewReviewItem, NewSeries, ReviewFilter, ReviewOutcome, Routing, Scanner, StructureMetric,
+    Backend, ClassificationOutput, Completion, DbError, Enqueued, FailOutcome, JobResults, JobStore, LeasePolicy,
+    NewJob, NewReviewItem, NewSeries, ReviewFilter, ReviewOutcome, Routing, Scanner, StructureMetric,
 };
 use neurobatch_core::domain::{
     JobKey, JobKeyInput, JobState, Priority, ReviewAction, ReviewState, Role, StudyIdentity,
@@ -252,7 +252,7 @@ on_both!(migrations_run_twice_are_a_no_op, |db| {
     ok(store.migrate().await);
     let again = db.open().await;
     ok(again.migrate().await);
-    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(ok(again.applied_migrations().await), vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(db.count("jobs").await, 0);
 });
 
@@ -277,7 +277,7 @@ on_both!(concurrent_migrations_apply_once, |db| {
     for t in tasks {
         ok(t.await.unwrap_or_else(|e| panic!("{e}")));
     }
-    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(ok(stores[0].applied_migrations().await), vec![1, 2, 3, 4, 5, 6, 7]);
 });
 
 on_both!(enqueue_is_idempotent_on_the_job_key, |db| {
@@ -357,18 +357,18 @@ on_both!(the_outbox_lists_unconfirmed_jobs_stat_first, |db| {
     let b = ok(store.enqueue(&stat, at(1)).await).id();
     let c = ok(store.enqueue(&new_job("3.3", &["3.3.1"], "1"), at(2)).await).id();
     let ids = |jobs: Vec<neurobatch_core::db::Job>| jobs.iter().map(|j| j.id).collect::<Vec<_>>();
-    assert_eq!(ids(ok(store.unpublished(10).await)), vec![b, a, c]);
-    assert_eq!(ids(ok(store.unpublished(1).await)), vec![b]);
+    assert_eq!(ids(ok(store.unpublished(10, at(1000)).await)), vec![b, a, c]);
+    assert_eq!(ids(ok(store.unpublished(1, at(1000)).await)), vec![b]);
     assert!(ok(store.mark_published(b, at(3)).await));
     assert!(!ok(store.mark_published(b, at(4)).await), "already marked");
-    assert_eq!(ids(ok(store.unpublished(10).await)), vec![a, c]);
+    assert_eq!(ids(ok(store.unpublished(10, at(1000)).await)), vec![a, c]);
     assert_eq!(ok(store.job(b).await).and_then(|j| j.published_at), Some(at(3).trunc_subsecs_micros()));
     // A claimed job is not in the outbox even though it was never marked.
     assert!(ok(store.claim(a, "w1", LEASE, at(5)).await).is_some());
-    assert_eq!(ids(ok(store.unpublished(10).await)), vec![c]);
+    assert_eq!(ids(ok(store.unpublished(10, at(1000)).await)), vec![c]);
     // After a restart of an in-memory queue every queued job is sent again.
     assert_eq!(ok(store.republish_queued().await), 1);
-    assert_eq!(ids(ok(store.unpublished(10).await)), vec![b, c]);
+    assert_eq!(ids(ok(store.unpublished(10, at(1000)).await)), vec![b, c]);
 });
 
 on_both!(two_workers_claiming_one_job_one_wins, |db| {
@@ -412,13 +412,26 @@ on_both!(a_released_job_is_queued_again_without_spending_an_attempt, |db| {
     let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
     assert_eq!((job.state, job.attempts, job.lease_owner.clone()), (JobState::Queued, 0, None));
     assert_eq!(job.published_at, Some(at(2).trunc_subsecs_micros()), "its message went back to the queue");
-    assert!(ok(store.unpublished(10).await).is_empty());
+    assert!(ok(store.unpublished(10, at(1000)).await).is_empty());
     let again = ok(store.claim(id, "w2", LEASE, at(4)).await).unwrap_or_else(|| panic!("claim after release"));
     assert_eq!(again.job.attempts, 1);
 });
 
-on_both!(expired_leases_are_reaped_and_reclaimed, |db| {
+/// The reaper's budget for lost workers in these tests: backoff 10 s, 20 s, then 40 s.
+fn policy() -> LeasePolicy {
+    LeasePolicy {
+        poison_after: 3,
+        max_expiries: 5,
+        backoff_initial: Duration::from_secs(10),
+        backoff_max: Duration::from_secs(40),
+    }
+}
+
+on_both!(an_expired_lease_is_reaped_without_spending_an_attempt, |db| {
+    // Issue 18: a worker that vanished spent the study's attempt, so a study on
+    // nodes evicted three times was dead although nothing was wrong with it.
     let store = db.open().await;
+    let p = policy();
     let id = ok(store.enqueue(&new_job("5.5", &["5.5.1"], "1"), at(0)).await).id();
     ok(store.mark_published(id, at(0)).await);
     let claimed = ok(store.claim(id, "w1", LEASE, at(0)).await).unwrap_or_else(|| panic!("claim"));
@@ -426,29 +439,104 @@ on_both!(expired_leases_are_reaped_and_reclaimed, |db| {
     assert!(ok(store.claim(id, "w2", LEASE, at(10)).await).is_none(), "held by a live lease");
     assert_eq!(ok(store.renew_lease(id, "w1", LEASE, at(20)).await), Some(at(50).trunc_subsecs_micros()));
     assert_eq!(ok(store.renew_lease(id, "w2", LEASE, at(20)).await), None, "not w2's lease");
-    assert_eq!(ok(store.reap_expired(at(49)).await).requeued, Vec::<i64>::new(), "renewed lease still valid");
-    let reaped = ok(store.reap_expired(at(50)).await);
+    assert_eq!(ok(store.reap_expired(&p, at(49)).await).requeued, Vec::<i64>::new(), "renewed lease still valid");
+    let reaped = ok(store.reap_expired(&p, at(50)).await);
     assert_eq!((reaped.requeued, reaped.dead), (vec![id], vec![]));
     let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
-    assert_eq!((job.state, job.lease_owner.clone(), job.published_at), (JobState::Queued, None, None));
-    assert!(job.last_error.as_deref().unwrap_or("").contains("lease expired (worker w1)"), "{job:?}");
-    assert_eq!(ok(store.unpublished(10).await).len(), 1, "the outbox sends it again");
+    assert_eq!((job.state, job.attempts, job.lease_owner.clone(), job.published_at), (JobState::Queued, 0, None, None));
+    let error = job.last_error.clone().unwrap_or_default();
+    assert!(error.contains("lease expired (worker w1") && error.contains("not counted"), "{job:?}");
+    // It waits out the backoff (10 s after the first loss) before the outbox sends it or a worker takes it.
+    assert!(ok(store.unpublished(10, at(59)).await).is_empty());
+    assert!(ok(store.claim(id, "w2", LEASE, at(59)).await).is_none(), "backing off");
+    assert_eq!(ok(store.unpublished(10, at(60)).await).len(), 1, "the outbox sends it again");
     // The dead worker comes back: it holds nothing any more.
     assert_eq!(ok(store.renew_lease(id, "w1", LEASE, at(51)).await), None);
     assert_eq!(ok(store.fail(id, "w1", "late", true, at(51)).await), FailOutcome::NotHeld { state: JobState::Queued });
-    // Second attempt; its worker dies too, and a third worker takes the job over directly.
+    // Its second worker vanishes too. A claim does not take an expired lease over: the reaper records the loss.
     let second = ok(store.claim(id, "w2", LEASE, at(60)).await).unwrap_or_else(|| panic!("second claim"));
-    assert_eq!(second.job.attempts, 2);
-    let third = ok(store.claim(id, "w3", LEASE, at(91)).await).unwrap_or_else(|| panic!("takeover"));
-    assert_eq!((third.job.attempts, third.job.lease_owner.as_deref()), (3, Some("w3")));
-    // The last attempt's worker dies: dead, with the reason.
-    assert!(ok(store.claim(id, "w4", LEASE, at(200)).await).is_none(), "no attempts left");
-    let reaped = ok(store.reap_expired(at(200)).await);
-    assert_eq!((reaped.requeued, reaped.dead), (vec![], vec![id]));
-    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!(second.job.attempts, 1);
+    assert!(ok(store.claim(id, "w3", LEASE, at(91)).await).is_none(), "an expired lease is not taken over");
+    assert_eq!(ok(store.reap_expired(&p, at(91)).await).requeued, vec![id]);
+    assert!(ok(store.claim(id, "w3", LEASE, at(110)).await).is_none(), "20 s after the second loss");
+    // The study's own errors still have every attempt: two transient failures leave it queued, the third is dead.
+    for attempt in 1..=3 {
+        let t = 111 + 2 * attempt;
+        let c = ok(store.claim(id, "w3", LEASE, at(t)).await).unwrap_or_else(|| panic!("claim {attempt}"));
+        assert_eq!(c.job.attempts, attempt);
+        let outcome = ok(store.fail(id, "w3", "pipeline error", true, at(t + 1)).await);
+        if attempt < 3 {
+            assert_eq!(outcome, FailOutcome::Retry { attempts: attempt, max_attempts: 3 });
+        } else {
+            assert_eq!(outcome, FailOutcome::Dead);
+        }
+    }
+});
+
+on_both!(the_only_job_on_three_vanished_workers_is_poison, |db| {
+    let store = db.open().await;
+    let p = policy();
+    let poison = ok(store.enqueue(&new_job("6.1", &["6.1.1"], "1"), at(0)).await).id();
+    let other = ok(store.enqueue(&new_job("6.2", &["6.2.1"], "1"), at(0)).await).id();
+    // w1 runs both when it vanishes: neither was alone on it, so neither counts towards poison.
+    assert!(ok(store.claim(poison, "w1", LEASE, at(0)).await).is_some());
+    assert!(ok(store.claim(other, "w1", LEASE, at(1)).await).is_some());
+    assert_eq!(ok(store.reap_expired(&p, at(30)).await).requeued, vec![poison]);
+    assert_eq!(ok(store.reap_expired(&p, at(31)).await).requeued, vec![other], "w1's other job, a pass later");
+    // Then it is the only job on three workers in a row, each of which vanishes.
+    let mut t = 40;
+    for (n, worker) in ["w2", "w3", "w4"].into_iter().enumerate() {
+        let c = ok(store.claim(poison, worker, LEASE, at(t)).await).unwrap_or_else(|| panic!("claim on {worker}"));
+        assert_eq!(c.job.attempts, 1, "no attempt spent by the losses before");
+        let reaped = ok(store.reap_expired(&p, at(t + 30)).await);
+        if n < 2 {
+            assert_eq!((reaped.requeued, reaped.dead), (vec![poison], vec![]), "{worker}");
+            t += 30 + if n == 0 { 20 } else { 40 };
+        } else {
+            assert_eq!((reaped.requeued, reaped.dead), (vec![], vec![poison]), "{worker}");
+        }
+    }
+    let job = ok(store.job(poison).await).unwrap_or_else(|| panic!("job"));
     assert_eq!(job.state, JobState::Dead);
-    assert_eq!(job.finished_at, Some(at(200).trunc_subsecs_micros()));
-    assert!(job.last_error.as_deref().unwrap_or("").contains("last attempt (worker w3)"), "{job:?}");
+    let error = job.last_error.clone().unwrap_or_default();
+    assert!(error.starts_with("poison: the only job running on 3 workers that vanished (last w4)"), "{error}");
+    assert!(error.contains("lease expired 4 times"), "{error}");
+    assert!(job.finished_at.is_some());
+    assert_eq!(ok(store.dead_unannounced(10).await).iter().map(|j| j.id).collect::<Vec<_>>(), vec![poison]);
+    let beside = ok(store.job(other).await).unwrap_or_else(|| panic!("job"));
+    assert_eq!((beside.state, beside.attempts), (JobState::Queued, 0), "lost one worker beside another job");
+    assert_eq!(db.count("lease_expiries").await, 5);
+});
+
+on_both!(a_job_that_keeps_losing_workers_beside_others_has_a_cap, |db| {
+    let store = db.open().await;
+    let p = policy();
+    let id = ok(store.enqueue(&new_job("6.3", &["6.3.1"], "1"), at(0)).await).id();
+    let mut t = 0;
+    for n in 1..=5 {
+        // Each worker also runs a short job of its own, which finishes before the worker vanishes.
+        let worker = format!("w{n}");
+        let mate = ok(store.enqueue(&new_job(&format!("7.{n}"), &["7.7.1"], "1"), at(t)).await).id();
+        assert!(ok(store.claim(mate, &worker, LEASE, at(t)).await).is_some());
+        assert!(ok(store.claim(id, &worker, LEASE, at(t)).await).is_some());
+        let reaped = ok(store.reap_expired(&p, at(t + 30)).await);
+        let mut both = vec![id, mate];
+        both.sort_unstable();
+        if n < 5 {
+            assert_eq!((reaped.requeued, reaped.dead), (both, vec![]), "loss {n}");
+            t += 30 + p.backoff(n).as_secs() as i64;
+        } else {
+            assert_eq!(reaped.dead, vec![id], "loss {n}");
+        }
+    }
+    let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
+    assert!(job.last_error.unwrap_or_default().starts_with("lease expired 5 times (last worker w5)"));
+    // An admin's retry starts over: the workers it lost before are forgotten.
+    assert!(ok(store.retry_job(id, "admin", at(1000)).await));
+    let c = ok(store.claim(id, "w9", LEASE, at(1001)).await).unwrap_or_else(|| panic!("claim after retry"));
+    assert_eq!(c.job.attempts, 1);
+    let reaped = ok(store.reap_expired(&p, at(1031)).await);
+    assert_eq!(reaped.requeued, vec![id], "a fresh budget");
 });
 
 on_both!(completing_twice_writes_one_set_of_rows, |db| {
@@ -595,10 +683,10 @@ on_both!(a_restart_loses_nothing, |db| {
     assert_eq!(ok(reopened.list_studies(100, 0).await), studies_before);
     assert_eq!(db.counts(&["jobs", "studies", "series", "results", "review_items", "audit_events"]).await, rows_before);
     // The running job's worker died with the process: its lease expires and it runs again.
-    assert_eq!(ok(reopened.reap_expired(at(100)).await).requeued, vec![running]);
+    assert_eq!(ok(reopened.reap_expired(&policy(), at(100)).await).requeued, vec![running]);
     // With an in-memory queue the messages are gone: every queued job is published again.
     assert_eq!(ok(reopened.republish_queued().await), 1);
-    let outbox: Vec<i64> = ok(reopened.unpublished(10).await).iter().map(|j| j.id).collect();
+    let outbox: Vec<i64> = ok(reopened.unpublished(10, at(1000)).await).iter().map(|j| j.id).collect();
     assert_eq!(outbox, vec![queued, running]);
 });
 
@@ -744,7 +832,7 @@ on_both!(migration_6_lists_the_reason_codes_of_existing_review_items, |db| {
     let store = JobStore::connect(&db.url).await.unwrap_or_else(|e| panic!("{e}"));
     for i in 0..3 {
         let id = ok(store.enqueue(&new_job(&format!("6.{i}"), &[&format!("6.{i}.1")], "1"), at(0)).await).id();
-        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        claim_before_migration_7(&db, id).await;
         let mut rows = results(true);
         rows.review = Some(NewReviewItem { reasons: Vec::new(), uncertainty: Some(0.1) });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
@@ -797,6 +885,11 @@ async fn migrate_up_to(db: &TestDb, version: i64) {
     }
 }
 
+/// What `claim` did to a job before `jobs.not_before` existed (which today's `claim` reads), by worker `w`.
+async fn claim_before_migration_7(db: &TestDb, id: i64) {
+    db.execute(&format!("UPDATE jobs SET state = 'running', attempts = 1, lease_owner = 'w' WHERE id = {id}")).await;
+}
+
 fn ok_io<T>(r: std::io::Result<T>) -> T {
     r.unwrap_or_else(|e| panic!("{e}"))
 }
@@ -808,7 +901,7 @@ on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
     assert_eq!(ok(store.applied_migrations().await), vec![1, 2]);
     for (i, u) in [f64::MAX, 0.3].into_iter().enumerate() {
         let id = ok(store.enqueue(&new_job(&format!("7.{i}"), &[&format!("7.{i}.1")], "1"), at(0)).await).id();
-        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        claim_before_migration_7(&db, id).await;
         let mut rows = results(true);
         rows.review = Some(NewReviewItem { reasons: Vec::new(), uncertainty: Some(u) });
         assert_eq!(ok(store.complete(id, "w", &rows, at(2)).await), Completion::Completed);
@@ -816,7 +909,7 @@ on_both!(migration_3_turns_the_stored_sentinel_into_null, |db| {
     // Comments and audit events reference the review items: the migration keeps them valid.
     let first = ok(store.claim_next_review("ann", Duration::from_secs(60), at(3)).await).map(|i| i.id);
     ok(store.migrate().await);
-    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(ok(store.applied_migrations().await), vec![1, 2, 3, 4, 5, 6, 7]);
     let all = ok(store.review_items(&ReviewFilter::default(), at(4)).await);
     assert_eq!(all.iter().map(|i| i.uncertainty).collect::<Vec<_>>(), vec![None, Some(0.3)]);
     assert_eq!(all[0].id, first.unwrap_or_default(), "ids survive");
@@ -945,7 +1038,7 @@ on_both!(dicom_sends_are_decided_once_retried_with_backoff_and_reset_by_an_admin
     let mut ids = Vec::new();
     for (i, dicom) in [(0, true), (1, false)] {
         let id = ok(store.enqueue(&new_job(&format!("7.{i}"), &[&format!("7.{i}.1")], "1"), at(0)).await).id();
-        assert!(ok(store.claim(id, "w", LEASE, at(1)).await).is_some());
+        claim_before_migration_7(&db, id).await;
         let mut rows = results(false);
         if dicom {
             rows.object_keys.insert("seg".into(), format!("s/7.{i}/seg.dcm"));

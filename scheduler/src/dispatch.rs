@@ -2,10 +2,13 @@
 //! jobs to the queue — stat at once, routine only inside the nightly window —
 //! and marks each one published once the broker confirmed it; a job whose
 //! publish failed stays in the outbox for the next pass. The reaper returns
-//! jobs whose worker's lease expired to the outbox, or to `dead` on their last
-//! attempt — and puts those on the dead-letter queue, with reason
-//! `lease_expired`, through the same outbox rule (marked once confirmed), so
-//! an operator watching the DLQ sees every dead job.
+//! jobs whose worker's lease expired to the outbox after a backoff, without
+//! spending their attempt, or to `dead` when they lost too many workers
+//! (`core::db::LeasePolicy`) — and puts those on the dead-letter queue, with
+//! reason `lease_expired`, through the same outbox rule (marked once
+//! confirmed), so an operator watching the DLQ sees every dead job.
+
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Local, Timelike as _, Utc};
 use neurobatch_core::db::{Job, Reaped};
@@ -28,7 +31,7 @@ impl Scheduler {
         let routine_now = inner.window.is_none_or(|w| w.contains(minute));
         let mut published = 0;
         loop {
-            let jobs = inner.store.unpublished(BATCH).await?;
+            let jobs = inner.store.unpublished(BATCH, Utc::now()).await?;
             let full = jobs.len() == BATCH as usize;
             let mut sent = 0;
             for job in &jobs {
@@ -94,16 +97,40 @@ impl Scheduler {
         Ok(msg)
     }
 
-    /// One reaper pass: expired leases back to the outbox, or `dead` on their last attempt.
+    /// One reaper pass: expired leases back to the outbox without spending the
+    /// attempt, or `dead` when the job lost too many workers (poison).
     pub async fn reap_once(&self) -> Result<Reaped, SchedulerError> {
-        let reaped = self.inner.store.reap_expired(Utc::now()).await?;
+        let config = &self.inner.config;
+        let policy = config.worker.lease_policy(&config.queue);
+        let reaped = self.inner.store.reap_expired(&policy, Utc::now()).await?;
         if !reaped.requeued.is_empty() {
-            tracing::warn!(jobs = ?reaped.requeued, "expired leases: jobs requeued");
+            tracing::warn!(jobs = ?reaped.requeued, "expired leases: workers vanished, jobs requeued without spending an attempt");
         }
         if !reaped.dead.is_empty() {
-            tracing::warn!(jobs = ?reaped.dead, "expired leases on the last attempt: jobs dead");
+            tracing::warn!(jobs = ?reaped.dead, "expired leases: jobs that lost too many workers are dead");
         }
         Ok(reaped)
+    }
+
+    /// The reaper task's pass: reap and announce the dead, unless the job
+    /// store was unreachable within the last lease (`grace`).
+    pub(crate) async fn reap_pass(&self, grace: &std::sync::Mutex<ReaperGrace>) -> Result<(), SchedulerError> {
+        let open = grace.lock().map(|g| g.open(Instant::now())).unwrap_or(true);
+        if !open {
+            return Ok(());
+        }
+        let pass = async {
+            self.reap_once().await?;
+            self.announce_dead_once().await.map(drop)
+        };
+        let result = pass.await;
+        if let Err(SchedulerError::Db(e)) = &result
+            && e.is_transient()
+            && let Ok(mut g) = grace.lock()
+        {
+            g.store_failed(Instant::now());
+        }
+        result
     }
 
     /// Puts the jobs the reaper declared dead on the dead-letter queue (their
@@ -143,5 +170,49 @@ impl Scheduler {
             }
         }
         Ok(announced)
+    }
+}
+
+/// When the reaper may judge expired leases. While the job store is
+/// unreachable no worker can renew its lease either, so right after an outage
+/// every running job's lease looks expired although its worker is alive: the
+/// reaper waits one lease after its own last failure to reach the store, which
+/// gives the live workers time to renew (they do every third of a lease), and
+/// only the leases of workers that really vanished stay expired.
+#[derive(Debug)]
+pub(crate) struct ReaperGrace {
+    lease: Duration,
+    store_failed_at: Option<Instant>,
+}
+
+impl ReaperGrace {
+    pub(crate) fn new(lease: Duration) -> Self {
+        ReaperGrace { lease, store_failed_at: None }
+    }
+
+    pub(crate) fn store_failed(&mut self, now: Instant) {
+        self.store_failed_at = Some(now);
+    }
+
+    /// Whether a pass may reap at `now`.
+    pub(crate) fn open(&self, now: Instant) -> bool {
+        self.store_failed_at.is_none_or(|t| now.saturating_duration_since(t) >= self.lease)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reaper_waits_one_lease_after_the_store_was_unreachable() {
+        let t0 = Instant::now();
+        let mut grace = ReaperGrace::new(Duration::from_secs(8));
+        assert!(grace.open(t0), "no outage seen");
+        grace.store_failed(t0);
+        assert!(!grace.open(t0 + Duration::from_secs(7)), "live workers have not renewed yet");
+        assert!(grace.open(t0 + Duration::from_secs(8)));
+        grace.store_failed(t0 + Duration::from_secs(20));
+        assert!(!grace.open(t0 + Duration::from_secs(21)), "a second outage starts the wait again");
     }
 }

@@ -40,6 +40,8 @@ pub enum SchedulerError {
     #[error("dicom listener on {addr}: {reason}")]
     Dicom { addr: String, reason: String },
     /// A background task of the scheduler panicked or was cancelled.
+    #[error("scratch folder in {dir}: {reason}")]
+    Scratch { dir: String, reason: String },
     #[error("scheduler task {what}: {reason}")]
     Task { what: &'static str, reason: String },
 }
@@ -97,6 +99,7 @@ impl SchedulerError {
             SchedulerError::Config { .. }
             | SchedulerError::Http { .. }
             | SchedulerError::Dicom { .. }
+            | SchedulerError::Scratch { .. }
             | SchedulerError::Task { .. } => 500,
         }
     }

@@ -72,6 +72,8 @@ struct Inner {
     objects: ObjectStore,
     s3: S3Settings,
     confinement: confine::Confinement,
+    /// Where S3 studies are downloaded for staging.
+    scratch: neurobatch_core::scratch::Scratch,
     pipeline: PipelineSpec,
     rules: select::Rules,
     window: Option<NightlyWindow>,
@@ -112,6 +114,13 @@ impl Scheduler {
             });
         }
         let confinement = confine::Confinement::from_config(config, &objects)?;
+        // S3 studies are staged in it; a scheduler killed mid-download left its folder, removed here.
+        let (scratch, swept) = neurobatch_core::scratch::Scratch::open(None, "neurobatch-scheduler").map_err(|e| {
+            SchedulerError::Scratch { dir: std::env::temp_dir().display().to_string(), reason: e.to_string() }
+        })?;
+        if swept.folders > 0 {
+            tracing::info!(folders = swept.folders, bytes = swept.bytes, "removed the scratch of schedulers that died");
+        }
         if matches!(queue, Queue::Memory(_)) {
             let n = store.republish_queued().await?;
             if n > 0 {
@@ -122,6 +131,7 @@ impl Scheduler {
             inner: Arc::new(Inner {
                 s3: S3Settings::from_config(&config.storage),
                 confinement,
+                scratch,
                 health: observe::health_over(&store, &queue, &objects),
                 config: config.clone(),
                 store,
@@ -219,12 +229,10 @@ impl Scheduler {
             async move { s.dispatch_once(chrono::Local::now()).await.map(drop) }
         }));
         let s = self.clone();
+        let grace = Arc::new(Mutex::new(dispatch::ReaperGrace::new(self.inner.config.worker.lease())));
         tasks.spawn(every("reaper", token.clone(), interval, move || {
-            let s = s.clone();
-            async move {
-                s.reap_once().await?;
-                s.announce_dead_once().await.map(drop)
-            }
+            let (s, grace) = (s.clone(), grace.clone());
+            async move { s.reap_pass(&grace).await }
         }));
         let s = self.clone();
         tasks.spawn(every("metrics", token.clone(), interval, move || {

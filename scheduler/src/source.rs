@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use neurobatch_core::scratch::Scratch;
 use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits};
 
 use crate::SchedulerError;
@@ -31,6 +32,7 @@ pub(crate) async fn resolve(
     s3: &S3Settings,
     allowed: &Confinement,
     limits: StudyLimits,
+    scratch: &Scratch,
 ) -> Result<LocalSource, SchedulerError> {
     let input = input.trim();
     if input.is_empty() {
@@ -40,7 +42,7 @@ pub(crate) async fn resolve(
         // Before any client is built: an S3 URI outside the configured places
         // never reaches the SDK (nor its search for credentials).
         allowed.s3(input)?;
-        return download(input, objects, s3, limits).await;
+        return download(input, objects, s3, limits, scratch).await;
     }
     let path = allowed.local(input, &local_path(input)?).await?;
     let in_store = match objects {
@@ -86,17 +88,18 @@ async fn in_file_store(path: &Path, root: &Path) -> Option<String> {
     (!rel.is_empty()).then(|| rel.join("/"))
 }
 
-/// Downloads every object under an `s3://` prefix into a temporary folder,
-/// streamed to disk within the configured object and byte limits.
+/// Downloads every object under an `s3://` prefix into a temporary folder of
+/// `scratch`, streamed to disk within the configured object and byte limits.
 async fn download(
     input: &str,
     objects: &ObjectStore,
     s3: &S3Settings,
     limits: StudyLimits,
+    scratch: &Scratch,
 ) -> Result<LocalSource, SchedulerError> {
     let uri = input.trim_end_matches('/').to_string();
     let store = ObjectStore::from_url(&uri, s3).await.map_err(|e| SchedulerError::bad(input, e.to_string()))?;
-    let dir = tempfile::Builder::new().prefix("nb-stage-").tempdir().map_err(|e| SchedulerError::read(input, e))?;
+    let dir = scratch.tempdir("stage-").map_err(|e| SchedulerError::read(input, e))?;
     let keys = store.download_all(dir.path(), limits).await.map_err(|e| match e {
         StorageError::TooLarge { .. } => SchedulerError::bad(input, e.to_string()),
         other => other.into(),

@@ -55,7 +55,8 @@ impl Scheduler {
     ) -> Result<Submission, SchedulerError> {
         let inner = &self.inner;
         let limits = neurobatch_core::storage::StudyLimits::from_config(&inner.config.storage);
-        let local = source::resolve(input, &inner.objects, &inner.s3, &inner.confinement, limits).await?;
+        let local =
+            source::resolve(input, &inner.objects, &inner.s3, &inner.confinement, limits, &inner.scratch).await?;
         let rules = inner.rules.clone();
         let path = local.path.clone();
         let inspected = joined("staging", tokio::task::spawn_blocking(move || stage::inspect(&path, &rules)).await)??;

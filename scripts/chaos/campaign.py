@@ -425,9 +425,12 @@ def check(db: str, s3: S3, bucket: str, prefix: str, api_port: int, expected: in
     attempts = psql(db, "SELECT COALESCE(SUM(attempts), 0), COUNT(*) FROM jobs")[0]
     released = dict((k, int(v)) for k, v in psql(
         db, "SELECT detail, COUNT(*) FROM audit_events WHERE action = 'job.released' GROUP BY detail"))
-    # Figures, not invariants: attempts spent (one per job is the least) and jobs handed back unspent.
+    lost = psql(db, "SELECT COUNT(*), COALESCE(SUM(CASE WHEN solo THEN 1 ELSE 0 END), 0) FROM lease_expiries")[0]
+    # Figures, not invariants: attempts spent (one per job is the least), jobs handed back unspent, and
+    # workers that vanished holding a job (which spends no attempt; `alone`: the job was all it ran).
     checks["jobs"] = {"ok": True, "detail": {"states": states, "attempts": int(attempts[0]), "jobs": int(attempts[1]),
-                                             "released": released}}
+                                             "released": released,
+                                             "lost_workers": {"leases": int(lost[0]), "alone": int(lost[1])}}}
     record("nothing stuck in the job store", states.get("queued", 0) + states.get("running", 0) == 0, states)
 
     queues = broker_queues(prefix)

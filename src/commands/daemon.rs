@@ -117,9 +117,22 @@ pub fn providers(names: &[String]) -> anyhow::Result<Vec<Provider>> {
     names.iter().map(|p| p.parse::<Provider>().map_err(|e| anyhow::anyhow!("pipeline.providers: {e}"))).collect()
 }
 
-/// A worker over `backends` with the loaded `models`, recording into `metrics`.
-pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: String, metrics: Metrics) -> Worker {
-    Worker::new(WorkerContext {
+/// A worker over `backends` with the loaded `models`, recording into
+/// `metrics`, working in a scratch folder of its own (after removing those
+/// that killed workers left behind).
+pub fn worker(
+    config: &Config,
+    backends: &Backends,
+    models: Arc<Models>,
+    id: String,
+    metrics: Metrics,
+) -> anyhow::Result<Worker> {
+    let (scratch, swept) = neurobatch_core::scratch::Scratch::open(None, "neurobatch-worker")
+        .map_err(|e| anyhow::anyhow!("no scratch folder in {}: {e}", std::env::temp_dir().display()))?;
+    if swept.folders > 0 {
+        tracing::info!(folders = swept.folders, bytes = swept.bytes, "removed the scratch of workers that died");
+    }
+    Ok(Worker::new(WorkerContext {
         settings: WorkerSettings::from_config(&config.worker, id),
         store: backends.store.clone(),
         queue: backends.queue.clone(),
@@ -129,12 +142,20 @@ pub fn worker(config: &Config, backends: &Backends, models: Arc<Models>, id: Str
         models,
         metrics,
         outage: worker::daemon::Outage::default(),
-    })
+        scratch: Arc::new(scratch),
+    }))
 }
 
-/// `host:pid`, or `host:pid:n` for the n-th worker of one process.
+/// `host:pid:start`, or `host:pid:start:n` for the n-th worker of one
+/// process; `start` (the start time in milliseconds, hex) tells apart two
+/// lives of a container that restarted in the same pod with the same pid,
+/// so the reaper counts each vanished worker once (`core::db::LeasePolicy`).
 pub fn worker_id(n: Option<usize>) -> String {
-    let base = format!("{}:{}", host_name(), std::process::id());
+    static START: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    let start = START.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    });
+    let base = format!("{}:{}:{start:x}", host_name(), std::process::id());
     match n {
         Some(n) => format!("{base}:{n}"),
         None => base,

@@ -41,7 +41,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         let scheduler = daemon::scheduler(&config, &backends, spec).await?;
         let health = scheduler.health().clone();
         health.expect_models();
-        let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None), scheduler.metrics().clone());
+        let worker = daemon::worker(&config, &backends, models, daemon::worker_id(None), scheduler.metrics().clone())?;
         health.models_loaded();
         crate::telemetry::status(&format!(
             "serve: watching {} (ready after {} s quiet); database {}; results in {}; status on http://{}/v1/studies",

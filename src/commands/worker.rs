@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         health.models_loaded();
         let backends = Backends::connect(&config, "worker").await?;
         health.attach(backends.store.clone(), backends.queue.clone(), backends.objects.clone());
-        let worker = daemon::worker(&config, &backends, Arc::new(models), daemon::worker_id(None), metrics);
+        let worker = daemon::worker(&config, &backends, Arc::new(models), daemon::worker_id(None), metrics)?;
         tracing::info!(worker = worker.id(), queue = %config.queue.url, "worker started");
         crate::telemetry::status(&format!("worker {}: consuming from {}", worker.id(), config.queue.url));
         let result = worker.run(shutdown.clone(), None).await;

@@ -399,8 +399,15 @@ pub struct WorkerConfig {
     pub lease_secs: u64,
     /// A job running longer than this fails (transiently).
     pub job_timeout_secs: u64,
-    /// Attempts before a job that keeps failing transiently is dead.
+    /// Attempts before a job that keeps failing transiently is dead. A worker
+    /// that vanishes while holding the job does not spend one (below).
     pub max_attempts: u32,
+    /// A job that was the only one running on this many workers that vanished
+    /// (their leases expired) is poison: dead, and dead-lettered.
+    pub poison_after_crashes: u32,
+    /// A job whose workers vanished this many times in all (beside other jobs
+    /// or not) is dead.
+    pub max_lease_expiries: u32,
     /// On SIGTERM, how long the job in flight may take to finish before it is handed back.
     pub grace_period_secs: u64,
     /// Address of `neurobatch worker`'s `/healthz`, `/readyz` and `/metrics`; empty: none.
@@ -481,6 +488,8 @@ impl Default for WorkerConfig {
             lease_secs: 120,
             job_timeout_secs: 3600,
             max_attempts: 3,
+            poison_after_crashes: 3,
+            max_lease_expiries: 10,
             grace_period_secs: 60,
             listen: "127.0.0.1:9090".into(),
         }
@@ -558,6 +567,12 @@ impl Config {
         if w.max_attempts == 0 {
             return Err(invalid("worker.max_attempts", "must be at least 1".into()));
         }
+        if w.poison_after_crashes == 0 {
+            return Err(invalid("worker.poison_after_crashes", "must be at least 1".into()));
+        }
+        if w.max_lease_expiries < w.poison_after_crashes {
+            return Err(invalid("worker.max_lease_expiries", "must be at least worker.poison_after_crashes".into()));
+        }
         let q = &self.queue;
         if q.prefix.is_empty() || !q.prefix.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
             return Err(invalid("queue.prefix", "expected letters, digits, `.`, `_` or `-`".into()));
@@ -624,6 +639,16 @@ impl QueueConfig {
 }
 
 impl WorkerConfig {
+    /// The reaper's budget for lost workers; the backoff is the queue's retry backoff.
+    pub fn lease_policy(&self, queue: &QueueConfig) -> crate::db::LeasePolicy {
+        crate::db::LeasePolicy {
+            poison_after: self.poison_after_crashes,
+            max_expiries: self.max_lease_expiries,
+            backoff_initial: Duration::from_secs(queue.retry_initial_secs),
+            backoff_max: Duration::from_secs(queue.retry_max_secs),
+        }
+    }
+
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_secs)
     }

@@ -101,8 +101,9 @@ impl JobStore {
         })
     }
 
-    /// A failed or dead job queued again with a fresh set of attempts (the
-    /// outbox publishes it); `false` when it is not failed or dead.
+    /// A failed or dead job queued again with a fresh set of attempts and no
+    /// lost workers on its record (the outbox publishes it); `false` when it
+    /// is not failed or dead.
     pub async fn retry_job(&self, id: i64, actor: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
         let now = stored(now);
         dispatch!(self, |pool| {
@@ -117,6 +118,9 @@ impl JobStore {
             .fetch_optional(&mut *tx)
             .await?;
             let Some((study_id, last_error)) = row else { return Ok(false) };
+            // A fresh start: the workers it lost before do not count towards poison.
+            sqlx::query("DELETE FROM lease_expiries WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE jobs SET not_before = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let detail = serde_json::json!({"last_error": last_error});
             audit::record(&mut tx, Audit::job(now, actor, "job.retried", study_id, id, &detail)).await?;
             tx.commit().await?;

@@ -14,7 +14,8 @@ use sqlx::Row as _;
 use super::audit::{self, Audit};
 use super::rows::{JOB_COLUMNS, job_from_row, job_state, to_json};
 use super::{
-    BeginWrite as _, Claimed, DbError, Enqueued, FailOutcome, Job, JobId, JobStore, NewJob, Reaped, later, stored,
+    BeginWrite as _, Claimed, DbError, Enqueued, FailOutcome, Job, JobId, JobStore, LeasePolicy, LeaseVerdict, NewJob,
+    Reaped, later, stored,
 };
 use crate::domain::JobState;
 
@@ -116,15 +117,17 @@ impl JobStore {
         })
     }
 
-    /// Queued jobs whose message has not been confirmed by the queue, stat
-    /// first, oldest first.
-    pub async fn unpublished(&self, limit: u32) -> Result<Vec<Job>, DbError> {
+    /// Queued jobs whose message has not been confirmed by the queue and
+    /// that may run at `now` (a job whose worker vanished waits out its
+    /// backoff), stat first, oldest first.
+    pub async fn unpublished(&self, limit: u32, now: DateTime<Utc>) -> Result<Vec<Job>, DbError> {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE published_at IS NULL AND state = 'queued' \
-             ORDER BY priority, id LIMIT $1"
+             AND (not_before IS NULL OR not_before <= $2) ORDER BY priority, id LIMIT $1"
         );
+        let now = stored(now);
         dispatch!(self, |pool| {
-            let rows = sqlx::query(&sql).bind(i64::from(limit)).fetch_all(pool).await?;
+            let rows = sqlx::query(&sql).bind(i64::from(limit)).bind(now).fetch_all(pool).await?;
             rows.iter().map(|row| job_from_row!(row)).collect()
         })
     }
@@ -169,10 +172,12 @@ impl JobStore {
         })
     }
 
-    /// Takes the job for `worker` until `now + lease`: only a `queued` job, or
-    /// a `running` one whose lease has expired, and only while attempts
-    /// remain. Counts the attempt. `None` when the job is not claimable (held
-    /// by a live worker, final, out of attempts, or unknown).
+    /// Takes the job for `worker` until `now + lease`: only a `queued` job
+    /// past its backoff, and only while attempts remain. Counts the attempt.
+    /// `None` when the job is not claimable (held by a worker, final, out of
+    /// attempts, waiting out a backoff, or unknown). A job whose worker
+    /// vanished is not taken over here: the reaper first records the loss
+    /// (which spends no attempt, [`reap_expired`](Self::reap_expired)).
     pub async fn claim(
         &self,
         id: JobId,
@@ -185,8 +190,8 @@ impl JobStore {
         let sql = format!(
             "UPDATE jobs SET state = 'running', lease_owner = $2, lease_expires_at = $3, attempts = attempts + 1, \
              updated_at = $4 \
-             WHERE id = $1 AND attempts < max_attempts \
-             AND (state = 'queued' OR (state = 'running' AND lease_expires_at <= $4)) \
+             WHERE id = $1 AND attempts < max_attempts AND state = 'queued' \
+             AND (not_before IS NULL OR not_before <= $4) \
              RETURNING {JOB_COLUMNS}"
         );
         dispatch!(self, |pool| {
@@ -307,49 +312,108 @@ impl JobStore {
         })
     }
 
-    /// One reaper pass: running jobs whose lease expired at `now` go back to
-    /// `queued` and unpublished (the outbox sends them again; a duplicate
-    /// message is harmless because `claim` decides), or to `dead` when that
-    /// was their last allowed attempt — also unpublished, so that
-    /// [`dead_unannounced`](Self::dead_unannounced) hands them to the
+    /// One reaper pass: running jobs whose lease expired at `now` lost their
+    /// worker (it crashed, was evicted or killed, or lost its connections
+    /// for longer than the lease). That is not the study's fault, so the
+    /// attempt is given back: the job returns to `queued`, unpublished (the
+    /// outbox sends it again once `policy`'s backoff has passed; a duplicate
+    /// message is harmless because `claim` decides). Each loss is recorded
+    /// with whether the job was the only one its worker was running; a job
+    /// that was the only one on `policy.poison_after` vanished workers (a
+    /// study that crashes its worker), or that lost `policy.max_expiries`
+    /// workers in all, is `dead` instead — unpublished, so that
+    /// [`dead_unannounced`](Self::dead_unannounced) hands it to the
     /// dead-letter queue (no worker holds a delivery to dead-letter).
-    pub async fn reap_expired(&self, now: DateTime<Utc>) -> Result<Reaped, DbError> {
+    pub async fn reap_expired(&self, policy: &LeasePolicy, now: DateTime<Utc>) -> Result<Reaped, DbError> {
         let now = stored(now);
         dispatch!(self, |pool| {
             let mut tx = pool.begin_write().await?;
-            let mut requeued: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
-                "UPDATE jobs SET state = 'queued', published_at = NULL, updated_at = $1, \
-                 last_error = 'lease expired (worker ' || COALESCE(lease_owner, '?') || ')', \
-                 lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE state = 'running' AND lease_expires_at <= $1 AND attempts < max_attempts \
-                 RETURNING id, study_id, last_error",
+            let expired: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
+                "SELECT id, study_id, lease_owner FROM jobs WHERE state = 'running' AND lease_expires_at <= $1 \
+                 ORDER BY id",
             )
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
-            let mut dead: Vec<(i64, i64, Option<String>)> = sqlx::query_as(
-                "UPDATE jobs SET state = 'dead', finished_at = $1, updated_at = $1, published_at = NULL, \
-                 last_error = 'lease expired on the last attempt (worker ' || COALESCE(lease_owner, '?') || ')', \
-                 lease_owner = NULL, lease_expires_at = NULL \
-                 WHERE state = 'running' AND lease_expires_at <= $1 AND attempts >= max_attempts \
-                 RETURNING id, study_id, last_error",
-            )
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
-            requeued.sort_unstable();
-            dead.sort_unstable();
-            for (action, rows) in [("job.requeued", &requeued), ("job.dead", &dead)] {
-                for (id, study_id, error) in rows {
-                    let detail = serde_json::json!({ "error": error });
-                    audit::record(&mut tx, Audit::job(now, "reaper", action, *study_id, *id, &detail)).await?;
+            let mut reaped = Reaped::default();
+            for (id, study_id, owner) in expired {
+                let worker = owner.unwrap_or_else(|| "?".into());
+                // Every job the worker held when it vanished is either still
+                // `running` under its name or already recorded as lost here.
+                let others: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_owner = $1 AND id <> $2) \
+                     + (SELECT COUNT(*) FROM lease_expiries WHERE worker = $1 AND job_id <> $2)",
+                )
+                .bind(&worker)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let solo = others == 0;
+                sqlx::query(
+                    "INSERT INTO lease_expiries (job_id, worker, solo, expired_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (job_id, worker) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&worker)
+                .bind(solo)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let (lost, lost_alone): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN solo THEN 1 ELSE 0 END), 0) FROM lease_expiries \
+                     WHERE job_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let verdict = policy.verdict(&worker, lost, lost_alone, now);
+                let changed =
+                    match &verdict {
+                        LeaseVerdict::Requeue { not_before, error } => {
+                            sqlx::query(
+                                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, published_at = NULL, \
+                         not_before = $3, last_error = $4, lease_owner = NULL, lease_expires_at = NULL, \
+                         updated_at = $2 WHERE id = $1 AND state = 'running' AND lease_expires_at <= $2",
+                            )
+                            .bind(id)
+                            .bind(now)
+                            .bind(*not_before)
+                            .bind(error)
+                            .execute(&mut *tx)
+                            .await?
+                        }
+                        LeaseVerdict::Dead { error } => sqlx::query(
+                            "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, published_at = NULL, \
+                         last_error = $3, lease_owner = NULL, lease_expires_at = NULL \
+                         WHERE id = $1 AND state = 'running' AND lease_expires_at <= $2",
+                        )
+                        .bind(id)
+                        .bind(now)
+                        .bind(error)
+                        .execute(&mut *tx)
+                        .await?,
+                    };
+                if changed.rows_affected() != 1 {
+                    continue;
                 }
+                let (action, error) = match &verdict {
+                    LeaseVerdict::Requeue { error, .. } => {
+                        reaped.requeued.push(id);
+                        ("job.requeued", error)
+                    }
+                    LeaseVerdict::Dead { error } => {
+                        reaped.dead.push(id);
+                        ("job.dead", error)
+                    }
+                };
+                let detail = serde_json::json!({
+                    "error": error, "worker": worker, "solo": solo,
+                    "workers_lost": lost, "workers_lost_alone": lost_alone,
+                });
+                audit::record(&mut tx, Audit::job(now, "reaper", action, study_id, id, &detail)).await?;
             }
             tx.commit().await?;
-            Ok(Reaped {
-                requeued: requeued.into_iter().map(|(id, _, _)| id).collect(),
-                dead: dead.into_iter().map(|(id, _, _)| id).collect(),
-            })
+            Ok(reaped)
         })
     }
 

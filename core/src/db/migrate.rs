@@ -26,6 +26,7 @@ pub const POSTGRES: &[Embedded] = &[
     (4, "pacs_pulls", include_str!("../../../migrations/postgres/0004_pacs_pulls.sql")),
     (5, "dicom_sends", include_str!("../../../migrations/postgres/0005_dicom_sends.sql")),
     (6, "review_reasons", include_str!("../../../migrations/postgres/0006_review_reasons.sql")),
+    (7, "lease_expiries", include_str!("../../../migrations/postgres/0007_lease_expiries.sql")),
 ];
 /// `migrations/sqlite/`, in version order.
 pub const SQLITE: &[Embedded] = &[
@@ -35,6 +36,7 @@ pub const SQLITE: &[Embedded] = &[
     (4, "pacs_pulls", include_str!("../../../migrations/sqlite/0004_pacs_pulls.sql")),
     (5, "dicom_sends", include_str!("../../../migrations/sqlite/0005_dicom_sends.sql")),
     (6, "review_reasons", include_str!("../../../migrations/sqlite/0006_review_reasons.sql")),
+    (7, "lease_expiries", include_str!("../../../migrations/sqlite/0007_lease_expiries.sql")),
 ];
 
 #[derive(Debug)]

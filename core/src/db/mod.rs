@@ -36,6 +36,7 @@ mod admin;
 mod audit;
 mod complete;
 mod jobs;
+mod lease;
 mod migrate;
 mod pulls;
 mod review;
@@ -46,6 +47,7 @@ mod tokens;
 mod types;
 
 pub use admin::{AdminStats, RoutingRate};
+pub use lease::{LeasePolicy, LeaseVerdict};
 pub use migrate::{POSTGRES as POSTGRES_MIGRATIONS, SQLITE as SQLITE_MIGRATIONS};
 pub use review::{ReviewCase, ReviewComment, ReviewFilter, ReviewItem, ReviewOutcome};
 pub use sends::{DicomSend, SendCandidate};

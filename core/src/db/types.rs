@@ -197,7 +197,7 @@ pub enum FailOutcome {
 pub struct Reaped {
     /// Back to `queued` and unpublished, so the outbox sends them again.
     pub requeued: Vec<JobId>,
-    /// Lost their worker on their last allowed attempt.
+    /// Lost too many workers (poison, or the cap on lost workers), so `dead`.
     pub dead: Vec<JobId>,
 }
 

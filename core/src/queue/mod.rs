@@ -135,8 +135,8 @@ impl Queue {
 
     /// Puts a job's message on the dead-letter queue with `reason` and the
     /// last error, its `attempt` counted as the attempts used: for a job that
-    /// died without a delivery in hand (its lease expired on the last
-    /// attempt). Returns once the broker confirmed it.
+    /// died without a delivery in hand (the reaper gave it up after it lost
+    /// too many workers). Returns once the broker confirmed it.
     pub async fn publish_dead_letter(
         &self,
         job: &JobMessage,
@@ -295,8 +295,9 @@ pub enum DeadReason {
     Permanent,
     /// Not a job message this build can read.
     Malformed,
-    /// Its worker's lease expired on the last attempt (the worker crashed,
-    /// was killed or lost its connections while holding it).
+    /// Its workers kept vanishing while holding it (crashed, were killed or
+    /// lost their connections): it was the only job on several of them (a
+    /// poison study), or lost `worker.max_lease_expiries` workers in all.
     LeaseExpired,
 }
 

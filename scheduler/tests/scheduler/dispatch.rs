@@ -50,7 +50,11 @@ async fn check_message(app: &App, msg: &JobMessage, id: i64, attempt: u32) {
 }
 
 async fn dispatch_window_and_reaper(db: Db) {
-    let app = App::start(db, "dispatch", |c| c.scheduler.nightly_window = "19:00-07:00".into()).await;
+    let app = App::start(db, "dispatch", |c| {
+        c.scheduler.nightly_window = "19:00-07:00".into();
+        c.queue.retry_initial_secs = 1;
+    })
+    .await;
     let dir = app.dir.path();
     ok(std::fs::copy(testdata("nifti/anatomical.nii"), dir.join("stat.nii")));
     ok(std::fs::copy(testdata("nifti/standard.nii.gz"), dir.join("routine.nii.gz")));
@@ -68,39 +72,33 @@ async fn dispatch_window_and_reaper(db: Db) {
     ok(d.ack().await);
     assert_eq!(ok(app.sched.dispatch_once(at(18, 59)).await), 0);
     nothing_queued(&app).await;
-    let waiting = ok(app.store.unpublished(10).await);
+    let waiting = ok(app.store.unpublished(10, Utc::now()).await);
     assert_eq!(waiting.iter().map(|j| j.id).collect::<Vec<_>>(), vec![routine]);
 
     // 23:00 is inside the window (it wraps midnight).
     assert_eq!(ok(app.sched.dispatch_once(at(23, 0)).await), 1);
     let d = next(&mut consumer).await;
     check_message(&app, d.message(), routine, 1).await;
-    assert!(ok(app.store.unpublished(10).await).is_empty());
+    assert!(ok(app.store.unpublished(10, Utc::now()).await).is_empty());
     assert_eq!(ok(app.sched.dispatch_once(at(23, 1)).await), 0);
 
     // A worker claims the routine job and dies: its lease expires, the reaper
-    // puts the job back in the outbox, dispatch sends it again as attempt 2.
+    // puts the job back in the outbox without spending the attempt, and
+    // dispatch sends it again — as attempt 1 still — after the backoff (1 s).
     let long_ago = Utc::now() - chrono::TimeDelta::hours(1);
     let claimed = ok(app.store.claim(routine, "worker-1", Duration::from_secs(30), long_ago).await);
     assert!(claimed.is_some());
-    drop(d);
+    ok(d.ack().await);
     let reaped = ok(app.sched.reap_once().await);
     assert_eq!(reaped.requeued, vec![routine]);
     assert!(reaped.dead.is_empty());
     assert_eq!(ok(app.sched.reap_once().await), scheduler::Reaped::default());
+    assert_eq!(ok(app.sched.dispatch_once(at(2, 0)).await), 0, "backing off");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(ok(app.sched.dispatch_once(at(2, 0)).await), 1);
-    // The first delivery (dropped unsettled) may come back too; the new message says attempt 2.
-    let mut attempts = Vec::new();
-    while let Ok(Ok(d)) = tokio::time::timeout(Duration::from_millis(500), consumer.next()).await {
-        if d.message().job_id == routine {
-            attempts.push(d.message().attempt);
-            if d.message().attempt == 2 {
-                check_message(&app, d.message(), routine, 2).await;
-            }
-        }
-        ok(d.ack().await);
-    }
-    assert!(attempts.contains(&2), "{attempts:?}");
+    let d = next(&mut consumer).await;
+    check_message(&app, d.message(), routine, 1).await;
+    ok(d.ack().await);
     app.finish().await;
 }
 
@@ -121,12 +119,18 @@ async fn a_job_dead_of_expired_leases_reaches_the_dead_letter_queue(db: Db) {
     let scan = app.dir.path().join("scan.nii");
     ok(std::fs::copy(testdata("nifti/anatomical.nii"), &scan));
     let id = job_id(&ok(app.sched.submit(&scan.display().to_string(), Priority::Stat, false).await));
-    let max = app.config.worker.max_attempts;
-    // Each attempt's worker vanishes: the next claim finds the lease expired.
-    let start = Utc::now() - chrono::TimeDelta::hours(1);
-    for attempt in 0..max {
-        let t = start + chrono::TimeDelta::minutes(i64::from(attempt));
-        assert!(ok(app.store.claim(id, &format!("worker-{attempt}"), Duration::from_secs(30), t).await).is_some());
+    let crashes = app.config.worker.poison_after_crashes;
+    let policy = app.config.worker.lease_policy(&app.config.queue);
+    // It is the only job on each of its workers, and each vanishes (a poison
+    // study): the reaper records the losses, then declares it dead.
+    let start = Utc::now() - chrono::TimeDelta::days(1);
+    for crash in 0..crashes {
+        let t = start + chrono::TimeDelta::hours(2 * i64::from(crash));
+        assert!(ok(app.store.claim(id, &format!("worker-{crash}"), Duration::from_secs(30), t).await).is_some());
+        if crash + 1 < crashes {
+            let reaped = ok(app.store.reap_expired(&policy, t + chrono::TimeDelta::minutes(1)).await);
+            assert_eq!(reaped.requeued, vec![id]);
+        }
     }
     let reaped = ok(app.sched.reap_once().await);
     assert_eq!(reaped.dead, vec![id]);
@@ -134,10 +138,10 @@ async fn a_job_dead_of_expired_leases_reaches_the_dead_letter_queue(db: Db) {
     assert_eq!(ok(app.sched.announce_dead_once().await), 0, "announced once");
     let dead = ok(app.queue.pop_dead_letter().await).unwrap_or_else(|| panic!("job {id} is not on the DLQ"));
     assert_eq!(dead.reason, Some(neurobatch_core::queue::DeadReason::LeaseExpired));
-    assert_eq!(dead.attempts, max);
-    assert!(dead.last_error.starts_with("lease expired on the last attempt (worker worker-"), "{}", dead.last_error);
+    assert_eq!(dead.attempts, 1, "the lost workers spent no attempt");
+    assert!(dead.last_error.starts_with("poison: the only job running on 3 workers"), "{}", dead.last_error);
     let msg = dead.message.unwrap_or_else(|| panic!("the dead letter is the job's message"));
-    check_message(&app, &msg, id, max).await;
+    check_message(&app, &msg, id, 1).await;
     assert!(ok(app.queue.pop_dead_letter().await).is_none());
     app.finish().await;
 }
@@ -159,10 +163,10 @@ async fn a_memory_queue_restart_publishes_queued_jobs_again() {
     let id =
         job_id(&ok(app.sched.submit(&app.dir.path().join("a.nii").display().to_string(), Priority::Stat, false).await));
     assert_eq!(ok(app.sched.dispatch_once(Local::now()).await), 1);
-    assert!(ok(app.store.unpublished(10).await).is_empty());
+    assert!(ok(app.store.unpublished(10, Utc::now()).await).is_empty());
     // The process restarts: a memory queue lost its messages, so `new` puts the job back in the outbox.
     let again = app.restarted().await;
-    assert_eq!(ok(app.store.unpublished(10).await).iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    assert_eq!(ok(app.store.unpublished(10, Utc::now()).await).iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
     assert_eq!(ok(again.dispatch_once(Local::now()).await), 1);
     app.finish().await;
 }

@@ -135,7 +135,7 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
             Ok(None) => return Err(JobError::permanent(format!("job {}: its study row is missing", job.id))),
             Err(e) => return Err(JobError::db("reading the study", &e)),
         };
-        run_study(&job, &study_key, ctx.models.clone(), &ctx.objects, &ctx.s3, ctx.study_limits).await
+        run_study(&job, &study_key, ctx.models.clone(), &ctx.objects, &ctx.s3, ctx.study_limits, &ctx.scratch).await
     };
     let outcome = tokio::select! {
         r = tokio::time::timeout(ctx.settings.job_timeout, work) => match r {

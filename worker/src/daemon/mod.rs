@@ -77,6 +77,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The services found down: while any is, the worker takes no job.
     pub outage: Outage,
+    /// This process's scratch folder: each job's temporary folder is made in it.
+    pub scratch: Arc<neurobatch_core::scratch::Scratch>,
 }
 
 /// A worker: [`Worker::run`] until shutdown.

@@ -14,6 +14,7 @@ use imaging::dicom::SourceStack;
 use imaging::source::OpenOptions;
 use neurobatch_core::db::{Job, Scanner};
 use neurobatch_core::metrics::Stage;
+use neurobatch_core::scratch::Scratch;
 use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits, result_key};
 
 use super::JobError;
@@ -42,7 +43,7 @@ pub struct StudyOutput {
     pub stages: Vec<(Stage, f64)>,
 }
 
-/// Runs `job` end to end. `study_key` names the study in the result keys.
+/// Runs `job` end to end in a folder of `scratch`. `study_key` names the study in the result keys.
 pub async fn run_study(
     job: &Job,
     study_key: &str,
@@ -50,10 +51,10 @@ pub async fn run_study(
     objects: &ObjectStore,
     s3: &S3Settings,
     limits: StudyLimits,
+    scratch: &Scratch,
 ) -> Result<StudyOutput, JobError> {
-    let work = tempfile::Builder::new()
-        .prefix("neurobatch-job-")
-        .tempdir()
+    let work = scratch
+        .tempdir(&format!("job-{}-", job.id))
         .map_err(|e| JobError::transient(format!("job {}: no temporary folder: {e}", job.id)))?;
     let fetch_started = Instant::now();
     let input = fetch(&job.source_uri, work.path(), s3, limits).await?;

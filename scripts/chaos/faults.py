@@ -96,9 +96,16 @@ class FaultProxy:
 
 
 def _reset(sock: socket.socket) -> None:
-    """Closes with an RST (SO_LINGER 0), as a vanished peer looks."""
+    """Closes with an RST (SO_LINGER 0), as a vanished peer looks. The read side is shut down first:
+    closing the descriptor alone does not wake a pump thread blocked in recv() on it, whose reference
+    then kept the socket open, with no RST sent — both ends of every proxied connection stayed
+    established, and the long campaign ran PostgreSQL out of connections (100 leaked backends)."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:

@@ -397,7 +397,7 @@ pub struct WorkerConfig {
     pub concurrency: u32,
     /// A claimed job's lease; renewed while the job runs, reclaimed by the reaper once expired.
     pub lease_secs: u64,
-    /// A job running longer than this fails (transiently).
+    /// A job running longer than this fails (transiently; for good when its previous attempt timed out too).
     pub job_timeout_secs: u64,
     /// Attempts before a job that keeps failing transiently is dead. A worker
     /// that vanishes while holding the job does not spend one (below).

@@ -5,6 +5,9 @@ use neurobatch_core::db::DbError;
 use neurobatch_core::queue::QueueError;
 use neurobatch_core::storage::StorageError;
 
+/// The words of a timed-out attempt's error, by which the next attempt knows.
+const TIMED_OUT: &str = "timed out after";
+
 /// Why one job failed. The message names the study and the reason and
 /// becomes the job's `last_error` and the dead letter's header; it never
 /// holds patient fields (the readers below never put them in errors).
@@ -68,6 +71,19 @@ impl JobError {
         }
     }
 
+    /// An attempt that ran past the job timeout (`limit`). The first time it
+    /// is transient (a slow or busy node); when the job's previous attempt
+    /// (`previous_error`) timed out too it is permanent, so one study does not
+    /// hold a worker for `max_attempts` × the timeout.
+    pub fn timed_out(source: &str, limit: std::time::Duration, previous_error: Option<&str>) -> Self {
+        let message = format!("{source}: {TIMED_OUT} {} s", limit.as_secs());
+        if previous_error.is_some_and(|e| e.contains(TIMED_OUT)) {
+            JobError::permanent(format!("{message}, as its previous attempt did"))
+        } else {
+            JobError::transient(message)
+        }
+    }
+
     /// A job-store error: one that retrying may cure (a connection refused,
     /// closed or timed out) means the store is unavailable.
     pub fn db(what: &str, e: &DbError) -> Self {
@@ -90,4 +106,24 @@ pub enum WorkerError {
     /// `worker.listen` could not be bound or its server failed.
     #[error("worker.listen {addr}: {reason}")]
     Listen { addr: String, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_second_timeout_in_a_row_is_permanent() {
+        let limit = Duration::from_secs(3600);
+        let first = JobError::timed_out("s3://b/study/", limit, None);
+        assert!(first.transient && first.unavailable.is_none());
+        assert_eq!(first.message, "s3://b/study/: timed out after 3600 s");
+        let after_other = JobError::timed_out("s3://b/study/", limit, Some("lease expired (worker w)"));
+        assert!(after_other.transient, "the previous attempt ended otherwise");
+        let second = JobError::timed_out("s3://b/study/", limit, Some(&first.message));
+        assert!(!second.transient, "{second:?}");
+        assert_eq!(second.message, "s3://b/study/: timed out after 3600 s, as its previous attempt did");
+    }
 }

@@ -140,9 +140,9 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
     let outcome = tokio::select! {
         r = tokio::time::timeout(ctx.settings.job_timeout, work) => match r {
             Ok(r) => Outcome::Done(r.map(Box::new)),
-            Err(_) => Outcome::Done(Err(JobError::transient(format!(
-                "{}: timed out after {} s", job.source_uri, ctx.settings.job_timeout.as_secs()
-            )))),
+            Err(_) => Outcome::Done(Err(JobError::timed_out(
+                &job.source_uri, ctx.settings.job_timeout, job.last_error.as_deref()
+            ))),
         },
         _ = lease_lost.cancelled() => Outcome::LeaseLost,
         _ = hand_back.cancelled() => Outcome::HandBack,

@@ -34,7 +34,7 @@ fn with_no_configuration_the_embedded_database_is_created_under_data() {
         let (stdout, stderr) = text(&out);
         assert!(out.status.success(), "run {run}: {stdout}{stderr}");
         assert!(
-            stdout.contains("sqlite://./data/neurobatch.db: schema up to date (6 migrations, latest 6)"),
+            stdout.contains("sqlite://./data/neurobatch.db: schema up to date (7 migrations, latest 7)"),
             "{stdout}"
         );
     }
@@ -96,7 +96,7 @@ async fn postgres_from_the_environment_without_showing_the_password() {
         assert!(stdout.contains(":***@") && stdout.contains("schema up to date"), "{stdout}");
         assert!(!stdout.contains("topsecret") && !stderr.contains("topsecret"), "{stdout}{stderr}");
     }
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
         tables, 14,
         "studies, series, jobs, results, structure_metrics, classification_outputs, review_items, audit_events, \

@@ -210,7 +210,9 @@ def soak_figures(d: Daemon) -> dict:
             "rss_mb_slope_per_hour": (lambda s: s / 1024 if s is not None else None)(
                 slope_per_hour([(p[0], p[1]) for p in pts])),
             "fds_first_last": [pts[0][2], pts[-1][2]],
-            "fds_slope_per_hour": slope_per_hour([(p[0], p[2]) for p in pts])}
+            "fds_slope_per_hour": slope_per_hour([(p[0], p[2]) for p in pts]),
+            # The longest life's samples (seconds into it, RSS MB, open files), to see whether it levels off.
+            "longest_life": [[round(p[0] - pts[0][0], 1), round(p[1] / 1024, 1), p[2]] for p in pts]}
 
 
 # --- the campaign --------------------------------------------------------------------------------------

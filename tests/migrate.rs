@@ -98,9 +98,9 @@ async fn postgres_from_the_environment_without_showing_the_password() {
     }
     assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
-        tables, 14,
+        tables, 15,
         "studies, series, jobs, results, structure_metrics, classification_outputs, review_items, audit_events, \
-         api_tokens, review_comments, review_corrections, pacs_pulls, dicom_sends, review_reasons"
+         api_tokens, review_comments, review_corrections, pacs_pulls, dicom_sends, review_reasons, lease_expiries"
     );
 }
 

@@ -142,7 +142,7 @@ pub fn worker(
         models,
         metrics,
         outage: worker::daemon::Outage::default(),
-        scratch: Arc::new(scratch),
+        scratch,
     }))
 }
 

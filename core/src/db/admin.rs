@@ -110,7 +110,7 @@ impl JobStore {
             let mut tx = pool.begin_write().await?;
             let row: Option<(i64, String)> = sqlx::query_as(
                 "UPDATE jobs SET state = 'queued', attempts = 0, published_at = NULL, finished_at = NULL, \
-                 lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+                 lease_owner = NULL, lease_expires_at = NULL, not_before = NULL, updated_at = $2 \
                  WHERE id = $1 AND state IN ('failed', 'dead') RETURNING study_id, COALESCE(last_error, '')",
             )
             .bind(id)
@@ -120,7 +120,6 @@ impl JobStore {
             let Some((study_id, last_error)) = row else { return Ok(false) };
             // A fresh start: the workers it lost before do not count towards poison.
             sqlx::query("DELETE FROM lease_expiries WHERE job_id = $1").bind(id).execute(&mut *tx).await?;
-            sqlx::query("UPDATE jobs SET not_before = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
             let detail = serde_json::json!({"last_error": last_error});
             audit::record(&mut tx, Audit::job(now, actor, "job.retried", study_id, id, &detail)).await?;
             tx.commit().await?;

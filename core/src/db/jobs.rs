@@ -339,7 +339,7 @@ impl JobStore {
             for (id, study_id, owner) in expired {
                 let worker = owner.unwrap_or_else(|| "?".into());
                 // Every job the worker held when it vanished is either still
-                // `running` under its name or already recorded as lost here.
+                // `running` under its name or already recorded as lost.
                 let others: i64 = sqlx::query_scalar(
                     "SELECT (SELECT COUNT(*) FROM jobs WHERE state = 'running' AND lease_owner = $1 AND id <> $2) \
                      + (SELECT COUNT(*) FROM lease_expiries WHERE worker = $1 AND job_id <> $2)",
@@ -349,6 +349,39 @@ impl JobStore {
                 .fetch_one(&mut *tx)
                 .await?;
                 let solo = others == 0;
+                let (lost_before, alone_before): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN solo THEN 1 ELSE 0 END), 0) FROM lease_expiries \
+                     WHERE job_id = $1",
+                )
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let (lost, lost_alone) = (lost_before + 1, alone_before + i64::from(solo));
+                let verdict = policy.verdict(&worker, lost, lost_alone, now);
+                let (state, refund, not_before, error) = match &verdict {
+                    LeaseVerdict::Requeue { not_before, error } => ("queued", 1_i64, Some(*not_before), error),
+                    LeaseVerdict::Dead { error } => ("dead", 0, None, error),
+                };
+                // The loss is recorded only when the lease is still expired: a
+                // worker that renewed it meanwhile has not vanished.
+                let changed = sqlx::query(
+                    "UPDATE jobs SET state = $3, attempts = attempts - $4, not_before = $5, last_error = $6, \
+                     finished_at = CASE WHEN $3 = 'dead' THEN $2 ELSE finished_at END, published_at = NULL, \
+                     lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 \
+                     WHERE id = $1 AND state = 'running' AND lease_expires_at <= $2",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(state)
+                .bind(refund)
+                .bind(not_before)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?;
+                if changed.rows_affected() != 1 {
+                    continue;
+                }
+                // A worker that lost this job once before (cut off, then took it again) is one row.
                 sqlx::query(
                     "INSERT INTO lease_expiries (job_id, worker, solo, expired_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (job_id, worker) DO NOTHING",
@@ -359,51 +392,14 @@ impl JobStore {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let (lost, lost_alone): (i64, i64) = sqlx::query_as(
-                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN solo THEN 1 ELSE 0 END), 0) FROM lease_expiries \
-                     WHERE job_id = $1",
-                )
-                .bind(id)
-                .fetch_one(&mut *tx)
-                .await?;
-                let verdict = policy.verdict(&worker, lost, lost_alone, now);
-                let changed =
-                    match &verdict {
-                        LeaseVerdict::Requeue { not_before, error } => {
-                            sqlx::query(
-                                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, published_at = NULL, \
-                         not_before = $3, last_error = $4, lease_owner = NULL, lease_expires_at = NULL, \
-                         updated_at = $2 WHERE id = $1 AND state = 'running' AND lease_expires_at <= $2",
-                            )
-                            .bind(id)
-                            .bind(now)
-                            .bind(*not_before)
-                            .bind(error)
-                            .execute(&mut *tx)
-                            .await?
-                        }
-                        LeaseVerdict::Dead { error } => sqlx::query(
-                            "UPDATE jobs SET state = 'dead', finished_at = $2, updated_at = $2, published_at = NULL, \
-                         last_error = $3, lease_owner = NULL, lease_expires_at = NULL \
-                         WHERE id = $1 AND state = 'running' AND lease_expires_at <= $2",
-                        )
-                        .bind(id)
-                        .bind(now)
-                        .bind(error)
-                        .execute(&mut *tx)
-                        .await?,
-                    };
-                if changed.rows_affected() != 1 {
-                    continue;
-                }
-                let (action, error) = match &verdict {
-                    LeaseVerdict::Requeue { error, .. } => {
+                let action = match verdict {
+                    LeaseVerdict::Requeue { .. } => {
                         reaped.requeued.push(id);
-                        ("job.requeued", error)
+                        "job.requeued"
                     }
-                    LeaseVerdict::Dead { error } => {
+                    LeaseVerdict::Dead { .. } => {
                         reaped.dead.push(id);
-                        ("job.dead", error)
+                        "job.dead"
                     }
                 };
                 let detail = serde_json::json!({

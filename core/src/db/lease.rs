@@ -24,17 +24,6 @@ pub struct LeasePolicy {
     pub backoff_max: Duration,
 }
 
-impl Default for LeasePolicy {
-    fn default() -> Self {
-        LeasePolicy {
-            poison_after: 3,
-            max_expiries: 10,
-            backoff_initial: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
-        }
-    }
-}
-
 /// The reaper's decision for one expired lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseVerdict {

@@ -78,7 +78,7 @@ pub struct Context {
     /// The services found down: while any is, the worker takes no job.
     pub outage: Outage,
     /// This process's scratch folder: each job's temporary folder is made in it.
-    pub scratch: Arc<neurobatch_core::scratch::Scratch>,
+    pub scratch: neurobatch_core::scratch::Scratch,
 }
 
 /// A worker: [`Worker::run`] until shutdown.

@@ -31,6 +31,7 @@ impl OpenOptions {
         nifti::ReadOptions {
             max_voxels: self.max_voxels,
             four_d: if self.refuse_4d { nifti::FourD::Refuse } else { nifti::FourD::FirstVolume },
+            exact: false,
         }
     }
 

@@ -195,6 +195,40 @@ fn voxel_limit_is_enforced_before_reading() {
 }
 
 #[test]
+fn exact_reads_refuse_anything_after_the_volume_without_inflating_it() {
+    let tmp = TempDir::new("exact");
+    let exact = ReadOptions { exact: true, ..ReadOptions::default() };
+    let plain = standard_nii_bytes();
+    // The file as it is passes both ways, compressed or not.
+    for (name, bytes) in [("ok.nii", plain.clone()), ("ok.nii.gz", gzip(&plain))] {
+        let path = tmp.path(name);
+        std::fs::write(&path, bytes).expect("write");
+        assert_eq!(nifti::read_labels(&path, &exact).expect(name).dims(), [4, 5, 7]);
+    }
+    // 64 MiB of zeros behind the voxels: read as before by default, refused exactly.
+    let mut padded = plain.clone();
+    padded.resize(plain.len() + (64 << 20), 0);
+    for (name, bytes) in [("bomb.nii", padded.clone()), ("bomb.nii.gz", gzip(&padded))] {
+        let path = tmp.path(name);
+        std::fs::write(&path, bytes).expect("write");
+        assert!(nifti::read_labels(&path, &ReadOptions::default()).is_ok(), "{name}");
+        let err = nifti::read_labels(&path, &exact).expect_err(name);
+        assert!(matches!(err, NiftiError::TrailingData { .. }), "{name}: {err}");
+        assert_names_file(&err, &path);
+    }
+    // A second gzip member after the volume is trailing data too.
+    let mut two = gzip(&plain);
+    two.extend(gzip(b"more"));
+    let path = tmp.path("two.nii.gz");
+    std::fs::write(&path, two).expect("write");
+    assert!(matches!(nifti::read_labels(&path, &exact), Err(NiftiError::TrailingData { .. })));
+    // More than one volume is refused whatever `four_d` says.
+    let path = common::testdata("nifti/example4d.nii.gz");
+    let err = nifti::read(&path, &exact).expect_err("4-d");
+    assert!(matches!(err, NiftiError::TrailingData { .. }), "{err}");
+}
+
+#[test]
 fn label_maps_read_exactly_and_non_integer_data_is_refused() {
     let refs = refs();
     let idx = refs["indices"]["197x233x189"].as_array().expect("indices");

@@ -17,6 +17,7 @@
 mod admin;
 mod auth;
 mod confine;
+mod correction;
 mod dicom;
 mod dicomweb;
 mod dispatch;
@@ -65,6 +66,9 @@ pub struct Scheduler {
     inner: Arc<Inner>,
 }
 
+/// Corrected masks validated at the same time; more wait their turn.
+const CONCURRENT_CORRECTIONS: usize = 2;
+
 struct Inner {
     config: Config,
     store: JobStore,
@@ -83,6 +87,8 @@ struct Inner {
     s3_seen: Mutex<HashMap<String, s3poll::Tracked>>,
     pull_state: Mutex<pull::PullState>,
     health: neurobatch_core::health::Health,
+    /// Corrected masks decoded at once: each costs its study's grid in memory.
+    corrections: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -144,6 +150,7 @@ impl Scheduler {
                 inbox_refused: Mutex::new(HashMap::new()),
                 s3_seen: Mutex::new(HashMap::new()),
                 pull_state: Mutex::new(pull::PullState::default()),
+                corrections: tokio::sync::Semaphore::new(CONCURRENT_CORRECTIONS),
             }),
         })
     }

@@ -19,9 +19,9 @@ use neurobatch_core::db::{ReviewFilter, ReviewItem, ReviewOutcome};
 use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
 use serde::Deserialize;
 
-use crate::Scheduler;
 use crate::auth::Caller;
 use crate::http::{error, failure};
+use crate::{Scheduler, SchedulerError, correction};
 
 /// How long a claimed case stays with its reviewer.
 pub const REVIEW_LEASE: Duration = Duration::from_secs(15 * 60);
@@ -249,11 +249,24 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
         Err(e) => return failure(&e.into()),
     };
     let labels: BTreeSet<u32> = s.inner.pipeline.labels.iter().map(|l| l.value).collect();
-    let checked = tokio::task::spawn_blocking(move || validate_correction(&body, &reference, &labels)).await;
+    // Closed only on shutdown; then the request fails like any other.
+    let Ok(_permit) = s.inner.corrections.acquire().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    };
+    let checked = tokio::task::spawn_blocking(move || {
+        let grid = correction::grid_of_mask(&reference)?;
+        correction::validate(&body, &grid, &labels)
+    })
+    .await;
     let bytes = match checked {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(reason)) => return error(StatusCode::UNPROCESSABLE_ENTITY, format!("corrected mask: {reason}")),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("corrected mask: {e}")),
+        Ok(Err(e)) if e.is_the_uploads() => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, format!("corrected mask: {e}"));
+        }
+        Ok(Err(e)) => {
+            return failure(&SchedulerError::Task { what: "corrected mask", reason: format!("item {id}: {e}") });
+        }
+        Err(e) => return failure(&SchedulerError::Task { what: "corrected mask", reason: format!("item {id}: {e}") }),
     };
     let folder = mask_key.rsplit_once('/').map_or("review", |(dir, _)| dir);
     let key = format!("{folder}/corrections/review-{id}-{}.nii.gz", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));
@@ -263,48 +276,6 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
     let result =
         s.inner.store.decide_review(id, &caller.name, ReviewAction::Correct, Some(&key), None, Utc::now()).await;
     outcome(result, id)
-}
-
-/// Checks a corrected mask against the study's mask: a NIfTI file, the same
-/// grid (dimensions and affine), only the pipeline's labels. Returns the
-/// bytes to store (gzip-compressed when they were not).
-fn validate_correction(body: &[u8], reference: &[u8], labels: &BTreeSet<u32>) -> Result<Vec<u8>, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("no temporary folder: {e}"))?;
-    let gz = body.starts_with(&[0x1f, 0x8b]);
-    let upload = dir.path().join(if gz { "upload.nii.gz" } else { "upload.nii" });
-    let original = dir.path().join("mask.nii.gz");
-    std::fs::write(&upload, body).map_err(|e| e.to_string())?;
-    std::fs::write(&original, reference).map_err(|e| e.to_string())?;
-    let opts = imaging::nifti::ReadOptions::default();
-    let corrected = imaging::nifti::read_labels(&upload, &opts)
-        .map_err(|e| format!("not a readable NIfTI label volume: {}", strip(&e.to_string(), &upload)))?;
-    let mask = imaging::nifti::read_labels(&original, &opts)
-        .map_err(|e| format!("the study's mask cannot be read: {}", strip(&e.to_string(), &original)))?;
-    if corrected.dims() != mask.dims() {
-        return Err(format!("dimensions {:?} differ from the study's {:?}", corrected.dims(), mask.dims()));
-    }
-    let (a, b) = (corrected.affine().to_rows(), mask.affine().to_rows());
-    let worst = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0f64, f64::max);
-    if worst > 1e-3 {
-        return Err(format!("its affine differs from the study's by {worst:.4} mm: not the study's grid"));
-    }
-    let found: BTreeSet<u32> = corrected.data().iter().map(|&v| u32::from(v)).collect();
-    let unknown: Vec<String> = found.difference(labels).map(u32::to_string).collect();
-    if !unknown.is_empty() {
-        let known: Vec<String> = labels.iter().map(u32::to_string).collect();
-        return Err(format!("labels {} are not among the pipeline's ({})", unknown.join(", "), known.join(", ")));
-    }
-    if gz {
-        return Ok(body.to_vec());
-    }
-    let out = dir.path().join("out.nii.gz");
-    imaging::nifti::write_u16(&out, &corrected).map_err(|e| e.to_string())?;
-    std::fs::read(&out).map_err(|e| e.to_string())
-}
-
-/// A reader's message without the temporary file's path.
-fn strip(message: &str, path: &std::path::Path) -> String {
-    message.replace(&format!("{}: ", path.display()), "").replace(&path.display().to_string(), "upload")
 }
 
 /// `POST /v1/review/items/{id}/comments` with `{"text": "…"}`.

@@ -29,6 +29,8 @@ pub enum NiftiError {
     VoxOffset { path: PathBuf, offset: f64, reason: String },
     #[error("{}: invalid header: {reason}", .path.display())]
     BadHeader { path: PathBuf, reason: String },
+    #[error("{}: data after the volume: {reason}", .path.display())]
+    TrailingData { path: PathBuf, reason: String },
     #[error("{}: not an integer label map: {reason}", .path.display())]
     NotLabels { path: PathBuf, reason: String },
     #[error("cannot write {}: {reason}", .path.display())]
@@ -50,6 +52,7 @@ impl NiftiError {
             | NiftiError::UnsupportedDatatype { path, .. }
             | NiftiError::VoxOffset { path, .. }
             | NiftiError::BadHeader { path, .. }
+            | NiftiError::TrailingData { path, .. }
             | NiftiError::NotLabels { path, .. }
             | NiftiError::Write { path, .. } => path,
         }

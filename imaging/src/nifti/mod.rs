@@ -65,11 +65,16 @@ pub struct ReadOptions {
     pub four_d: FourD,
     /// Most voxels one 3-D volume may have (default 512³); checked before allocating.
     pub max_voxels: u64,
+    /// Nothing may follow the first volume: no further volume and no trailing
+    /// byte, in the file or (for `.nii.gz`) in the decompressed stream. For
+    /// uploads whose size must be what the header says (a corrected mask): a
+    /// gzip stream that goes on is refused after one extra byte, not inflated.
+    pub exact: bool,
 }
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { four_d: FourD::FirstVolume, max_voxels: 512 * 512 * 512 }
+        ReadOptions { four_d: FourD::FirstVolume, max_voxels: 512 * 512 * 512, exact: false }
     }
 }
 

@@ -64,6 +64,8 @@ struct Plan {
     offset: u64,
     affine: Affine,
     warnings: Vec<String>,
+    /// [`ReadOptions::exact`].
+    exact: bool,
 }
 
 fn plan(h: &Header, path: &Path, opts: &ReadOptions) -> Result<Plan, NiftiError> {
@@ -72,6 +74,12 @@ fn plan(h: &Header, path: &Path, opts: &ReadOptions) -> Result<Plan, NiftiError>
     let mut warnings = Vec::new();
     // Trailing singleton dims (x, y, z, 1, 1) are a 3-D volume.
     let extra = dims.iter().skip(3).try_fold(1u128, |acc, &d| acc.checked_mul(d as u128)).unwrap_or(u128::MAX);
+    if extra > 1 && opts.exact {
+        return Err(NiftiError::TrailingData {
+            path: path.to_path_buf(),
+            reason: format!("dims {dims:?} hold {extra} volumes where one is expected"),
+        });
+    }
     if extra > 1 {
         match opts.four_d {
             FourD::Refuse => {
@@ -100,7 +108,8 @@ fn plan(h: &Header, path: &Path, opts: &ReadOptions) -> Result<Plan, NiftiError>
     let scaling = h.scaling(path)?;
     let offset = h.data_offset(path)?;
     let (m, _) = best_affine(h).map_err(|reason| NiftiError::BadHeader { path: path.to_path_buf(), reason })?;
-    Ok(Plan { dims, spatial, nvox, datatype, elem, scaling, offset, affine: Affine::from_matrix(m), warnings })
+    let affine = Affine::from_matrix(m);
+    Ok(Plan { dims, spatial, nvox, datatype, elem, scaling, offset, affine, warnings, exact: opts.exact })
 }
 
 /// Skips extensions up to `vox_offset`; for uncompressed files also checks
@@ -113,6 +122,12 @@ fn seek_to_data(o: &mut Opened, p: &Plan, path: &Path) -> Result<(), NiftiError>
         let need = p.offset.checked_add((p.nvox * p.elem) as u64);
         if p.offset > o.file_len {
             return Err(beyond(format!("beyond the end of the file ({} bytes)", o.file_len)));
+        }
+        if let Some(n) = need.filter(|&n| p.exact && n < o.file_len) {
+            return Err(NiftiError::TrailingData {
+                path: path.to_path_buf(),
+                reason: format!("{} bytes after the voxels end at byte {n}", o.file_len - n),
+            });
         }
         if need.is_none_or(|n| n > o.file_len) {
             return Err(NiftiError::Truncated {
@@ -161,7 +176,17 @@ fn read_voxels<O>(
     let read_chunk = |reader: &mut Box<dyn Read + Send>, buf: &mut [u8]| {
         reader.read_exact(buf).map_err(|e| read_error(path, gz, "voxel data", e))
     };
+    let exact = p.exact;
     let finish = |reader: &mut Box<dyn Read + Send>| -> Result<(), NiftiError> {
+        // One byte past the volume is enough to refuse: a stream that goes on
+        // (a gzip bomb behind a valid volume) is never inflated further.
+        let mut one = [0u8; 1];
+        if exact && reader.read(&mut one).map_err(|e| read_error(path, gz, "the end of the data", e))? > 0 {
+            return Err(NiftiError::TrailingData {
+                path: path.to_path_buf(),
+                reason: "the stream goes on after the volume's last voxel".to_string(),
+            });
+        }
         if drain {
             io::copy(reader, &mut io::sink()).map_err(|e| read_error(path, gz, "gzip trailer", e))?;
         }

@@ -246,8 +246,22 @@ async fn corrected_masks_are_validated_stored_and_exported() {
         assert_eq!(status, 422, "{text}");
         assert!(json(&text)["error"].as_str().is_some_and(|e| e.contains(needle)), "{needle}: {text}");
     }
-    let other = s.app.token("other", Role::Reviewer).await;
     let good = ok(std::fs::read(&labels));
+    // The study's mask with 64 MiB of zeros behind it (under 100 KiB of gzip):
+    // refused after one byte past the volume, nothing stored.
+    let mut raw = Vec::new();
+    ok(std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&good[..]), &mut raw));
+    raw.resize(raw.len() + (64 << 20), 0);
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    ok(std::io::Write::write_all(&mut bomb, &raw));
+    let bomb = ok(bomb.finish());
+    drop(raw);
+    let (status, text) = s.call(Some(&rev), "PUT", &path, Some(&bomb)).await;
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("data after the volume"), "{text}");
+    let (status, _) = s.call(Some(&rev), "GET", &format!("/v1/review/items/{id}/objects/correction"), None).await;
+    assert_eq!(status, 404, "nothing stored");
+    let other = s.app.token("other", Role::Reviewer).await;
     let (status, text) = s.call(Some(&other), "PUT", &path, Some(&good)).await;
     assert_eq!(status, 409, "only the holder corrects: {text}");
     let (status, text) = s.call(Some(&rev), "PUT", &path, Some(&good)).await;
@@ -255,7 +269,16 @@ async fn corrected_masks_are_validated_stored_and_exported() {
     assert_eq!(json(&text)["decision"], "correct");
     let (status, stored) = s.call(Some(&rev), "GET", &format!("/v1/review/items/{id}/objects/correction"), None).await;
     assert_eq!(status, 200);
+    // What is stored is re-encoded from the validated volume: the same voxels on the same grid.
     assert!(!stored.is_empty());
+    let key = ok(s.app.store.review_case(id).await).and_then(|c| c.correction_key).expect("a correction key");
+    let stored_path = s.app.dir.path().join("stored.nii.gz");
+    ok(std::fs::write(&stored_path, ok(s.app.objects.get(&key).await)));
+    let (a, b) = (
+        ok(imaging::nifti::read_labels(&stored_path, &Default::default())),
+        ok(imaging::nifti::read_labels(&labels, &Default::default())),
+    );
+    assert_eq!((a.dims(), a.data()), (b.dims(), b.data()));
     let (status, _) =
         s.call(Some(&rev), "POST", &format!("/v1/review/items/{id}/comments"), Some(br#"{"text": "fixed"}"#)).await;
     assert_eq!(status, 201);

@@ -203,10 +203,9 @@ pub(crate) fn fingerprint(files: &[SnapshotFile]) -> String {
     content_id(files).chars().take(16).collect()
 }
 
-/// The object-key prefix of a snapshot: `studies/<16 hex of sha256(study_key)>/<fingerprint>`.
+/// The object-key prefix of a snapshot: `studies/<study_folder(study_key)>/<fingerprint>`.
 pub(crate) fn snapshot_prefix(study_key: &str, files: &[SnapshotFile]) -> String {
-    let study: String = hex::encode(Sha256::digest(study_key.as_bytes())).chars().take(16).collect();
-    format!("studies/{study}/{}", fingerprint(files))
+    format!("studies/{}/{}", neurobatch_core::storage::study_folder(study_key), fingerprint(files))
 }
 
 #[cfg(test)]

@@ -1,7 +1,19 @@
 //! Object keys: the rules every key obeys on both backends, and the
 //! deterministic layout of a job's results.
 
+use sha2::{Digest, Sha256};
+
 use super::StorageError;
+
+/// The folder name of a study in object keys: the first 16 hex digits of the
+/// SHA-256 of its study key. Keys never carry the key itself (a
+/// StudyInstanceUID, a path): it can be long, hold `/`, and identify a
+/// patient's study to anyone who can list the bucket. The scheduler's
+/// snapshots (`studies/<this>/…`) and a job's results (`study/<this>/…`)
+/// use the same name.
+pub fn study_folder(study_key: &str) -> String {
+    hex::encode(Sha256::digest(study_key.as_bytes()))[..16].to_owned()
+}
 
 /// Checks a key: relative, `/`-separated, no empty, `.` or `..` segment, no
 /// backslash or control character, at most 1024 bytes (S3's limit). The same
@@ -38,7 +50,7 @@ pub(crate) fn validate_prefix(prefix: &str) -> Result<(), StorageError> {
 }
 
 /// Where a job's result file lives:
-/// `study/<study>/pipeline/<pipeline>/model/<name>@<version>/<file>`.
+/// `study/<study_folder(study)>/pipeline/<pipeline>/model/<name>@<version>/<file>`.
 /// It does not depend on the attempt, so a redelivered job overwrites the
 /// same objects instead of adding new ones.
 pub fn result_key(
@@ -48,12 +60,16 @@ pub fn result_key(
     model_version: &str,
     file: &str,
 ) -> Result<String, StorageError> {
-    let parts = [(study, "study", "/@"), (pipeline, "pipeline", "/@"), (model_name, "model name", "/@")];
+    if study.is_empty() {
+        return Err(StorageError::Key { key: String::new(), reason: "the study key is empty".to_owned() });
+    }
+    let parts = [(pipeline, "pipeline", "/@"), (model_name, "model name", "/@")];
     for (part, what, forbidden) in parts.into_iter().chain([(model_version, "model version", "/")]) {
         if let Some(c) = part.chars().find(|c| forbidden.contains(*c)) {
             return Err(StorageError::Key { key: part.to_owned(), reason: format!("{what} must not contain `{c}`") });
         }
     }
+    let study = study_folder(study);
     let key = format!("study/{study}/pipeline/{pipeline}/model/{model_name}@{model_version}/{file}");
     validate_key(&key)?;
     Ok(key)
@@ -76,16 +92,21 @@ mod tests {
 
     #[test]
     fn result_keys_follow_the_layout() {
+        // `printf %s 1.2.840.99 | sha256sum`, cut to 16 hex digits.
+        assert_eq!(study_folder("1.2.840.99"), "0a90ed7e2360acfa");
         assert_eq!(
             result_key("1.2.840.99", "brain-tissue", "brain-tissue", "1.0.0", "mask.nii.gz").unwrap(),
-            "study/1.2.840.99/pipeline/brain-tissue/model/brain-tissue@1.0.0/mask.nii.gz"
+            format!("study/{}/pipeline/brain-tissue/model/brain-tissue@1.0.0/mask.nii.gz", study_folder("1.2.840.99"))
         );
-        assert_eq!(result_prefix("s1", "p", "m", "2").unwrap(), "study/s1/pipeline/p/model/m@2/");
-        assert!(result_key("a/b", "p", "m", "1", "f").is_err());
+        assert_eq!(result_prefix("s1", "p", "m", "2").unwrap(), format!("study/{}/pipeline/p/model/m@2/", study_folder("s1")));
+        // The study key never appears in the object key, whatever it holds.
+        let uid_key = result_key("1.2.840.99", "p", "m", "1", "f").unwrap();
+        assert!(!uid_key.contains("1.2.840.99"), "{uid_key}");
+        assert!(result_key("a/b/../c", "p", "m", "1", "f").is_ok());
+        assert!(result_key("s", "p/q", "m", "1", "f").is_err());
         assert!(result_key("s", "p", "m@x", "1", "f").is_err());
         assert!(result_key("s", "p", "m", "1", "../f").is_err());
         assert!(result_key("", "p", "m", "1", "f").is_err());
-        assert!(result_key("..", "p", "m", "1", "f").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod s3;
 
 pub use error::StorageError;
 pub use file::FileStore;
-pub use key::{result_key, result_prefix, validate_key};
+pub use key::{result_key, result_prefix, study_folder, validate_key};
 pub use s3::{S3Settings, S3Store};
 
 /// How large one study under a prefix may be when it is downloaded

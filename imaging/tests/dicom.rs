@@ -231,6 +231,50 @@ fn voxel_cap_is_enforced_before_decoding() {
     }
 }
 
+/// Bytes this process has read through `read(2)` and friends so far.
+fn bytes_read() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").expect("/proc/self/io");
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.trim().parse().ok()).expect("rchar")
+}
+
+/// A scan reads headers, not images: pydicom's MR_small with its PixelData
+/// declared (and the file extended, sparsely) to 800 MiB is listed after
+/// reading about a megabyte of it; decoding it is where the length is refused.
+#[test]
+fn a_scan_reads_headers_not_pixel_data() {
+    use std::io::{Seek, Write};
+    let tmp = std::env::temp_dir().join(format!("neurobatch-dicom-header-only-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let mut bytes = std::fs::read(dir("real/MR_small/MR_small.dcm")).expect("MR_small");
+    let tag = [0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0];
+    let at = bytes.windows(8).rposition(|w| w == tag).expect("explicit VR PixelData") + 8;
+    let huge: u32 = 800 << 20;
+    bytes[at..at + 4].copy_from_slice(&huge.to_le_bytes());
+    bytes.truncate(at + 4);
+    let path = tmp.join("MR_small.dcm");
+    let mut f = std::fs::File::create(&path).expect("create");
+    f.write_all(&bytes).expect("write");
+    f.set_len((at + 4) as u64 + u64::from(huge)).expect("sparse extension");
+    f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+    drop(f);
+
+    let before = bytes_read();
+    let report = scan_folder(&tmp, &ScanOptions::default()).expect("scan");
+    let read = bytes_read() - before;
+    assert_eq!((report.series.len(), report.skipped.len()), (1, 0), "{report:?}");
+    assert!(read < 64 << 20, "the scan read {read} bytes of an 800 MiB file");
+    // A declared length beyond the file is refused from the header.
+    std::fs::OpenOptions::new().write(true).open(&path).expect("open").set_len((at + 4) as u64 + 1000).expect("cut");
+    let report = scan_folder(&tmp, &ScanOptions::default()).expect("scan");
+    assert!(
+        matches!(report.skipped.as_slice(), [s] if matches!(&s.reason, SkipReason::Corrupt(r) if r.contains("(7FE0,0010) declares 838860800"))),
+        "{:?}",
+        report.skipped
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
 fn expect_err(rel: &str, opts: &ScanOptions) -> DicomError {
     match read_folder(&dir(rel), opts) {
         Ok(v) => panic!("{rel}: expected an error, read {} volumes", v.len()),

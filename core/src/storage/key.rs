@@ -98,7 +98,10 @@ mod tests {
             result_key("1.2.840.99", "brain-tissue", "brain-tissue", "1.0.0", "mask.nii.gz").unwrap(),
             format!("study/{}/pipeline/brain-tissue/model/brain-tissue@1.0.0/mask.nii.gz", study_folder("1.2.840.99"))
         );
-        assert_eq!(result_prefix("s1", "p", "m", "2").unwrap(), format!("study/{}/pipeline/p/model/m@2/", study_folder("s1")));
+        assert_eq!(
+            result_prefix("s1", "p", "m", "2").unwrap(),
+            format!("study/{}/pipeline/p/model/m@2/", study_folder("s1"))
+        );
         // The study key never appears in the object key, whatever it holds.
         let uid_key = result_key("1.2.840.99", "p", "m", "1", "f").unwrap();
         assert!(!uid_key.contains("1.2.840.99"), "{uid_key}");

@@ -8,7 +8,12 @@
 //! refuses the file if any length runs past its end. It does not interpret
 //! values; the transfer syntax UID is the only value it reads. A deflated
 //! data set is inflated (up to [`MAX_INFLATED`] bytes) and walked the same way.
+//!
+//! [`check_header`] walks a *prefix* of a file only as far as the top-level
+//! PixelData element (whose declared length must fit in the whole file), so
+//! a scan reads headers, not images; it says when the prefix is too short.
 
+use std::cell::Cell;
 use std::io::Read;
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
@@ -41,9 +46,44 @@ pub(crate) struct Checked {
     pub has_pixel_data: bool,
 }
 
+/// What a header walk of a prefix found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderWalk {
+    /// Every element before the pixel data (or in the whole file, when it has
+    /// none) checked.
+    Done(Checked),
+    /// The prefix ends before the walk could: read more of the file.
+    NeedMore,
+    /// A deflated data set: only the whole file can be checked ([`check_lengths`]).
+    Deflated,
+}
+
 /// Checks every element length; returns the transfer syntax and whether there is pixel data.
 pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
-    let mut w = Walker { b: bytes, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
+    match walk(bytes, bytes.len(), false)? {
+        HeaderWalk::Done(checked) => Ok(checked),
+        // Unreachable with the whole file: a prefix never runs short.
+        HeaderWalk::NeedMore | HeaderWalk::Deflated => Err("file ends inside the data set".to_string()),
+    }
+}
+
+/// Checks the element lengths of `prefix` (the first bytes of a file of
+/// `file_len` bytes) up to the top-level PixelData element, whose declared
+/// length must fit in the file; its value is not read.
+pub(crate) fn check_header(prefix: &[u8], file_len: usize) -> Result<HeaderWalk, String> {
+    walk(prefix, file_len.max(prefix.len()), true)
+}
+
+fn walk(bytes: &[u8], total: usize, header_only: bool) -> Result<HeaderWalk, String> {
+    let mut w = Walker::new(bytes, total, header_only);
+    let r = walk_file(&mut w, bytes);
+    if r.is_err() && w.need_more.get() {
+        return Ok(HeaderWalk::NeedMore);
+    }
+    r
+}
+
+fn walk_file(w: &mut Walker<'_>, bytes: &[u8]) -> Result<HeaderWalk, String> {
     // The file meta group is always explicit VR little endian.
     let mut pos = 132;
     // dicom-object reads the meta group by its length (0002,0000), off-group
@@ -57,7 +97,7 @@ pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
         while pos - 144 < group_length as usize {
             pos = if w.u16_at(pos) == Some(0xFFFE) {
                 // Read like the parser reads it: tag and 32-bit length, no VR.
-                let len = w.u32_at(pos + 4).ok_or_else(|| Walker::short(pos))?;
+                let len = w.u32_at(pos + 4).ok_or_else(|| w.short(pos))?;
                 w.bounded(pos + 8, len)?
             } else {
                 w.element(pos, true)?
@@ -72,18 +112,19 @@ pub(crate) fn check_lengths(bytes: &[u8]) -> Result<Checked, String> {
     match ts.as_str() {
         // The parser inflates and then reserves declared lengths like anywhere
         // else (a corrupt stream claimed 4 GiB), so the inflated set is walked too.
+        DEFLATED if w.header_only => return Ok(HeaderWalk::Deflated),
         DEFLATED => {
             let inflated = inflate(bytes.get(pos..).unwrap_or_default())?;
-            let mut w = Walker { b: &inflated, big: false, explicit: true, depth: 0, ts: None, pixel_data: false };
+            let mut w = Walker::new(&inflated, inflated.len(), false);
             w.dataset(0, inflated.len())?;
-            return Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data });
+            return Ok(HeaderWalk::Done(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data }));
         }
         IMPLICIT_LE => w.explicit = false,
         EXPLICIT_BE => w.big = true,
         _ => {}
     }
-    w.dataset(pos, bytes.len())?;
-    Ok(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data })
+    w.dataset(pos, w.total)?;
+    Ok(HeaderWalk::Done(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data }))
 }
 
 /// Inflates a deflated data set (PS3.5 §A.5: raw deflate, no zlib header, as
@@ -139,15 +180,53 @@ fn is_known_vr(vr: &[u8]) -> bool {
 }
 
 struct Walker<'a> {
+    /// The bytes at hand: the whole file, or a prefix of it.
     b: &'a [u8],
+    /// The file's length; above `b.len()` when `b` is a prefix.
+    total: usize,
     big: bool,
     explicit: bool,
     depth: u32,
     ts: Option<String>,
     pixel_data: bool,
+    /// Stop at the top-level PixelData element instead of walking past it.
+    header_only: bool,
+    /// The walk failed only because the prefix ran out.
+    need_more: Cell<bool>,
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn new(b: &'a [u8], total: usize, header_only: bool) -> Self {
+        Walker {
+            b,
+            total,
+            big: false,
+            explicit: true,
+            depth: 0,
+            ts: None,
+            pixel_data: false,
+            header_only,
+            need_more: Cell::new(false),
+        }
+    }
+
+    /// Whether bytes up to `end` lie in the file but beyond the prefix (then
+    /// the walk asks for more instead of calling the file corrupt).
+    fn beyond_prefix(&self, end: usize) -> bool {
+        let beyond = end > self.b.len() && self.b.len() < self.total;
+        if beyond {
+            self.need_more.set(true);
+        }
+        beyond
+    }
+
+    /// [`Self::beyond_prefix`] for a value ending at `end`, which must lie inside the file.
+    fn beyond_prefix_within_file(&self, end: usize) {
+        if end <= self.total {
+            self.beyond_prefix(end);
+        }
+    }
+
     fn u16_at(&self, p: usize) -> Option<u16> {
         let s: [u8; 2] = self.b.get(p..p.checked_add(2)?)?.try_into().ok()?;
         Some(if self.big { u16::from_be_bytes(s) } else { u16::from_le_bytes(s) })
@@ -158,7 +237,8 @@ impl Walker<'_> {
         Some(if self.big { u32::from_be_bytes(s) } else { u32::from_le_bytes(s) })
     }
 
-    fn short(p: usize) -> String {
+    fn short(&self, p: usize) -> String {
+        self.beyond_prefix(p.saturating_add(12));
         format!("file ends inside the element header at byte {p}")
     }
 
@@ -166,6 +246,9 @@ impl Walker<'_> {
     fn dataset(&mut self, mut pos: usize, end: usize) -> Result<usize, String> {
         while pos < end {
             if pos + 8 > self.b.len() {
+                if self.beyond_prefix(pos + 8) {
+                    return Err(self.short(pos));
+                }
                 // Trailing padding shorter than a header: left to the parser.
                 return Ok(self.b.len());
             }
@@ -176,7 +259,7 @@ impl Walker<'_> {
                 }
                 // Outside any sequence the parser reads an 8-byte item header and goes
                 // on: the walk goes on too, rather than leave the rest unchecked.
-                let len = self.u32_at(pos + 4).ok_or_else(|| Self::short(pos))?;
+                let len = self.u32_at(pos + 4).ok_or_else(|| self.short(pos))?;
                 if len != UNDEFINED {
                     self.bounded(pos + 8, len)?;
                 }
@@ -190,7 +273,7 @@ impl Walker<'_> {
 
     /// One element header at `pos`; descends into sequences; returns the position after it.
     fn element(&mut self, pos: usize, meta: bool) -> Result<usize, String> {
-        let (group, elem) = (self.u16_at(pos).ok_or_else(|| Self::short(pos))?, self.u16_at(pos + 2).unwrap_or(0));
+        let (group, elem) = (self.u16_at(pos).ok_or_else(|| self.short(pos))?, self.u16_at(pos + 2).unwrap_or(0));
         let explicit = self.explicit || meta;
         let vr = self.b.get(pos + 4..pos + 6).unwrap_or(b"\0\0");
         let (len, start) = if explicit {
@@ -198,15 +281,26 @@ impl Walker<'_> {
             // 16-bit length, every other one, unknown VR bytes included (read as
             // UN), a 32-bit length after two reserved bytes.
             if is_short_vr(vr) {
-                (u32::from(self.u16_at(pos + 6).ok_or_else(|| Self::short(pos))?), pos + 8)
+                (u32::from(self.u16_at(pos + 6).ok_or_else(|| self.short(pos))?), pos + 8)
             } else {
-                (self.u32_at(pos + 8).ok_or_else(|| Self::short(pos))?, pos + 12)
+                (self.u32_at(pos + 8).ok_or_else(|| self.short(pos))?, pos + 12)
             }
         } else {
-            (self.u32_at(pos + 4).ok_or_else(|| Self::short(pos))?, pos + 8)
+            (self.u32_at(pos + 4).ok_or_else(|| self.short(pos))?, pos + 8)
         };
         if self.depth == 0 && (group, elem) == (0x7FE0, 0x0010) {
             self.pixel_data = true;
+            if self.header_only {
+                // The value is not read here: its length must fit in the file,
+                // and the walk ends (`usize::MAX` ends every loop above).
+                if len != UNDEFINED && start.saturating_add(len as usize) > self.total {
+                    return Err(format!(
+                        "element (7FE0,0010) declares {len} bytes but only {} remain",
+                        self.total.saturating_sub(start)
+                    ));
+                }
+                return Ok(usize::MAX);
+            }
         }
         // Implicit VR: dicom-parser takes the VR from the standard dictionary, and
         // reads a tag the dictionary types SQ as a sequence whatever its bytes hold;
@@ -229,9 +323,10 @@ impl Walker<'_> {
         }
         let len = len as usize;
         let end = start.checked_add(len).filter(|&e| e <= self.b.len()).ok_or_else(|| {
+            self.beyond_prefix_within_file(start.saturating_add(len));
             format!(
                 "element ({group:04X},{elem:04X}) declares {len} bytes but only {} remain",
-                self.b.len().saturating_sub(start)
+                self.total.saturating_sub(start)
             )
         })?;
         if meta && (group, elem) == (0x0002, 0x0010) {
@@ -295,15 +390,18 @@ impl Walker<'_> {
     fn item_header(&self, pos: usize) -> Result<(u16, u16, u32), String> {
         match (self.u16_at(pos), self.u16_at(pos + 2), self.u32_at(pos + 4)) {
             (Some(g), Some(e), Some(l)) => Ok((g, e, l)),
-            _ => Err(format!("file ends inside a sequence at byte {pos}")),
+            _ => {
+                self.beyond_prefix(pos + 8);
+                Err(format!("file ends inside a sequence at byte {pos}"))
+            }
         }
     }
 
     fn bounded(&self, start: usize, len: u32) -> Result<usize, String> {
-        start
-            .checked_add(len as usize)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| format!("item declares {len} bytes but only {} remain", self.b.len().saturating_sub(start)))
+        start.checked_add(len as usize).filter(|&e| e <= self.b.len()).ok_or_else(|| {
+            self.beyond_prefix_within_file(start.saturating_add(len as usize));
+            format!("item declares {len} bytes but only {} remain", self.total.saturating_sub(start))
+        })
     }
 }
 
@@ -336,6 +434,33 @@ mod tests {
         body.truncate(12);
         let ok = check_lengths(&file("1.2.840.10008.1.2.1", &body)).expect("valid");
         assert_eq!(ok, Checked { transfer_syntax: "1.2.840.10008.1.2.1".to_string(), has_pixel_data: false });
+    }
+
+    #[test]
+    fn a_header_walk_stops_at_the_pixel_data_and_asks_for_more_when_the_prefix_ends() {
+        // (0008,103E) LO "T1", a private OB of 1000 bytes, then PixelData of 5000 bytes.
+        let mut body = vec![0x08, 0x00, 0x3E, 0x10, b'L', b'O', 2, 0, b'T', b'1'];
+        body.extend_from_slice(&[0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0]);
+        body.extend_from_slice(&1000u32.to_le_bytes());
+        body.extend_from_slice(&[0u8; 1000]);
+        body.extend_from_slice(&[0xE0, 0x7F, 0x10, 0x00, b'O', b'W', 0, 0]);
+        body.extend_from_slice(&5000u32.to_le_bytes());
+        let header = file("1.2.840.10008.1.2.1", &body);
+        let whole = header.len() + 5000;
+        let done = Checked { transfer_syntax: "1.2.840.10008.1.2.1".to_string(), has_pixel_data: true };
+        // The header alone is enough; the 5000 bytes of pixels are never looked at.
+        assert_eq!(check_header(&header, whole), Ok(HeaderWalk::Done(done)));
+        // Cut inside the private element, or inside the next element header: more is needed.
+        for cut in [header.len() - 600, header.len() - 6] {
+            assert_eq!(check_header(&header[..cut], whole), Ok(HeaderWalk::NeedMore), "cut at {cut}");
+        }
+        // Pixel data longer than the file, or an element past the file's end: corrupt, not "more".
+        let err = check_header(&header, whole - 1).unwrap_err();
+        assert!(err.contains("(7FE0,0010) declares 5000"), "{err}");
+        let err = check_header(&header[..header.len() - 600], header.len() - 600).unwrap_err();
+        assert!(err.contains("(0009,1010) declares 1000"), "{err}");
+        // Deflated files are checked whole.
+        assert_eq!(check_header(&file(DEFLATED, &[]), 1 << 20), Ok(HeaderWalk::Deflated));
     }
 
     #[test]

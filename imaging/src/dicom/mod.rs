@@ -51,7 +51,9 @@ use crate::volume::{SourceMeta, Volume, voxel_count};
 pub struct ScanOptions {
     /// Largest volume (voxels) a stack may become; larger ones are refused before decoding.
     pub max_voxels: usize,
-    /// Files larger than this are refused unread.
+    /// Files larger than this are refused unread (default 1 GiB: a 512³ volume
+    /// of 32-bit voxels in one multi-frame file, and its header). A scan reads
+    /// only headers; decoding a series reads its files whole.
     pub max_file_bytes: u64,
     /// Accept single images without ImagePositionPatient / ImageOrientationPatient /
     /// PixelSpacing (placed at the origin, axial, 1 mm, with a warning). Off by
@@ -61,7 +63,7 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { max_voxels: 512 * 512 * 512, max_file_bytes: 4 << 30, allow_missing_geometry: false }
+        ScanOptions { max_voxels: 512 * 512 * 512, max_file_bytes: 1 << 30, allow_missing_geometry: false }
     }
 }
 

@@ -2,8 +2,9 @@
 //!
 //! Owns turning a folder (recursively) into parsed instance headers: which
 //! files are DICOM, which are skipped and why, and for each image instance its
-//! frames' geometry and rescale. It reads headers only (parsing stops before
-//! PixelData); grouping into series is `series.rs`, decoding is `pixels.rs`.
+//! frames' geometry and rescale. It reads headers only: the bytes before
+//! PixelData, not the rest of the file (`read_dicom_header`); grouping into
+//! series is `series.rs`, decoding (which reads whole files) is `pixels.rs`.
 
 use std::fs::File;
 use std::io::Read;
@@ -116,8 +117,16 @@ fn skip(path: &Path, reason: SkipReason) -> SkippedFile {
     SkippedFile { path: path.to_path_buf(), reason }
 }
 
-/// Reads a whole file after checking it starts like DICOM and is not absurdly large.
-pub(crate) fn read_dicom_bytes(path: &Path, opts: &ScanOptions) -> Result<Vec<u8>, SkippedFile> {
+/// The first read of a header; doubled while the header goes on.
+const FIRST_HEADER_READ: u64 = 256 << 10;
+
+/// The most a scan reads of one file before its pixel data: a header (with
+/// per-frame functional groups and private tags) larger than this is refused.
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// Opens a file that starts like DICOM and is within the size limit; returns
+/// it (positioned after the 132-byte preamble and magic), its length and those bytes.
+fn open_dicom(path: &Path, opts: &ScanOptions) -> Result<(File, u64, Vec<u8>), SkippedFile> {
     let unreadable = |e: std::io::Error| skip(path, SkipReason::Unreadable(e.to_string()));
     let mut f = File::open(path).map_err(unreadable)?;
     let len = f.metadata().map_err(unreadable)?.len();
@@ -131,9 +140,48 @@ pub(crate) fn read_dicom_bytes(path: &Path, opts: &ScanOptions) -> Result<Vec<u8
             SkipReason::Corrupt(format!("file of {len} bytes exceeds the limit of {}", opts.max_file_bytes)),
         ));
     }
-    let mut bytes = head.to_vec();
-    f.read_to_end(&mut bytes).map_err(unreadable)?;
+    Ok((f, len, head.to_vec()))
+}
+
+/// Reads a whole file after checking it starts like DICOM and is not absurdly large.
+pub(crate) fn read_dicom_bytes(path: &Path, opts: &ScanOptions) -> Result<Vec<u8>, SkippedFile> {
+    let (mut f, _, mut bytes) = open_dicom(path, opts)?;
+    f.read_to_end(&mut bytes).map_err(|e| skip(path, SkipReason::Unreadable(e.to_string())))?;
     Ok(bytes)
+}
+
+/// Reads a file's header only — the bytes before its top-level PixelData,
+/// every element length checked ([`guard::check_header`]) — starting with
+/// 256 KiB and doubling up to [`MAX_HEADER_BYTES`]. Deflated files are read
+/// whole (their data set is one deflate stream). [`parse`] with
+/// `header_only` reads the returned bytes.
+pub(crate) fn read_dicom_header(path: &Path, opts: &ScanOptions) -> Result<(Vec<u8>, guard::Checked), SkippedFile> {
+    let unreadable = |e: std::io::Error| skip(path, SkipReason::Unreadable(e.to_string()));
+    let corrupt = |r: String| skip(path, SkipReason::Corrupt(r));
+    let (mut f, len, mut bytes) = open_dicom(path, opts)?;
+    let mut want = FIRST_HEADER_READ.min(len);
+    loop {
+        let have = bytes.len() as u64;
+        (&mut f).take(want.saturating_sub(have)).read_to_end(&mut bytes).map_err(unreadable)?;
+        let total = usize::try_from(len).unwrap_or(usize::MAX);
+        match guard::check_header(&bytes, total).map_err(corrupt)? {
+            guard::HeaderWalk::Done(checked) => return Ok((bytes, checked)),
+            guard::HeaderWalk::Deflated => {
+                f.read_to_end(&mut bytes).map_err(unreadable)?;
+                let checked = guard::check_lengths(&bytes).map_err(corrupt)?;
+                return Ok((bytes, checked));
+            }
+            guard::HeaderWalk::NeedMore if (bytes.len() as u64) < len.min(MAX_HEADER_BYTES) => {
+                want = want.saturating_mul(2).min(len).min(MAX_HEADER_BYTES);
+            }
+            guard::HeaderWalk::NeedMore => {
+                return Err(corrupt(format!(
+                    "no pixel data within the first {} MiB (the most a header may take)",
+                    MAX_HEADER_BYTES >> 20
+                )));
+            }
+        }
+    }
 }
 
 /// Parses a checked byte buffer; `header_only` stops before PixelData.
@@ -157,8 +205,7 @@ pub struct InstanceIdentity {
 /// preamble, the size limit and the element-length check first, the header
 /// only). The error is the reason the file is not readable DICOM.
 pub fn instance_identity(path: &Path, opts: &ScanOptions) -> Result<InstanceIdentity, SkipReason> {
-    let bytes = read_dicom_bytes(path, opts).map_err(|s| s.reason)?;
-    let checked = guard::check_lengths(&bytes).map_err(SkipReason::Corrupt)?;
+    let (bytes, checked) = read_dicom_header(path, opts).map_err(|s| s.reason)?;
     let obj = parse(&bytes, true).map_err(SkipReason::Corrupt)?;
     let uid = |tag: Tag| string(&obj, tag).filter(|u| !u.trim().is_empty());
     Ok(InstanceIdentity {
@@ -175,9 +222,8 @@ pub fn study_uid_of_file(path: &Path, opts: &ScanOptions) -> Result<Option<Strin
 }
 
 fn read_instance(path: &Path, opts: &ScanOptions) -> Result<Instance, SkippedFile> {
-    let bytes = read_dicom_bytes(path, opts)?;
+    let (bytes, checked) = read_dicom_header(path, opts)?;
     let corrupt = |r: String| skip(path, SkipReason::Corrupt(r));
-    let checked = guard::check_lengths(&bytes).map_err(corrupt)?;
     let obj = parse(&bytes, true).map_err(corrupt)?.into_inner();
     if !checked.has_pixel_data {
         return Err(skip(path, SkipReason::NoPixelData));

@@ -17,8 +17,7 @@ use dicom_object::InMemDicomObject;
 use super::DerivedError;
 use super::elements::empty;
 use crate::dicom::ScanOptions;
-use crate::dicom::guard::check_lengths;
-use crate::dicom::scan::{parse, read_dicom_bytes};
+use crate::dicom::scan::{parse, read_dicom_header};
 
 /// Copied as they are when present.
 const COPIED: [Tag; 15] = [
@@ -72,8 +71,7 @@ impl CopiedHeader {
     /// must carry a StudyInstanceUID.
     pub fn from_file(path: &Path, opts: &ScanOptions) -> Result<CopiedHeader, DerivedError> {
         let err = |reason: String| DerivedError::Header { path: path.to_path_buf(), reason };
-        let bytes = read_dicom_bytes(path, opts).map_err(|s| err(s.reason.to_string()))?;
-        check_lengths(&bytes).map_err(err)?;
+        let (bytes, _) = read_dicom_header(path, opts).map_err(|s| err(s.reason.to_string()))?;
         let source = parse(&bytes, true).map_err(err)?;
         let mut copied = InMemDicomObject::new_empty();
         for tag in COPIED {

@@ -160,8 +160,9 @@ fn serve_logs_json_without_patient_fields_and_exposes_its_metrics() {
         common::daemon::copy_entry(&common::testdata(&format!("daemon/studies/{name}")), &inbox.join(name));
     }
     let db = root.join("data").join("nb.db");
-    let port = free_port();
-    let settings = embedded_settings(root, &db, &inbox, port);
+    let (port, metrics_port) = (free_port(), free_port());
+    let mut settings = embedded_settings(root, &db, &inbox, port);
+    settings.push(("scheduler.metrics_listen", format!("127.0.0.1:{metrics_port}")));
     let mut serve = Daemon::start("serve", root, &["--log-json", "--log-level", "info", "serve"], &env(&settings));
 
     let rows = wait_for(
@@ -188,6 +189,13 @@ fn serve_logs_json_without_patient_fields_and_exposes_its_metrics() {
     for check in ["database", "broker", "storage", "models"] {
         assert_eq!(ready["checks"][check], "ok", "{body}");
     }
+    // `/metrics` on the API listener needs a token; the metrics listener
+    // (scheduler.metrics_listen) serves it and the probes without one.
+    let (status, _, body) = get(port, "/metrics").expect("GET /metrics on the API");
+    assert_eq!(status, 401, "{body}");
+    let (status, _, body) = get(metrics_port, "/healthz").expect("GET /healthz on the metrics listener");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let port = metrics_port;
 
     // The gauges are sampled every poll interval (1 s): wait for the backlog to show the review items.
     let scraped = wait_for(

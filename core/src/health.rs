@@ -124,11 +124,12 @@ impl Health {
 
     /// `/healthz`, `/readyz` and `/metrics`, for any router state.
     pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
-            .with_state(self.clone())
+        self.probes_router().merge(Router::new().route("/metrics", get(metrics_text)).with_state(self.clone()))
+    }
+
+    /// `/healthz` and `/readyz` only: for a listener whose `/metrics` is guarded.
+    pub fn probes_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(self.clone())
     }
 }
 

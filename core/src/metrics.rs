@@ -136,7 +136,17 @@ struct Inner {
     models: Family<ModelLabels, Gauge>,
     concurrency: Gauge,
     providers: Family<ProviderLabels, Gauge>,
+    /// Scanner label values admitted so far (at most [`MAX_SCANNERS`]).
+    scanners: std::sync::Mutex<std::collections::HashSet<String>>,
 }
+
+/// Distinct `scanner` label values one process keeps; later ones are `other`.
+/// A site runs a handful of scanner models; a header that names a new one per
+/// study (or garbage) must not grow the series without bound.
+pub const MAX_SCANNERS: usize = 16;
+
+/// Longest scanner label value kept (characters).
+const MAX_SCANNER_CHARS: usize = 64;
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,6 +225,7 @@ impl Metrics {
                 models,
                 concurrency,
                 providers,
+                scanners: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -243,9 +254,26 @@ impl Metrics {
     }
 
     /// A case went to review for `reason` (one call per reason of the case).
+    /// `scanner` is cut to 64 characters (control characters dropped); after
+    /// [`MAX_SCANNERS`] distinct values, new ones count as `other`.
     pub fn routed(&self, reason: &str, model: &str, scanner: &str) {
-        let labels = RoutedLabels { reason: reason.into(), model: model.into(), scanner: scanner.into() };
+        let scanner = self.scanner_label(scanner);
+        let labels = RoutedLabels { reason: reason.into(), model: model.into(), scanner };
         self.inner.routed.get_or_create(&labels).inc();
+    }
+
+    fn scanner_label(&self, scanner: &str) -> String {
+        let clean: String = scanner.chars().filter(|c| !c.is_control()).take(MAX_SCANNER_CHARS).collect();
+        // A poisoned lock only means another recorder panicked; the set is still usable.
+        let mut seen = self.inner.scanners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(&clean) {
+            return clean;
+        }
+        if seen.len() < MAX_SCANNERS {
+            seen.insert(clean.clone());
+            return clean;
+        }
+        "other".to_string()
     }
 
     /// This process loaded `model` at `version`.
@@ -278,6 +306,23 @@ mod tests {
 
     fn sample<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
         text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next())
+    }
+
+    #[test]
+    fn the_scanner_label_is_a_bounded_set() {
+        let m = Metrics::new();
+        for i in 0..100 {
+            m.routed("out_of_distribution", "brain-tissue", &format!("VENDOR model-{i}\n{}", "x".repeat(200)));
+        }
+        m.routed("out_of_distribution", "brain-tissue", &format!("VENDOR model-3\n{}", "x".repeat(200)));
+        let text = m.encode();
+        let series: Vec<&str> = text.lines().filter(|l| l.starts_with("neurobatch_routed_total{")).collect();
+        assert_eq!(series.len(), MAX_SCANNERS + 1, "{text}");
+        assert!(series.iter().any(|l| l.contains("scanner=\"other\"") && l.ends_with(" 84")), "{text}");
+        // The 4th scanner was admitted and counted twice; values are cut, newlines dropped.
+        let fourth = series.iter().find(|l| l.contains("model-3x")).expect("model-3");
+        assert!(fourth.ends_with(" 2"), "{fourth}");
+        assert!(series.iter().all(|l| l.len() < 200), "{text}");
     }
 
     #[test]

@@ -197,6 +197,9 @@ impl Scheduler {
         let token = shutdown.child_token();
         let interval = self.inner.config.scheduler.poll_interval();
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(serve_metrics) = self.bind_metrics_listener(token.clone()).await? {
+            tasks.spawn(serve_metrics);
+        }
         if let Some((node, dicom_listener)) = dicom::bind(&self.inner.config).await? {
             let t = token.clone();
             tasks.spawn(async move { node.serve(dicom_listener, t).await });

@@ -22,9 +22,33 @@ impl Scheduler {
         self.inner.health.metrics()
     }
 
-    /// `/healthz`, `/readyz`, `/metrics` (merged into the API's router).
-    pub(crate) fn observe_routes<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        self.inner.health.router()
+    /// `/healthz` and `/readyz` without a token, `/metrics` with one (merged
+    /// into the API's router): the API listener may face a whole hospital
+    /// network or an ingress, and the metrics describe its operation.
+    pub(crate) fn observe_routes(&self) -> Router<Scheduler> {
+        self.inner.health.probes_router().route("/metrics", axum::routing::get(metrics_with_token))
+    }
+
+    /// Serves `/healthz`, `/readyz` and `/metrics` without a token on
+    /// `scheduler.metrics_listen` until `shutdown`; `None` when it is empty.
+    pub(crate) async fn bind_metrics_listener(
+        &self,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Result<Option<impl std::future::Future<Output = Result<(), SchedulerError>> + use<>>, SchedulerError> {
+        let addr = self.inner.config.scheduler.metrics_listen.clone();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        let http = |reason: String| SchedulerError::Http { addr: addr.clone(), reason };
+        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| http(e.to_string()))?;
+        let shown = listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string());
+        tracing::info!(addr = %shown, "scheduler health and metrics listening");
+        let health = self.inner.health.clone();
+        Ok(Some(async move {
+            neurobatch_core::health::serve(listener, health, async move { shutdown.cancelled().await })
+                .await
+                .map_err(|e| SchedulerError::Http { addr: shown, reason: e.to_string() })
+        }))
     }
 
     /// Samples the gauges once: `neurobatch_queue_depth{queue="jobs"}` from the
@@ -38,6 +62,15 @@ impl Scheduler {
         metrics.set_queue_depth("jobs", i64::from(broker?));
         Ok(())
     }
+}
+
+/// `GET /metrics` on the API listener: any valid token (no role needed).
+async fn metrics_with_token(
+    axum::extract::State(s): axum::extract::State<Scheduler>,
+    _caller: crate::auth::Caller,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ([(axum::http::header::CONTENT_TYPE, neurobatch_core::metrics::CONTENT_TYPE)], s.metrics().encode()).into_response()
 }
 
 /// A health for a new scheduler: its backends attached, no models needed.

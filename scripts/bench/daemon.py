@@ -222,9 +222,10 @@ def main():
         work.mkdir(parents=True, exist_ok=True)
         port = free_port()
         db = f"sqlite://{work / 'data' / 'neurobatch.db'}"
+        # /metrics without a token is served on scheduler.metrics_listen only.
         env = {**common_env(0), "database.url": db, "queue.url": "memory://",
                "storage.url": f"file://{work / 'data' / 'objects'}", "scheduler.inbox": str(work / "inbox"),
-               "scheduler.listen": f"127.0.0.1:{port}"}
+               "scheduler.listen": f"127.0.0.1:{free_port()}", "scheduler.metrics_listen": f"127.0.0.1:{port}"}
         r = run_daemon("serve", args.binary, studies, work, db, env, [("serve", ["serve"], {}, port)], args.timeout)
         results["configs"].append(r)
         log(f"serve: {r['wall_s']:.1f} s, {r['studies_per_hour']:.0f} studies/h")

@@ -268,7 +268,7 @@ def main() -> int:
     try:
         s3.boto("c.create_bucket(Bucket=sys.argv[2])", bucket)
         os.environ.update({"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"})
-        api_port = free_port()
+        api_port, metrics_port = free_port(), free_port()
         env = {"database.url": f"postgres://postgres@127.0.0.1:{pg_proxy.port}/{tag}",
                "database.max_connections": "4",
                "queue.url": f"amqp://guest:guest@127.0.0.1:{amqp_proxy.port}/%2f", "queue.prefix": tag,
@@ -277,6 +277,7 @@ def main() -> int:
                "scheduler.inbox": str(work / "inbox"), "scheduler.s3_prefix": "incoming/",
                "scheduler.quiet_period_secs": "1", "scheduler.poll_interval_secs": "1",
                "scheduler.nightly_window": "", "scheduler.listen": f"127.0.0.1:{api_port}",
+               "scheduler.metrics_listen": f"127.0.0.1:{metrics_port}",
                "pipeline.models_dir": str(ROOT / "models"),
                "pipeline.profile": "cpu", "pipeline.members": "1", "pipeline.threads": "1", "pipeline.lanes": "1",
                "worker.lease_secs": "8", "worker.max_attempts": "5", "worker.grace_period_secs": "10",
@@ -377,7 +378,7 @@ def main() -> int:
         result["settled_s"] = settled_at
         result["faults"] = injected
         time.sleep(3)  # one more metrics pass of the scheduler after the last change
-        result["checks"] = check(direct_db, s3, bucket, tag, api_port, expected)
+        result["checks"] = check(direct_db, s3, bucket, tag, metrics_port, expected)
         result["soak"] = {d.name: soak_figures(d) for d in daemons}
         ok = settled_at is not None and all(c["ok"] for c in result["checks"].values())
         result["ok"] = ok
@@ -402,7 +403,7 @@ def main() -> int:
     return 0 if ok else 1
 
 
-def check(db: str, s3: S3, bucket: str, prefix: str, api_port: int, expected: int) -> dict:
+def check(db: str, s3: S3, bucket: str, prefix: str, metrics_port: int, expected: int) -> dict:
     checks = {}
 
     def record(name: str, good: bool, detail) -> None:
@@ -460,7 +461,7 @@ def check(db: str, s3: S3, bucket: str, prefix: str, api_port: int, expected: in
     record("no orphaned result object", not orphans,
            {"orphans": orphans[:10], "other_objects": len(result_like - named - set(orphans))})
 
-    text = urllib.request.urlopen(f"http://127.0.0.1:{api_port}/metrics", timeout=30).read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
 
     def sample(name: str) -> float | None:
         for line in text.splitlines():

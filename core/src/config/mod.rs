@@ -339,6 +339,10 @@ pub struct SchedulerConfig {
     pub poll_interval_secs: u64,
     /// Address of the HTTP API (`POST /v1/studies`, `GET /v1/studies`).
     pub listen: String,
+    /// `host:port` of a second listener with only `/healthz`, `/readyz` and
+    /// `/metrics`, without a token, for Prometheus and the kubelet; empty
+    /// (the default): none. On `listen`, `/metrics` needs a token.
+    pub metrics_listen: String,
     /// Key prefix polled in the configured S3 bucket for new studies (one
     /// study per first-level folder); empty: no S3 polling.
     pub s3_prefix: String,
@@ -473,6 +477,7 @@ impl Default for SchedulerConfig {
             nightly_window: "19:00-07:00".into(),
             poll_interval_secs: 5,
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: String::new(),
             s3_prefix: String::new(),
             ui_dir: PathBuf::new(),
             allowed_roots: Vec::new(),
@@ -596,9 +601,12 @@ impl Config {
         if let Some(e) = p.providers.iter().find(|e| !PROVIDERS.contains(&e.as_str())) {
             return Err(invalid("pipeline.providers", format!("\"{e}\" is not cpu, cuda or tensorrt")));
         }
-        let port = w.listen.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
-        if !w.listen.is_empty() && port.and_then(|p| p.parse::<u16>().ok()).is_none() {
-            return Err(invalid("worker.listen", format!("\"{}\" is not HOST:PORT or empty", w.listen)));
+        for (key, addr) in [("worker.listen", &w.listen), ("scheduler.metrics_listen", &self.scheduler.metrics_listen)]
+        {
+            let port = addr.rsplit_once(':').and_then(|(host, port)| (!host.is_empty()).then_some(port));
+            if !addr.is_empty() && port.and_then(|p| p.parse::<u16>().ok()).is_none() {
+                return Err(invalid(key, format!("\"{addr}\" is not HOST:PORT or empty")));
+            }
         }
         if let Some(o) = p.orientations.iter().find(|o| !matches!(o.as_str(), "axial" | "coronal" | "sagittal")) {
             return Err(invalid("pipeline.orientations", format!("\"{o}\" is not axial, coronal or sagittal")));

@@ -77,7 +77,9 @@ async fn metrics_and_admin_stats_with_an_unknown_uncertainty(db: Db) {
     let admin = s.app.token("root", Role::Admin).await;
     cases_scored(&s.app, &[None, Some(0.4), Some(0.2)]).await;
     ok(s.app.sched.record_gauges_once().await);
-    let (status, metrics) = s.call(None, "GET", "/metrics", None).await;
+    let (status, text) = s.call(None, "GET", "/metrics", None).await;
+    assert_eq!(status, 401, "the API's /metrics needs a token: {text}");
+    let (status, metrics) = s.call(Some(&admin), "GET", "/metrics", None).await;
     assert_eq!(status, 200, "{metrics}");
     assert!(metrics.lines().any(|l| l == "neurobatch_review_backlog 3"), "{metrics}");
     let (status, stats) = s.call(Some(&admin), "GET", "/v1/admin/stats", None).await;

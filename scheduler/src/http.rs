@@ -1,8 +1,8 @@
 //! The HTTP API (axum): `POST /v1/studies` submits a study, `GET
 //! /v1/studies` lists studies, `GET /v1/studies/{id}` shows one with its
 //! series, jobs, results and object keys, `GET /healthz` says the process is
-//! up. Errors are JSON `{"error": "…"}`: 400 for bad input, 404 for an
-//! unknown study, 503 when the database, store or queue fails.
+//! up. Errors are JSON `{"error": "…", "code": "…"}` (`api_error`): 400 for
+//! bad input, 404 for an unknown study, 503 when the database, store or queue fails.
 
 use axum::Json;
 use axum::Router;
@@ -16,6 +16,7 @@ use neurobatch_core::domain::{Priority, Role};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::api_error::ApiError;
 use crate::auth::Caller;
 use crate::{Scheduler, SchedulerError, Submission};
 use neurobatch_core::db::{StudyDetail, StudySummary};
@@ -105,27 +106,14 @@ impl Scheduler {
     }
 }
 
+/// An error answer with the status's default code ([`ApiError`]).
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
-    (status, Json(serde_json::json!({ "error": message.to_string() }))).into_response()
+    ApiError::new(status, message).into_response()
 }
 
-/// The answer to a failed operation. The caller's own mistakes (4xx) are
-/// named; a server-side failure (5xx) answers a generic message and a request
-/// id, and only the log (under that id) has the detail — SQL, the S3 SDK's
-/// text, hosts and paths stay inside.
+/// The answer to a failed operation ([`ApiError::from_failure`]).
 pub(crate) fn failure(e: &SchedulerError) -> Response {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    if !status.is_server_error() {
-        return error(status, e);
-    }
-    let request_id = uuid::Uuid::new_v4().simple().to_string();
-    tracing::warn!(%request_id, error = %e, "http request failed");
-    let message = if status == StatusCode::SERVICE_UNAVAILABLE {
-        "a backend (database, object store or queue) is unavailable; try again later"
-    } else {
-        "internal error"
-    };
-    (status, Json(serde_json::json!({ "error": message, "request_id": request_id }))).into_response()
+    ApiError::from_failure(e).into_response()
 }
 
 /// `POST /v1/studies`: 202 with the new job, 200 for an existing job or an

@@ -15,6 +15,7 @@
 //! [`Scheduler`] handle and its loops.
 
 mod admin;
+mod api_error;
 mod auth;
 mod confine;
 mod correction;

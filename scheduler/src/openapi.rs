@@ -17,6 +17,8 @@ use neurobatch_core::db::{
 #[derive(Debug, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
+    /// What went wrong, for a program: branch on this, not on `error`'s wording.
+    pub code: crate::api_error::ErrorCode,
     /// On 5xx answers only: the id under which the log has the detail.
     pub request_id: Option<String>,
 }

@@ -19,6 +19,7 @@ use neurobatch_core::db::{ReviewFilter, ReviewItem, ReviewOutcome};
 use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
 use serde::Deserialize;
 
+use crate::api_error::{ApiError, ErrorCode};
 use crate::auth::Caller;
 use crate::http::{error, failure};
 use crate::{Scheduler, SchedulerError, correction};
@@ -233,7 +234,12 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
         Err(e) => return failure(&e.into()),
     };
     if case.item.state != ReviewState::Claimed || case.item.claimed_by.as_deref() != Some(caller.name.as_str()) {
-        return error(StatusCode::CONFLICT, format!("review item {id}: claim it before uploading a correction"));
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            format!("review item {id}: claim it before uploading a correction"),
+        )
+        .with_code(ErrorCode::NotClaimedByCaller)
+        .into_response();
     }
     if body.len() > MAX_CORRECTION_BYTES {
         return error(
@@ -303,14 +309,16 @@ fn outcome(result: Result<ReviewOutcome, neurobatch_core::db::DbError>, id: i64)
     match result {
         Ok(ReviewOutcome::Done(item)) => Json(*item).into_response(),
         Ok(ReviewOutcome::NoSuchItem) => error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
-        Ok(ReviewOutcome::NotHeld { state, claimed_by }) => error(
+        Ok(ReviewOutcome::NotHeld { state, claimed_by }) => ApiError::new(
             StatusCode::CONFLICT,
             format!(
                 "review item {id} is {}{}: claim it first",
                 state.as_str(),
                 claimed_by.map_or(String::new(), |w| format!(" by {w}"))
             ),
-        ),
+        )
+        .with_code(ErrorCode::NotClaimedByCaller)
+        .into_response(),
         Err(e) => failure(&e.into()),
     }
 }

@@ -43,6 +43,16 @@ async fn api(db: Db) {
     }
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["ReviewItem"]["properties"]["uncertainty"].is_object());
+    // Every error answer carries a stable machine-readable code, and the document lists them.
+    let codes = doc["components"]["schemas"]["ErrorCode"]["enum"].as_array().cloned().unwrap_or_default();
+    for code in ["unauthorized", "source_not_allowed", "not_claimed_by_caller", "unavailable"] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    assert!(
+        doc["components"]["schemas"]["ErrorBody"]["required"].as_array().is_some_and(|r| r.iter().any(|f| f == "code"))
+    );
+    let (status, text) = http(addr, "GET", "/v1/me", None).await;
+    assert_eq!((status, json(&text)["code"].as_str()), (401, Some("unauthorized")), "{text}");
     let admin = app.token("api-admin", Role::Admin).await;
     let http = |addr, method, path: &str, body: Option<&str>| {
         let (admin, path, body) = (admin.clone(), path.to_string(), body.map(|b| b.as_bytes().to_vec()));

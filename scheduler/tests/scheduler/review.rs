@@ -205,6 +205,7 @@ async fn an_expired_claim_returns_the_case_and_the_late_decision_is_refused() {
     let (status, text) = s.call(Some(&ann), "POST", &path, Some(br#"{"action": "approve"}"#)).await;
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("claimed by bob"), "{text}");
+    assert_eq!(json(&text)["code"], "not_claimed_by_caller", "{text}");
     let (status, text) = s.call(Some(&bob), "POST", &path, Some(br#"{"action": "reject", "comment": "motion"}"#)).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!((json(&text)["state"].as_str(), json(&text)["decision"].as_str()), (Some("decided"), Some("reject")));

@@ -37,6 +37,7 @@ async fn a_service_token_reaches_only_the_configured_sources() {
         let body = serde_json::json!({ "uri": uri }).to_string();
         let (status, text) = s.call(Some(&service), "POST", "/v1/studies", Some(body.as_bytes())).await;
         assert_eq!(status, 403, "{uri}: {text}");
+        assert_eq!(json(&text)["code"], "source_not_allowed", "{uri}: {text}");
         let error = json(&text)["error"].as_str().unwrap_or_default().to_string();
         assert_eq!(
             error.replace(uri.as_str(), "<uri>"),

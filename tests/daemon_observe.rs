@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::daemon::{dechunk, embedded_settings, env, fast_settings, free_port, sqlite_jobs, wait_for};
-use neurobatch_core::queue::{Queue, QueueOptions};
+use neurobatch_core::queue::Queue;
 use sqlx::Connection as _;
 
 /// The planted patient fields of `daemon/studies/dicom_0` (name, given name, patient ID, accession, birth date).
@@ -476,8 +476,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         self.rt.block_on(async {
-            let options = QueueOptions { prefix: self.name.clone(), ..QueueOptions::default() };
-            if let Ok(q) = Queue::connect(&amqp_url(), options).await {
+            if let Ok(q) = Queue::connect(&amqp_url(), common::daemon::fast_queue_options(&self.name)).await {
                 let _ = q.delete_topology().await;
                 let _ = q.close().await;
             }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use common::daemon::{
     JOBS_SQL, JobRow, Proc, env, fast_settings, free_port, http_post, job_row, make_token, sha256_hex, wait_for,
 };
-use neurobatch_core::queue::{DeadReason, Queue, QueueOptions};
+use neurobatch_core::queue::{DeadReason, Queue};
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use sqlx::Connection as _;
 
@@ -169,8 +169,7 @@ impl Stack {
     }
 
     fn queue(&self) -> Queue {
-        let options = QueueOptions { prefix: self.name.clone(), max_attempts: 3, ..QueueOptions::default() };
-        self.rt.block_on(Queue::connect(&amqp_url(), options)).expect("queue")
+        self.rt.block_on(Queue::connect(&amqp_url(), common::daemon::fast_queue_options(&self.name))).expect("queue")
     }
 
     fn objects(&self) -> Vec<String> {
@@ -204,9 +203,7 @@ impl Drop for Stack {
         let name = self.name.clone();
         let bucket = self.bucket.clone();
         self.rt.block_on(async {
-            if let Ok(q) =
-                Queue::connect(&amqp_url(), QueueOptions { prefix: name.clone(), ..QueueOptions::default() }).await
-            {
+            if let Ok(q) = Queue::connect(&amqp_url(), common::daemon::fast_queue_options(&name)).await {
                 let _ = q.delete_topology().await;
                 let _ = q.close().await;
             }

@@ -198,6 +198,19 @@ pub fn fast_settings() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The queue options of daemons run with [`fast_settings`] under `prefix`: the same retry
+/// schedule, so a test's cleanup deletes the very retry queues (`<prefix>.retry.1000ms`, …)
+/// the daemons declared, not the default schedule's.
+pub fn fast_queue_options(prefix: &str) -> neurobatch_core::queue::QueueOptions {
+    neurobatch_core::queue::QueueOptions {
+        prefix: prefix.to_string(),
+        max_attempts: 3,
+        retry_initial: Duration::from_secs(1),
+        retry_max: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
 /// [`fast_settings`] for `neurobatch serve` on the embedded backends under `root`: SQLite at
 /// `db`, files under `root/objects`, the memory queue, `inbox`, the API on `port`.
 pub fn embedded_settings(root: &Path, db: &Path, inbox: &Path, port: u16) -> Vec<(&'static str, String)> {

@@ -32,6 +32,11 @@ pub enum SkipReason {
     Colour(u16),
     /// The file has the DICOM magic but cannot be parsed safely.
     Corrupt(String),
+    /// No top-level PixelData within the first [`MAX_HEADER_BYTES`]: a large
+    /// non-image object (raw data, spectroscopy) or an image whose header a
+    /// scan will not read that far into. Skipped, not corrupt: it does not
+    /// fail the study's other series.
+    HeaderTooLarge,
     /// The file could not be read at all.
     Unreadable(String),
 }
@@ -43,6 +48,9 @@ impl std::fmt::Display for SkipReason {
             SkipReason::NoPixelData => write!(f, "DICOM object without pixel data"),
             SkipReason::Colour(n) => write!(f, "colour image ({n} samples per pixel)"),
             SkipReason::Corrupt(r) => write!(f, "corrupt DICOM file: {r}"),
+            SkipReason::HeaderTooLarge => {
+                write!(f, "no pixel data within the first {} MiB (the most a scan reads)", MAX_HEADER_BYTES >> 20)
+            }
             SkipReason::Unreadable(r) => write!(f, "unreadable: {r}"),
         }
     }
@@ -174,12 +182,7 @@ pub(crate) fn read_dicom_header(path: &Path, opts: &ScanOptions) -> Result<(Vec<
             guard::HeaderWalk::NeedMore if (bytes.len() as u64) < len.min(MAX_HEADER_BYTES) => {
                 want = want.saturating_mul(2).min(len).min(MAX_HEADER_BYTES);
             }
-            guard::HeaderWalk::NeedMore => {
-                return Err(corrupt(format!(
-                    "no pixel data within the first {} MiB (the most a header may take)",
-                    MAX_HEADER_BYTES >> 20
-                )));
-            }
+            guard::HeaderWalk::NeedMore => return Err(skip(path, SkipReason::HeaderTooLarge)),
         }
     }
 }

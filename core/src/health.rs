@@ -3,8 +3,9 @@
 //! the database, the broker and the object store answer and, on workers, the
 //! models are loaded; 503 otherwise, with a JSON body naming what is down)
 //! and `GET /metrics` (the process's [`Metrics`], Prometheus text format).
-//! Owns the readiness checks and the routes; the scheduler merges them into
-//! its API, the worker serves them on `worker.listen` ([`serve`]).
+//! Owns the readiness checks and the routes; the scheduler merges the probes
+//! into its API (its `/metrics` there behind a token) and serves all three on
+//! `scheduler.metrics_listen`, the worker on `worker.listen` (both [`bind`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -152,16 +153,28 @@ async fn readyz(State(health): State<Health>) -> Response {
 }
 
 async fn metrics_text(State(health): State<Health>) -> Response {
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], health.metrics.encode()).into_response()
+    health.metrics_response()
 }
 
-/// Serves [`Health::router`] on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
+impl Health {
+    /// The `/metrics` answer: every metric, Prometheus text format.
+    pub fn metrics_response(&self) -> Response {
+        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], self.metrics.encode()).into_response()
+    }
+}
+
+/// Binds `addr` for [`Health::router`] (a worker's `worker.listen`, a
+/// scheduler's `scheduler.metrics_listen`): the address actually bound, and
+/// the server, which runs until `shutdown` resolves once awaited.
+pub async fn bind<S: std::future::Future<Output = ()> + Send + 'static>(
+    addr: &str,
     health: Health,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, health.router::<()>()).with_graceful_shutdown(shutdown).await
+    shutdown: S,
+) -> std::io::Result<(String, impl std::future::Future<Output = std::io::Result<()>> + Send + use<S>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
+    let server = async move { axum::serve(listener, health.router::<()>()).with_graceful_shutdown(shutdown).await };
+    Ok((bound, server))
 }
 
 #[cfg(test)]

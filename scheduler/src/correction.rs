@@ -166,6 +166,16 @@ mod tests {
         enc.finish().expect("gzip")
     }
 
+    /// A NIfTI-1 header (no voxels) of a small mask whose dims are rewritten to 512³.
+    fn header_claiming_512_cubed() -> Vec<u8> {
+        let mut header = gunzip(&encode(&mask([8, 9, 10], 0)));
+        for (i, d) in [512i16, 512, 512].iter().enumerate() {
+            header[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
+        }
+        header.truncate(352);
+        header
+    }
+
     fn grid(dims: [usize; 3]) -> Grid {
         grid_of_mask(&encode(&mask(dims, 0))).expect("grid")
     }
@@ -204,12 +214,7 @@ mod tests {
         let g = grid([8, 9, 10]);
         // A header claiming 512³ voxels with no voxel data at all: the header
         // check refuses it; decoding first would have allocated 256 MiB.
-        let mut claim = gunzip(&encode(&mask([8, 9, 10], 0)));
-        for (i, d) in [512i16, 512, 512].iter().enumerate() {
-            claim[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
-        }
-        claim.truncate(352);
-        let err = validate(&gzip(&claim), &g, &labels()).expect_err("other grid");
+        let err = validate(&gzip(&header_claiming_512_cubed()), &g, &labels()).expect_err("other grid");
         assert!(matches!(err, CorrectionError::OtherGrid(_)), "{err}");
         assert!(err.to_string().contains("[512, 512, 512]"), "{err}");
 
@@ -229,11 +234,7 @@ mod tests {
     #[test]
     fn eight_lying_headers_at_once_are_refused_unread() {
         let g = grid([182, 218, 182]);
-        let mut raw = gunzip(&encode(&mask([8, 9, 10], 0)));
-        for (i, d) in [512i16, 512, 512].iter().enumerate() {
-            raw[42 + 2 * i..44 + 2 * i].copy_from_slice(&d.to_le_bytes());
-        }
-        raw.truncate(352);
+        let raw = header_claiming_512_cubed();
         // Streamed into the encoder, so the test itself never holds the gigabyte.
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         enc.write_all(&raw).expect("gzip");

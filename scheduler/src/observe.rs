@@ -39,16 +39,12 @@ impl Scheduler {
         if addr.is_empty() {
             return Ok(None);
         }
-        let http = |reason: String| SchedulerError::Http { addr: addr.clone(), reason };
-        let listener = tokio::net::TcpListener::bind(&addr).await.map_err(|e| http(e.to_string()))?;
-        let shown = listener.local_addr().map_or_else(|_| addr.clone(), |a| a.to_string());
-        tracing::info!(addr = %shown, "scheduler health and metrics listening");
         let health = self.inner.health.clone();
-        Ok(Some(async move {
-            neurobatch_core::health::serve(listener, health, async move { shutdown.cancelled().await })
-                .await
-                .map_err(|e| SchedulerError::Http { addr: shown, reason: e.to_string() })
-        }))
+        let (shown, server) = neurobatch_core::health::bind(&addr, health, async move { shutdown.cancelled().await })
+            .await
+            .map_err(|e| SchedulerError::Http { addr: addr.clone(), reason: e.to_string() })?;
+        tracing::info!(addr = %shown, "scheduler health and metrics listening");
+        Ok(Some(async move { server.await.map_err(|e| SchedulerError::Http { addr: shown, reason: e.to_string() }) }))
     }
 
     /// Samples the gauges once: `neurobatch_queue_depth{queue="jobs"}` from the
@@ -69,8 +65,7 @@ async fn metrics_with_token(
     axum::extract::State(s): axum::extract::State<Scheduler>,
     _caller: crate::auth::Caller,
 ) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    ([(axum::http::header::CONTENT_TYPE, neurobatch_core::metrics::CONTENT_TYPE)], s.metrics().encode()).into_response()
+    s.inner.health.metrics_response()
 }
 
 /// A health for a new scheduler: its backends attached, no models needed.

@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::api_error::{ApiError, ErrorCode};
 use crate::auth::Caller;
+use crate::error::joined;
 use crate::http::{error, failure};
 use crate::{Scheduler, SchedulerError, correction};
 
@@ -264,7 +265,7 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
         correction::validate(&body, &grid, &labels)
     })
     .await;
-    let bytes = match checked {
+    let bytes = match joined("corrected mask", checked) {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(e)) if e.is_the_uploads() => {
             return error(StatusCode::UNPROCESSABLE_ENTITY, format!("corrected mask: {e}"));
@@ -272,7 +273,7 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
         Ok(Err(e)) => {
             return failure(&SchedulerError::Task { what: "corrected mask", reason: format!("item {id}: {e}") });
         }
-        Err(e) => return failure(&SchedulerError::Task { what: "corrected mask", reason: format!("item {id}: {e}") }),
+        Err(e) => return failure(&e),
     };
     let folder = mask_key.rsplit_once('/').map_or("review", |(dir, _)| dir);
     let key = format!("{folder}/corrections/review-{id}-{}.nii.gz", Utc::now().format("%Y%m%dT%H%M%S%.6fZ"));

@@ -76,14 +76,14 @@ pub(crate) fn check_header(prefix: &[u8], file_len: usize) -> Result<HeaderWalk,
 
 fn walk(bytes: &[u8], total: usize, header_only: bool) -> Result<HeaderWalk, String> {
     let mut w = Walker::new(bytes, total, header_only);
-    let r = walk_file(&mut w, bytes);
+    let r = walk_file(&mut w);
     if r.is_err() && w.need_more.get() {
         return Ok(HeaderWalk::NeedMore);
     }
     r
 }
 
-fn walk_file(w: &mut Walker<'_>, bytes: &[u8]) -> Result<HeaderWalk, String> {
+fn walk_file(w: &mut Walker<'_>) -> Result<HeaderWalk, String> {
     // The file meta group is always explicit VR little endian.
     let mut pos = 132;
     // dicom-object reads the meta group by its length (0002,0000), off-group
@@ -114,7 +114,7 @@ fn walk_file(w: &mut Walker<'_>, bytes: &[u8]) -> Result<HeaderWalk, String> {
         // else (a corrupt stream claimed 4 GiB), so the inflated set is walked too.
         DEFLATED if w.header_only => return Ok(HeaderWalk::Deflated),
         DEFLATED => {
-            let inflated = inflate(bytes.get(pos..).unwrap_or_default())?;
+            let inflated = inflate(w.b.get(pos..).unwrap_or_default())?;
             let mut w = Walker::new(&inflated, inflated.len(), false);
             w.dataset(0, inflated.len())?;
             return Ok(HeaderWalk::Done(Checked { transfer_syntax: ts, has_pixel_data: w.pixel_data }));

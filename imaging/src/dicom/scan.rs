@@ -128,8 +128,9 @@ fn skip(path: &Path, reason: SkipReason) -> SkippedFile {
 /// The first read of a header; doubled while the header goes on.
 const FIRST_HEADER_READ: u64 = 256 << 10;
 
-/// The most a scan reads of one file before its pixel data: a header (with
-/// per-frame functional groups and private tags) larger than this is refused.
+/// The most a scan reads of one file before its pixel data: a file whose
+/// header (per-frame functional groups, private tags) runs longer is skipped
+/// ([`SkipReason::HeaderTooLarge`]).
 pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 
 /// Opens a file that starts like DICOM and is within the size limit; returns

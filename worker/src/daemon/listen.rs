@@ -19,14 +19,11 @@ pub async fn start(
     if addr.is_empty() {
         return Ok(None);
     }
-    let listener = tokio::net::TcpListener::bind(addr)
+    let (shown, server) = neurobatch_core::health::bind(addr, health, async move { shutdown.cancelled().await })
         .await
         .map_err(|e| WorkerError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
-    let shown = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
     tracing::info!(addr = %shown, "worker health and metrics listening");
     Ok(Some(tokio::spawn(async move {
-        neurobatch_core::health::serve(listener, health, async move { shutdown.cancelled().await })
-            .await
-            .map_err(|e| WorkerError::Listen { addr: shown, reason: e.to_string() })
+        server.await.map_err(|e| WorkerError::Listen { addr: shown, reason: e.to_string() })
     })))
 }

@@ -1,26 +1,18 @@
-//! Liveness, readiness and metrics over HTTP, the same on every process:
-//! `GET /healthz` (the process answers: 200 `ok`), `GET /readyz` (200 when
-//! the database, the broker and the object store answer and, on workers, the
-//! models are loaded; 503 otherwise, with a JSON body naming what is down)
-//! and `GET /metrics` (the process's [`Metrics`], Prometheus text format).
-//! Owns the readiness checks and the routes; the scheduler merges the probes
-//! into its API (its `/metrics` there behind a token) and serves all three on
-//! `scheduler.metrics_listen`, the worker on `worker.listen` (both [`bind`]).
+//! Liveness and readiness, the same on every process: [`Health`] holds the
+//! process's [`Metrics`] and runs the readiness checks — the database, the
+//! broker and the object store answer and, on workers, the models are
+//! loaded — each bounded by [`CHECK_TIMEOUT`]. Plain data, no HTTP: the
+//! `probes` crate serves it as `/healthz`, `/readyz` and `/metrics`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Serialize;
 
 use crate::db::JobStore;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 use crate::storage::ObjectStore;
 
@@ -122,16 +114,6 @@ impl Health {
         let down: Vec<&'static str> = checks.iter().filter(|(_, v)| v.as_str() != "ok").map(|(k, _)| *k).collect();
         Readiness { ready: down.is_empty(), checks, down }
     }
-
-    /// `/healthz`, `/readyz` and `/metrics`, for any router state.
-    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        self.probes_router().merge(Router::new().route("/metrics", get(metrics_text)).with_state(self.clone()))
-    }
-
-    /// `/healthz` and `/readyz` only: for a listener whose `/metrics` is guarded.
-    pub fn probes_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
-        Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(self.clone())
-    }
 }
 
 /// `ok`, or the error (or the timeout) as text.
@@ -141,40 +123,6 @@ async fn bounded<E: std::fmt::Display>(check: impl std::future::Future<Output = 
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
     }
-}
-
-async fn readyz(State(health): State<Health>) -> Response {
-    let readiness = health.check().await;
-    let status = if readiness.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    if !readiness.ready {
-        tracing::debug!(down = ?readiness.down, "not ready");
-    }
-    (status, axum::Json(readiness)).into_response()
-}
-
-async fn metrics_text(State(health): State<Health>) -> Response {
-    health.metrics_response()
-}
-
-impl Health {
-    /// The `/metrics` answer: every metric, Prometheus text format.
-    pub fn metrics_response(&self) -> Response {
-        ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], self.metrics.encode()).into_response()
-    }
-}
-
-/// Binds `addr` for [`Health::router`] (a worker's `worker.listen`, a
-/// scheduler's `scheduler.metrics_listen`): the address actually bound, and
-/// the server, which runs until `shutdown` resolves once awaited.
-pub async fn bind<S: std::future::Future<Output = ()> + Send + 'static>(
-    addr: &str,
-    health: Health,
-    shutdown: S,
-) -> std::io::Result<(String, impl std::future::Future<Output = std::io::Result<()>> + Send + use<S>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr().map_or_else(|_| addr.to_string(), |a| a.to_string());
-    let server = async move { axum::serve(listener, health.router::<()>()).with_graceful_shutdown(shutdown).await };
-    Ok((bound, server))
 }
 
 #[cfg(test)]

@@ -8,35 +8,29 @@
 //! (where a study is), `stage` (what it is, its series and snapshot),
 //! `select` (the series rules), `submit` (key, versions, snapshot copy,
 //! enqueue), `inbox`, `s3poll` and `pull` (finding studies: the inbox, an S3
-//! prefix, the PACS's DICOMweb), `dicom` and `dicomweb` (receiving DICOM by
-//! C-STORE and STOW-RS), `send` (results back to the PACS by C-STORE, through
-//! a durable outbox), `dispatch` (outbox, reaper, dead jobs to the DLQ),
-//! `http` (the API). This file holds the
+//! prefix, the PACS's DICOMweb), `dicom` (receiving DICOM by
+//! C-STORE; STOW-RS is a route of `api`), `send` (results back to the PACS by
+//! C-STORE, through a durable outbox), `dispatch` (outbox, reaper, dead jobs
+//! to the DLQ), `correction` (checking a corrected mask), `api` (the HTTP
+//! API, its own folder). This file holds the
 //! [`Scheduler`] handle and its loops.
 
-mod admin;
-mod api_error;
-mod auth;
+mod api;
 mod confine;
 mod correction;
 mod dicom;
-mod dicomweb;
 mod dispatch;
 mod error;
 pub mod export;
-mod http;
 mod inbox;
 mod observe;
-pub mod openapi;
 mod pull;
-mod review;
 mod s3poll;
 pub mod select;
 mod send;
 mod source;
 mod stage;
 mod submit;
-mod ui;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -50,7 +44,7 @@ use neurobatch_core::queue::Queue;
 use neurobatch_core::storage::{ObjectStore, S3Settings};
 use tokio_util::sync::CancellationToken;
 
-pub use auth::{Caller, new_token, token_sha256};
+pub use api::{ApiDoc, Caller, new_token, token_sha256};
 pub use error::SchedulerError;
 pub use neurobatch_core::db::Reaped;
 pub use pull::PullReport;

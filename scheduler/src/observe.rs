@@ -1,10 +1,9 @@
 //! The scheduler's metrics and health: the process's [`Health`] (readiness
 //! over the scheduler's database, broker and object store, and the
-//! registry `/metrics` encodes), its routes for the API's router, and the
+//! registry `/metrics` encodes), its own metrics listener, and the
 //! gauges it samples every poll interval — the jobs queue's depth, the jobs
 //! queued in the store, and the review backlog with its oldest item's age.
 
-use axum::Router;
 use chrono::Utc;
 use neurobatch_core::health::Health;
 use neurobatch_core::metrics::Metrics;
@@ -22,13 +21,6 @@ impl Scheduler {
         self.inner.health.metrics()
     }
 
-    /// `/healthz` and `/readyz` without a token, `/metrics` with one (merged
-    /// into the API's router): the API listener may face a whole hospital
-    /// network or an ingress, and the metrics describe its operation.
-    pub(crate) fn observe_routes(&self) -> Router<Scheduler> {
-        self.inner.health.probes_router().route("/metrics", axum::routing::get(metrics_with_token))
-    }
-
     /// Serves `/healthz`, `/readyz` and `/metrics` without a token on
     /// `scheduler.metrics_listen` until `shutdown`; `None` when it is empty.
     pub(crate) async fn bind_metrics_listener(
@@ -40,7 +32,7 @@ impl Scheduler {
             return Ok(None);
         }
         let health = self.inner.health.clone();
-        let (shown, server) = neurobatch_core::health::bind(&addr, health, async move { shutdown.cancelled().await })
+        let (shown, server) = probes::bind(&addr, health, async move { shutdown.cancelled().await })
             .await
             .map_err(|e| SchedulerError::Http { addr: addr.clone(), reason: e.to_string() })?;
         tracing::info!(addr = %shown, "scheduler health and metrics listening");
@@ -58,14 +50,6 @@ impl Scheduler {
         metrics.set_queue_depth("jobs", i64::from(broker?));
         Ok(())
     }
-}
-
-/// `GET /metrics` on the API listener: any valid token (no role needed).
-async fn metrics_with_token(
-    axum::extract::State(s): axum::extract::State<Scheduler>,
-    _caller: crate::auth::Caller,
-) -> axum::response::Response {
-    s.inner.health.metrics_response()
 }
 
 /// A health for a new scheduler: its backends attached, no models needed.

@@ -14,7 +14,7 @@ use crate::domain::JobState;
 type RateRow = (Option<String>, String, i64, i64, Option<f64>);
 
 /// Review and uncertainty figures of one scanner and model.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RoutingRate {
     pub scanner: Option<String>,
     pub model: String,
@@ -25,7 +25,7 @@ pub struct RoutingRate {
 }
 
 /// The figures of the admin page.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AdminStats {
     pub jobs_by_state: std::collections::BTreeMap<String, i64>,
     pub succeeded_last_hour: i64,

@@ -18,7 +18,7 @@ use crate::domain::{Priority, ReviewAction, ReviewState};
 use crate::message::ReviewReason;
 
 /// One case in the review queue, with what a reviewer filters and sorts on.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReviewItem {
     pub id: i64,
     pub job_id: i64,
@@ -60,7 +60,7 @@ pub struct ReviewFilter {
 }
 
 /// A comment on a case.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReviewComment {
     pub author: String,
     pub text: String,
@@ -68,7 +68,7 @@ pub struct ReviewComment {
 }
 
 /// Everything a reviewer sees of one case.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReviewCase {
     #[serde(flatten)]
     pub item: ReviewItem,

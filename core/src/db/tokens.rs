@@ -10,7 +10,7 @@ use super::{DbError, JobStore, stored};
 use crate::domain::Role;
 
 /// A token's record (never the token).
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiToken {
     pub id: i64,
     pub name: String,

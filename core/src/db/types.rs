@@ -13,7 +13,7 @@ pub type JobId = i64;
 pub type StudyId = i64;
 
 /// A series of a study as the scheduler saw it (for the series table and per-scanner statistics).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NewSeries {
     pub series_uid: String,
     pub modality: Option<String>,
@@ -63,7 +63,7 @@ impl Enqueued {
 }
 
 /// A job row.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Job {
     pub id: JobId,
     pub study_id: StudyId,
@@ -95,7 +95,7 @@ pub struct Claimed {
 }
 
 /// The routing decision of a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Routing {
     Accept,
@@ -112,7 +112,7 @@ impl Routing {
 }
 
 /// The scanner of the processed series, for per-scanner statistics.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Scanner {
     pub manufacturer: Option<String>,
     pub model: Option<String>,
@@ -120,7 +120,7 @@ pub struct Scanner {
 }
 
 /// Figures for one structure (label) of a segmentation.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StructureMetric {
     pub label: i64,
     pub structure: String,
@@ -133,7 +133,7 @@ pub struct StructureMetric {
 }
 
 /// One classifier's output.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClassificationOutput {
     pub model: String,
     pub label: String,
@@ -202,7 +202,7 @@ pub struct Reaped {
 }
 
 /// A study in the status list, with its latest job.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StudySummary {
     pub id: StudyId,
     pub study_key: String,
@@ -215,7 +215,7 @@ pub struct StudySummary {
 }
 
 /// A series row.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesRow {
     pub id: i64,
     #[serde(flatten)]
@@ -223,7 +223,7 @@ pub struct SeriesRow {
 }
 
 /// A result as the status API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResultSummary {
     pub id: i64,
     pub decision: Routing,
@@ -233,7 +233,7 @@ pub struct ResultSummary {
 }
 
 /// A job with its result, if any.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobDetail {
     #[serde(flatten)]
     pub job: Job,
@@ -241,7 +241,7 @@ pub struct JobDetail {
 }
 
 /// One study with its series and every job.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StudyDetail {
     pub study: StudySummary,
     pub series: Vec<SeriesRow>,

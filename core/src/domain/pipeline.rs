@@ -17,7 +17,7 @@ pub struct PipelineSpec {
 }
 
 /// One label of the pipeline's segmentation.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PipelineLabel {
     pub value: u32,
     pub name: String,

@@ -18,7 +18,7 @@ pub struct UnknownValue {
 /// Where a job is: `queued → running → succeeded | failed`, `running → queued`
 /// (transient failure or expired lease, while attempts remain) and `→ dead`
 /// (attempts exhausted). `succeeded`, `failed` and `dead` are final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     Queued,
@@ -31,7 +31,7 @@ pub enum JobState {
 }
 
 /// A review item: `pending → claimed (lease) → decided`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReviewState {
     Pending,
@@ -40,9 +40,7 @@ pub enum ReviewState {
 }
 
 /// Stat work goes at once; routine work waits for the nightly window.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
     Stat,
@@ -83,7 +81,7 @@ macro_rules! text_enum {
 
 /// What an API token may do: `reviewer` works the review queue, `admin`
 /// also sees and retries jobs, `service` only submits studies (PACS hooks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Reviewer,
@@ -93,7 +91,7 @@ pub enum Role {
 
 /// A reviewer's decision on a case. `escalate` returns the case to the
 /// queue, first in line, for a senior reviewer; the others close it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ReviewAction {
     /// The result is right as it is.

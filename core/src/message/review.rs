@@ -26,7 +26,7 @@ const WHAT: &str = "review";
 /// `routing.reasons`, on the review exchange, in `review_items.reasons` (the
 /// codes also in `review_reasons`, which the review queue filters on) and in
 /// the review API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewReason {
     /// Stable snake_case code (`out_of_distribution`, `high_uncertainty`, …).

@@ -39,8 +39,18 @@ async fn api(db: Db) {
         for (method, op) in ops.as_object().into_iter().flatten() {
             assert_eq!(op["security"][0]["bearer"], serde_json::json!([]), "{method} {path}");
             assert!(op["responses"]["401"].is_object(), "{method} {path} documents 401");
+            // A path parameter that does not parse is a documented 400 with the JSON error body.
+            if path.contains('{') {
+                let error = &op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"];
+                assert_eq!(error, "#/components/schemas/ErrorBody", "{method} {path} documents 400");
+            }
         }
     }
+    // What the handlers return is what the document says, field for field (no patched-in extras).
+    let stats = &doc["components"]["schemas"]["AdminStats"]["properties"];
+    assert!(stats["broker_jobs_queued"].is_object() && stats["dicom_sends"].is_object(), "{stats}");
+    let case = &doc["components"]["schemas"]["Case"];
+    assert!(case.to_string().contains("\"thresholds_crossed\"") && case.to_string().contains("\"objects\""), "{case}");
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
     assert!(doc["components"]["schemas"]["ReviewItem"]["properties"]["uncertainty"].is_object());
     // Every error answer carries a stable machine-readable code, and the document lists them.
@@ -54,6 +64,17 @@ async fn api(db: Db) {
     let (status, text) = http(addr, "GET", "/v1/me", None).await;
     assert_eq!((status, json(&text)["code"].as_str()), (401, Some("unauthorized")), "{text}");
     let admin = app.token("api-admin", Role::Admin).await;
+    // Axum's own rejections answer the API's JSON error too: an id past i64, a query that does not
+    // parse, an unknown route.
+    for (path, status, code) in [
+        ("/v1/studies/9223372036854775808", 400, "bad_request"),
+        ("/v1/review/items/x/objects/mask", 400, "bad_request"),
+        ("/v1/admin/jobs?limit=-1", 400, "bad_request"),
+        ("/v1/nothing-here", 404, "not_found"),
+    ] {
+        let (got, text) = http_as(addr, Some(&admin), "GET", path, None).await;
+        assert_eq!((got, json(&text)["code"].as_str()), (status, Some(code)), "{path}: {text}");
+    }
     let http = |addr, method, path: &str, body: Option<&str>| {
         let (admin, path, body) = (admin.clone(), path.to_string(), body.map(|b| b.as_bytes().to_vec()));
         async move { http_as(addr, Some(&admin), method, &path, body.as_deref()).await }
@@ -109,7 +130,7 @@ async fn api(db: Db) {
     // Errors: JSON with a message naming the input.
     for (method, path, body, want, needle) in [
         ("GET", "/v1/studies/999999", None, 404, "study 999999 does not exist"),
-        ("GET", "/v1/studies/abc", None, 400, "study id"),
+        ("GET", "/v1/studies/abc", None, 400, "path: Invalid URL: Cannot parse `abc`"),
         ("GET", "/v1/studies?limit=0", None, 400, "limit 0"),
         ("GET", "/v1/studies?limit=x", None, 400, "query"),
         ("POST", "/v1/studies", Some("not json"), 400, "request body"),

@@ -75,5 +75,7 @@ async fn a_huge_uri_is_not_echoed_back_and_a_huge_body_is_refused_unread() {
     let (status, text) = s.call(Some(&service), "POST", "/v1/studies", Some(body.as_bytes())).await;
     assert_eq!(status, 413, "{}", text.chars().take(300).collect::<String>());
     assert!(text.len() < 1024, "{} bytes", text.len());
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    assert_eq!(answer["code"], "payload_too_large", "the API's JSON error, not axum's text: {text}");
     s.finish().await;
 }

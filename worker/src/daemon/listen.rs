@@ -19,7 +19,7 @@ pub async fn start(
     if addr.is_empty() {
         return Ok(None);
     }
-    let (shown, server) = neurobatch_core::health::bind(addr, health, async move { shutdown.cancelled().await })
+    let (shown, server) = probes::bind(addr, health, async move { shutdown.cancelled().await })
         .await
         .map_err(|e| WorkerError::Listen { addr: addr.to_string(), reason: e.to_string() })?;
     tracing::info!(addr = %shown, "worker health and metrics listening");

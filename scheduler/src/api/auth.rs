@@ -12,8 +12,8 @@ use axum::response::Response;
 use neurobatch_core::domain::Role;
 use sha2::{Digest, Sha256};
 
+use super::error::{ApiError, error};
 use crate::Scheduler;
-use crate::http::{error, failure};
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +64,20 @@ fn bearer_token(value: &str) -> Option<&str> {
 }
 
 impl FromRequestParts<Scheduler> for Caller {
-    type Rejection = Response;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, s: &Scheduler) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, s: &Scheduler) -> Result<Self, ApiError> {
         let header = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
         let Some(token) = header.and_then(bearer_token) else {
-            return Err(error(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer <token>)"));
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)",
+            ));
         };
         match s.inner.store.token_by_sha256(&token_sha256(token)).await {
             Ok(Some(t)) => Ok(Caller { name: t.name, role: t.role }),
-            Ok(None) => Err(error(StatusCode::UNAUTHORIZED, "unknown or revoked token")),
-            Err(e) => Err(failure(&e.into())),
+            Ok(None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unknown or revoked token")),
+            Err(e) => Err(ApiError::from_failure(&e.into())),
         }
     }
 }

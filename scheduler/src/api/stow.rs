@@ -11,16 +11,18 @@
 //! `multipart/related` of `application/dicom`.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use neurobatch_core::domain::Role;
 use serde_json::{Value, json};
 
+use super::auth::Caller;
+use super::error::error;
+use super::extract::ApiPath;
+use super::schema::ErrorBody;
 use crate::Scheduler;
-use crate::auth::Caller;
 use crate::dicom::instance::{Incoming, InstanceError, Refused, Stored};
-use crate::http::error;
 
 /// Parts read from one request; the rest of a larger one is not read.
 const MAX_PARTS: usize = 10_000;
@@ -31,9 +33,7 @@ const MAX_PARTS: usize = 10_000;
     responses((status = 200, description = "every instance stored (Store Instances Response Module, application/dicom+json)", body = Object),
         (status = 202, description = "some instances stored, the others in FailedSOPSequence with their Failure Reason", body = Object),
         (status = 409, description = "no instance stored", body = Object),
-        (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "the role may not", body = crate::openapi::ErrorBody),
-        (status = 415, description = "not multipart/related of application/dicom", body = crate::openapi::ErrorBody)))]
+        (status = 415, description = "not multipart/related of application/dicom", body = ErrorBody)))]
 pub(crate) async fn stow(State(s): State<Scheduler>, caller: Caller, headers: HeaderMap, body: Body) -> Response {
     store(s, caller, None, headers, body).await
 }
@@ -45,13 +45,11 @@ pub(crate) async fn stow(State(s): State<Scheduler>, caller: Caller, headers: He
     responses((status = 200, description = "every instance stored", body = Object),
         (status = 202, description = "some instances stored", body = Object),
         (status = 409, description = "no instance stored (for example, all of another study)", body = Object),
-        (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody),
-        (status = 403, description = "the role may not", body = crate::openapi::ErrorBody),
-        (status = 415, description = "not multipart/related of application/dicom", body = crate::openapi::ErrorBody)))]
+        (status = 415, description = "not multipart/related of application/dicom", body = ErrorBody)))]
 pub(crate) async fn stow_study(
     State(s): State<Scheduler>,
     caller: Caller,
-    Path(study): Path<String>,
+    ApiPath(study): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {

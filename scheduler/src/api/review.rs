@@ -10,19 +10,19 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use neurobatch_core::db::{ReviewFilter, ReviewItem, ReviewOutcome};
+use neurobatch_core::db::{ReviewFilter, ReviewOutcome};
 use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
 use serde::Deserialize;
 
-use crate::api_error::{ApiError, ErrorCode};
-use crate::auth::Caller;
+use super::auth::Caller;
+use super::error::{ApiError, ErrorCode, error, failure};
+use super::extract::{ApiBody, ApiPath, ApiQuery};
+use super::schema::{Case, ErrorBody, Me, ReviewItem, ReviewItems};
 use crate::error::joined;
-use crate::http::{error, failure};
 use crate::{Scheduler, SchedulerError, correction};
 
 /// How long a claimed case stays with its reviewer.
@@ -69,15 +69,15 @@ fn nonempty(v: Option<String>) -> Option<String> {
 
 /// `GET /v1/me`.
 #[utoipa::path(get, path = "/v1/me", tag = "review", security(("bearer" = [])),
-    responses((status = 200, description = "the caller's name and role", body = crate::openapi::Me), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the caller's name and role", body = Me)))]
 pub(crate) async fn me(caller: Caller) -> Response {
-    Json(serde_json::json!({"name": caller.name, "role": caller.role})).into_response()
+    Json(Me { name: caller.name, role: caller.role.into() }).into_response()
 }
 
 /// `GET /v1/review/items`: the queue, by priority, uncertainty, age.
 #[utoipa::path(get, path = "/v1/review/items", tag = "review", params(QueueParams), security(("bearer" = [])),
-    responses((status = 200, description = "the queue: priority, then uncertainty, then age", body = crate::openapi::ReviewItems), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, Query(q): Query<QueueParams>) -> Response {
+    responses((status = 200, description = "the queue: priority, then uncertainty, then age", body = ReviewItems)))]
+pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, ApiQuery(q): ApiQuery<QueueParams>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -99,15 +99,15 @@ pub(crate) async fn list(State(s): State<Scheduler>, caller: Caller, Query(q): Q
         offset: q.offset.unwrap_or(0),
     };
     match s.inner.store.review_items(&filter, Utc::now()).await {
-        Ok(items) => Json(serde_json::json!({ "items": items })).into_response(),
+        Ok(items) => Json(ReviewItems { items: items.into_iter().map(ReviewItem::from).collect() }).into_response(),
         Err(e) => failure(&e.into()),
     }
 }
 
 /// `POST /v1/review/claim-next`: 200 with the case, 204 when the queue is empty.
 #[utoipa::path(post, path = "/v1/review/claim-next", tag = "review", security(("bearer" = [])),
-    responses((status = 200, description = "the case, now claimed by the caller for 15 minutes", body = crate::openapi::Case),
-        (status = 204, description = "nothing pending"), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the case, now claimed by the caller for 15 minutes", body = Case),
+        (status = 204, description = "nothing pending")))]
 pub(crate) async fn claim_next(State(s): State<Scheduler>, caller: Caller) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -121,8 +121,8 @@ pub(crate) async fn claim_next(State(s): State<Scheduler>, caller: Caller) -> Re
 
 /// `GET /v1/review/items/{id}`.
 #[utoipa::path(get, path = "/v1/review/items/{id}", tag = "review", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "the case with structures, labels, objects and comments", body = crate::openapi::Case), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn case(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
+    responses((status = 200, description = "the case with structures, labels, objects and comments", body = Case), (status = 404, description = "no such item", body = ErrorBody)))]
+pub(crate) async fn case(State(s): State<Scheduler>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -135,32 +135,17 @@ async fn case_response(s: &Scheduler, id: i64) -> Response {
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
         Err(e) => return failure(&e.into()),
     };
-    let mut objects = serde_json::Map::new();
-    for name in OBJECTS {
-        let present =
-            if name == "correction" { case.correction_key.is_some() } else { case.object_keys.contains_key(name) };
-        if present {
-            objects.insert(name.into(), format!("/v1/review/items/{id}/objects/{name}").into());
-        }
-    }
-    let mut body = match serde_json::to_value(&case) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("review item {id}: {e}")),
-    };
-    body["objects"] = objects.into();
-    body["labels"] = serde_json::to_value(&s.inner.pipeline.labels).unwrap_or_default();
-    body["thresholds_crossed"] = serde_json::to_value(&case.item.reasons).unwrap_or_default();
-    Json(body).into_response()
+    Json(Case::new(case, &OBJECTS, &s.inner.pipeline.labels)).into_response()
 }
 
 /// `GET /v1/review/items/{id}/objects/{name}`: the NIfTI bytes for the viewer.
 #[utoipa::path(get, path = "/v1/review/items/{id}/objects/{name}", tag = "review",
     params(("id" = i64, Path), ("name" = String, Path, description = "image, mask, entropy, mutual_information or correction")), security(("bearer" = [])),
-    responses((status = 200, description = "the NIfTI (gzip)", content_type = "application/gzip", body = Vec<u8>), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "the NIfTI (gzip)", content_type = "application/gzip", body = Vec<u8>), (status = 404, description = "no such item", body = ErrorBody)))]
 pub(crate) async fn object(
     State(s): State<Scheduler>,
     caller: Caller,
-    Path((id, name)): Path<(i64, String)>,
+    ApiPath((id, name)): ApiPath<(i64, String)>,
 ) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
@@ -185,8 +170,8 @@ pub(crate) async fn object(
 
 /// `POST /v1/review/items/{id}/release`.
 #[utoipa::path(post, path = "/v1/review/items/{id}/release", tag = "review", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "back in the queue", body = ReviewItem), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>) -> Response {
+    responses((status = 200, description = "back in the queue", body = ReviewItem), (status = 404, description = "no such item", body = ErrorBody), (status = 409, description = "the caller does not hold the claim", body = ErrorBody)))]
+pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, ApiPath(id): ApiPath<i64>) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -195,8 +180,13 @@ pub(crate) async fn release(State(s): State<Scheduler>, caller: Caller, Path(id)
 
 /// `POST /v1/review/items/{id}/decision` with `{"action": "approve"|"reject"|"escalate", "comment"?}`.
 #[utoipa::path(post, path = "/v1/review/items/{id}/decision", tag = "review", params(("id" = i64, Path)), request_body = DecisionRequest, security(("bearer" = [])),
-    responses((status = 200, description = "decided (or escalated back to the queue)", body = ReviewItem), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn decide(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+    responses((status = 200, description = "decided (or escalated back to the queue)", body = ReviewItem), (status = 404, description = "no such item", body = ErrorBody), (status = 409, description = "the caller does not hold the claim", body = ErrorBody)))]
+pub(crate) async fn decide(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiBody(body): ApiBody,
+) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -223,9 +213,13 @@ pub(crate) async fn decide(State(s): State<Scheduler>, caller: Caller, Path(id):
 #[utoipa::path(put, path = "/v1/review/items/{id}/correction", tag = "review", params(("id" = i64, Path)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the corrected mask as NIfTI (.nii or .nii.gz)"), security(("bearer" = [])),
     responses((status = 200, description = "stored as the next correction version; decision correct", body = ReviewItem),
-        (status = 422, description = "not NIfTI, another grid, or labels the pipeline does not have", body = crate::openapi::ErrorBody),
-        (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 409, description = "the caller does not hold the claim", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+        (status = 422, description = "not NIfTI, another grid, or labels the pipeline does not have", body = ErrorBody), (status = 404, description = "no such item", body = ErrorBody), (status = 409, description = "the caller does not hold the claim", body = ErrorBody)))]
+pub(crate) async fn correct(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiBody(body): ApiBody,
+) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -287,8 +281,13 @@ pub(crate) async fn correct(State(s): State<Scheduler>, caller: Caller, Path(id)
 
 /// `POST /v1/review/items/{id}/comments` with `{"text": "…"}`.
 #[utoipa::path(post, path = "/v1/review/items/{id}/comments", tag = "review", params(("id" = i64, Path)), request_body = CommentRequest, security(("bearer" = [])),
-    responses((status = 201, description = "stored"), (status = 400, description = "bad input, named", body = crate::openapi::ErrorBody), (status = 401, description = "no or a revoked token", body = crate::openapi::ErrorBody), (status = 403, description = "the role may not", body = crate::openapi::ErrorBody), (status = 404, description = "no such item", body = crate::openapi::ErrorBody), (status = 503, description = "the database, storage or queue failed", body = crate::openapi::ErrorBody)))]
-pub(crate) async fn comment(State(s): State<Scheduler>, caller: Caller, Path(id): Path<i64>, body: Bytes) -> Response {
+    responses((status = 201, description = "stored"), (status = 404, description = "no such item", body = ErrorBody)))]
+pub(crate) async fn comment(
+    State(s): State<Scheduler>,
+    caller: Caller,
+    ApiPath(id): ApiPath<i64>,
+    ApiBody(body): ApiBody,
+) -> Response {
     if let Some(r) = caller.refuse_unless(REVIEWERS) {
         return r;
     }
@@ -308,7 +307,7 @@ pub(crate) async fn comment(State(s): State<Scheduler>, caller: Caller, Path(id)
 
 fn outcome(result: Result<ReviewOutcome, neurobatch_core::db::DbError>, id: i64) -> Response {
     match result {
-        Ok(ReviewOutcome::Done(item)) => Json(*item).into_response(),
+        Ok(ReviewOutcome::Done(item)) => Json(ReviewItem::from(*item)).into_response(),
         Ok(ReviewOutcome::NoSuchItem) => error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
         Ok(ReviewOutcome::NotHeld { state, claimed_by }) => ApiError::new(
             StatusCode::CONFLICT,

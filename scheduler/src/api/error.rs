@@ -62,6 +62,9 @@ impl ErrorCode {
     }
 }
 
+/// The longest message an answer carries, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -81,9 +84,15 @@ struct Body<'a> {
 }
 
 impl ApiError {
-    /// An answer with the status's default code.
+    /// An answer with the status's default code. The message is cut at
+    /// [`MAX_MESSAGE_CHARS`]: whatever of the input it quotes comes back as a short prefix.
     pub fn new(status: StatusCode, message: impl std::fmt::Display) -> Self {
-        ApiError { status, code: ErrorCode::of_status(status), message: message.to_string(), request_id: None }
+        let mut message = message.to_string();
+        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        ApiError { status, code: ErrorCode::of_status(status), message, request_id: None }
     }
 
     /// The same answer with a more specific code.
@@ -113,6 +122,16 @@ impl ApiError {
         };
         ApiError { request_id: Some(request_id), ..ApiError::new(status, message) }
     }
+}
+
+/// An error answer with the status's default code ([`ApiError::new`]).
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+    ApiError::new(status, message).into_response()
+}
+
+/// The answer to a failed operation ([`ApiError::from_failure`]).
+pub(crate) fn failure(e: &SchedulerError) -> Response {
+    ApiError::from_failure(e).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -156,6 +175,12 @@ mod tests {
 
         let conflict = ApiError::new(StatusCode::CONFLICT, "claimed by bob").with_code(ErrorCode::NotClaimedByCaller);
         assert_eq!(body_of(conflict).await.1["code"], "not_claimed_by_caller");
+        let (_, body) = body_of(ApiError::new(StatusCode::BAD_REQUEST, "é".repeat(10_000))).await;
+        assert_eq!(
+            body["error"].as_str().map(|m| m.chars().count()),
+            Some(MAX_MESSAGE_CHARS + 1),
+            "cut, with an ellipsis"
+        );
         for (status, code) in [
             (400, "bad_request"),
             (401, "unauthorized"),

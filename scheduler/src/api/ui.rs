@@ -8,12 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::error::error;
+use super::extract::ApiPath;
 use crate::Scheduler;
-use crate::http::error;
 
 /// The viewer's policy: its own scripts only; styles may be inline (the
 /// legend's colour swatches); images, volumes and NiiVue's workers may come
@@ -38,7 +39,7 @@ pub(crate) async fn index(State(s): State<Scheduler>) -> Response {
     serve(&s, "index.html").await
 }
 
-pub(crate) async fn file(State(s): State<Scheduler>, UrlPath(path): UrlPath<String>) -> Response {
+pub(crate) async fn file(State(s): State<Scheduler>, ApiPath(path): ApiPath<String>) -> Response {
     serve(&s, &path).await
 }
 

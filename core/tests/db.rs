@@ -728,6 +728,99 @@ async fn connection_errors_name_the_database_without_its_password() {
     assert!(err.contains("unsupported scheme") && !err.contains(":pw@"), "{err}");
 }
 
+/// A TCP proxy to `upstream` that can go silent: while silent it forwards
+/// nothing either way and closes nothing — what a firewall or NAT that
+/// dropped a connection's state looks like to both ends. Bytes read while
+/// silent are held and forwarded once it speaks again.
+struct SilentProxy {
+    addr: std::net::SocketAddr,
+    silent: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SilentProxy {
+    async fn start(upstream: String) -> SilentProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = ok_io(tokio::net::TcpListener::bind("127.0.0.1:0").await);
+        let addr = ok_io(listener.local_addr());
+        let silent = Arc::new(AtomicBool::new(false));
+        let flag = silent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                for (mut from, mut to) in [
+                    (
+                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
+                    ),
+                    (Box::new(sr), Box::new(cw)),
+                ] {
+                    let flag = flag.clone();
+                    tokio::spawn(async move {
+                        let mut buf = vec![0u8; 16 << 10];
+                        loop {
+                            let n = match from.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            while flag.load(Ordering::SeqCst) {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                            }
+                            if to.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        SilentProxy { addr, silent }
+    }
+
+    fn silence(&self, on: bool) {
+        self.silent.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A connection that goes silent fails its call at the store's deadline — a
+/// transient error the worker's breaker and the scheduler's next pass handle —
+/// instead of hanging until TCP gives up; once the peer answers again the
+/// store works without a restart.
+#[tokio::test]
+async fn a_silent_connection_fails_at_the_deadline_instead_of_hanging() {
+    on_postgres("silent_connection", |db| async move {
+        let server = postgres_server();
+        let host_port = server.rsplit('@').next().unwrap_or_default().to_string();
+        let proxy = SilentProxy::start(host_port.clone()).await;
+        let url = db.url.replacen(&host_port, &proxy.addr.to_string(), 1);
+        let store = ok(JobStore::connect_with(&url, 1).await).with_call_deadline(Duration::from_secs(1));
+        ok(store.ping().await);
+
+        proxy.silence(true);
+        let started = std::time::Instant::now();
+        let err = store.ping().await.err();
+        let waited = started.elapsed();
+        assert!(matches!(err, Some(DbError::Deadline { secs: 1 })), "{err:?}");
+        assert!(err.is_some_and(|e| e.is_transient()));
+        assert!(waited < Duration::from_secs(5), "the call hung for {waited:?}");
+
+        proxy.silence(false);
+        let mut recovered = false;
+        for _ in 0..50 {
+            if store.ping().await.is_ok() {
+                recovered = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(recovered, "the store answers again once the connection does");
+        store.close().await;
+    })
+    .await;
+}
+
 /// `DateTime` truncated as the store keeps it.
 trait Micros {
     fn trunc_subsecs_micros(self) -> Self;

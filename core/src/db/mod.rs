@@ -23,12 +23,17 @@ use crate::domain::JobState;
 /// Runs `$body` with `$pool` bound to the concrete pool of either backend.
 /// The body is compiled once per backend, so the same SQL and the same
 /// decoding code are type-checked against both drivers.
+/// The whole call runs under the store's deadline ([`CALL_DEADLINE`]).
 macro_rules! dispatch {
     ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.pool {
-            $crate::db::Pool::Postgres($pool) => $body,
-            $crate::db::Pool::Sqlite($pool) => $body,
-        }
+        $store
+            .within_deadline(async {
+                match &$store.pool {
+                    $crate::db::Pool::Postgres($pool) => $body,
+                    $crate::db::Pool::Sqlite($pool) => $body,
+                }
+            })
+            .await
     };
 }
 
@@ -75,6 +80,8 @@ pub enum DbError {
     VersionRace { key: String, tries: u32 },
     #[error("database: {what} is not valid JSON: {source}")]
     Json { what: &'static str, source: serde_json::Error },
+    #[error("database: no answer within {secs} s (the connection may be dead)")]
+    Deadline { secs: u64 },
 }
 
 impl DbError {
@@ -83,7 +90,7 @@ impl DbError {
     /// about the data; a worker retries a job that failed this way.
     pub fn is_transient(&self) -> bool {
         match self {
-            DbError::Connect { .. } => true,
+            DbError::Connect { .. } | DbError::Deadline { .. } => true,
             DbError::Sql(e) => sql_is_transient(e),
             DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sql_is_transient(e),
             _ => false,
@@ -119,10 +126,21 @@ pub(crate) enum Pool {
     Sqlite(SqlitePool),
 }
 
+/// The longest one store call (a query, or a transaction from begin to
+/// commit) may take before it fails with [`DbError::Deadline`], a transient
+/// error. A connection whose peer vanished without a reset (a firewall or NAT
+/// dropping its state, a host gone) makes no error of its own: its query
+/// waits until TCP gives up, many minutes later, and with every pooled
+/// connection in that state the process would hang. The deadline turns that
+/// into an outage the callers already handle (the worker's breaker, the
+/// scheduler's next pass). Healthy calls take milliseconds.
+pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
 /// The job store. Cheap to clone (a pool handle).
 #[derive(Debug, Clone)]
 pub struct JobStore {
     pool: Pool,
+    deadline: Duration,
 }
 
 /// Which backend a store runs on.
@@ -187,7 +205,24 @@ impl JobStore {
             }
             _ => return Err(DbError::Scheme { url: shown }),
         };
-        Ok(Self { pool })
+        Ok(Self { pool, deadline: CALL_DEADLINE })
+    }
+
+    /// The same store with another deadline per call (tests; [`CALL_DEADLINE`] otherwise).
+    pub fn with_call_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Runs one store call under the deadline.
+    async fn within_deadline<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(self.deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(DbError::Deadline { secs: self.deadline.as_secs() }),
+        }
     }
 
     /// Applies the pending migrations of this backend; a no-op when there are none.
@@ -230,7 +265,10 @@ impl JobStore {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        dispatch!(self, |pool| pool.close().await)
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
     }
 }
 

@@ -463,6 +463,7 @@ impl JobStore {
             .bind(since)
             .fetch_all(pool)
             .await
+            .map_err(DbError::from)
         })?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {

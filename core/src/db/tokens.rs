@@ -48,6 +48,7 @@ impl JobStore {
             .bind(now)
             .fetch_one(pool)
             .await
+            .map_err(DbError::from)
         })?;
         token(row)
     }
@@ -62,6 +63,7 @@ impl JobStore {
             .bind(token_sha256)
             .fetch_optional(pool)
             .await
+            .map_err(DbError::from)
         })?;
         row.map(token).transpose()
     }
@@ -71,6 +73,7 @@ impl JobStore {
             sqlx::query_as("SELECT id, name, role, created_at, revoked_at FROM api_tokens ORDER BY id")
                 .fetch_all(pool)
                 .await
+                .map_err(DbError::from)
         })?;
         rows.into_iter().map(token).collect()
     }

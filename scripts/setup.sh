@@ -14,11 +14,13 @@
 #     (scripts/ort-dylib.sh finds it; scripts/env.sh exports ORT_DYLIB_PATH)
 #   - .venv-s3: moto's S3-protocol server for the storage tests (scripts/requirements-s3.lock;
 #     started and stopped by scripts/s3-server.sh)
+#   - .venv-api-fuzz: schemathesis, the API fuzzer of scripts/api-fuzz.sh
+#     (scripts/requirements-api-fuzz.lock)
 #   - .testdata/: real and derived scans, generated deterministically from
 #     the files those PyPI packages ship
 # A second run on a warm machine only checks stamps and returns quickly. With NEUROBATCH_CACHE set
 # (.ci/run sets it: CI starts from a fresh clone), each virtual environment is built once per lock
-# hash in that folder and the clone's .venv / .venv-s3 are links to it.
+# hash in that folder and the clone's .venv / .venv-s3 / .venv-api-fuzz are links to it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -123,6 +125,21 @@ if [[ ! -x .venv-s3/bin/python || "$(cat "$S3_STAMP" 2>/dev/null)" != "$s3_want"
   .venv-s3/bin/pip install -q --disable-pip-version-check --no-deps -r "$S3_LOCK"
   .venv-s3/bin/pip check >/dev/null
   echo "$s3_want" > "$S3_STAMP"
+fi
+
+# --- API fuzzer (schemathesis) -------------------------------------------------
+# Its own venv: schemathesis 3.39 needs hypothesis 6.115.0 and its own requests/jsonschema stack.
+FUZZ_LOCK="scripts/requirements-api-fuzz.lock"
+FUZZ_STAMP=".venv-api-fuzz/.lock.sha256"
+fuzz_want="$(sha256sum "$FUZZ_LOCK" | cut -d' ' -f1)"
+fuzz_home="$(venv_home .venv-api-fuzz "$fuzz_want")"
+if [[ ! -x .venv-api-fuzz/bin/python || "$(cat "$FUZZ_STAMP" 2>/dev/null)" != "$fuzz_want" ]]; then
+  log "building .venv-api-fuzz from $FUZZ_LOCK (in $fuzz_home)"
+  rm -rf "$fuzz_home"
+  "$PYTHON" -m venv "$fuzz_home"
+  .venv-api-fuzz/bin/pip install -q --disable-pip-version-check --no-deps -r "$FUZZ_LOCK"
+  .venv-api-fuzz/bin/pip check >/dev/null
+  echo "$fuzz_want" > "$FUZZ_STAMP"
 fi
 
 # --- ONNX Runtime library (from the onnxruntime wheel) -----------------------

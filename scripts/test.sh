@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: setup, formatting, lints, every test in the workspace, the review
-# viewer in a real browser, and the deployment checks.
+# The whole test suite: setup, formatting, lints, every test in the workspace, the API fuzz run,
+# the chaos campaign, the review viewer in a real browser, and the deployment checks.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -16,6 +16,9 @@ S3_ENDPOINT="$(bash scripts/s3-server.sh start)"
 trap 'bash scripts/s3-server.sh stop' EXIT
 export NEUROBATCH_TEST_S3_ENDPOINT="$S3_ENDPOINT"
 cargo test --workspace --locked
+# The API fuzz run (issue 15; scripts/api-fuzz.sh): schemathesis from /openapi.json against
+# `neurobatch serve` built above, a token of each role, every operation and check, fixed seed.
+NEUROBATCH_BIN="$BIN" bash scripts/api-fuzz.sh
 # The short chaos campaign (issue 18; docs/reliability.md): a scheduler and 2 workers of the binary
 # built above on RabbitMQ, PostgreSQL and its own S3 server, 20 studies, 2 faults of each kind,
 # then the invariants (nothing lost, duplicated or stuck, dead letters, objects, metrics).

@@ -19,6 +19,8 @@ use crate::Scheduler;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct JobsParams {
+    /// `failed` when absent.
+    #[param(value_type = Option<super::schema::JobState>)]
     state: Option<String>,
     limit: Option<u32>,
 }

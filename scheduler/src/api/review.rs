@@ -48,6 +48,7 @@ pub(crate) struct QueueParams {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DecisionRequest {
+    #[schema(value_type = super::schema::Decision)]
     action: String,
     #[serde(default)]
     comment: Option<String>,
@@ -56,6 +57,8 @@ pub(crate) struct DecisionRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CommentRequest {
+    /// Not blank.
+    #[schema(min_length = 1, max_length = 10000)]
     text: String,
 }
 

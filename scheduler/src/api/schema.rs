@@ -72,6 +72,18 @@ api_enum!(
     Routing from db::Routing { Accept, Review }
 );
 
+/// What `POST /v1/review/items/{id}/decision` decides (a correction is the
+/// mask's upload, `PUT …/correction`). Documents the request; the handler parses
+/// the text into the domain's `ReviewAction`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // never built: it documents the request body (a test ties it to ReviewAction)
+pub enum Decision {
+    Approve,
+    Reject,
+    Escalate,
+}
+
 /// `GET /v1/me`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {
@@ -518,5 +530,16 @@ mod tests {
         same::<domain::ReviewState, ReviewState>(domain::ReviewState::ALL);
         same::<domain::Priority, Priority>(domain::Priority::ALL);
         same::<db::Routing, Routing>(&[db::Routing::Accept, db::Routing::Review]);
+        // The decisions are the review actions but `correct` (an upload of its own).
+        let decisions: Vec<_> = [Decision::Approve, Decision::Reject, Decision::Escalate]
+            .iter()
+            .map(|d| serde_json::to_value(d).expect("decision"))
+            .collect();
+        let actions: Vec<_> = domain::ReviewAction::ALL
+            .iter()
+            .filter(|a| **a != domain::ReviewAction::Correct)
+            .map(|a| serde_json::Value::from(a.as_str()))
+            .collect();
+        assert_eq!(decisions, actions);
     }
 }

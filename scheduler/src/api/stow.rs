@@ -30,9 +30,9 @@ const MAX_PARTS: usize = 10_000;
 /// `POST /dicomweb/studies`: instances of any study.
 #[utoipa::path(post, path = "/dicomweb/studies", tag = "dicomweb", security(("bearer" = [])),
     request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\"", description = "Part 10 files, one per part"),
-    responses((status = 200, description = "every instance stored (Store Instances Response Module, application/dicom+json)", body = Object),
-        (status = 202, description = "some instances stored, the others in FailedSOPSequence with their Failure Reason", body = Object),
-        (status = 409, description = "no instance stored", body = Object),
+    responses((status = 200, description = "every instance stored (the Store Instances Response Module)", content_type = "application/dicom+json", body = Object),
+        (status = 202, description = "some instances stored, the others in FailedSOPSequence with their Failure Reason", content_type = "application/dicom+json", body = Object),
+        (status = 409, description = "no instance stored", content_type = "application/dicom+json", body = Object),
         (status = 415, description = "not multipart/related of application/dicom", body = ErrorBody)))]
 pub(crate) async fn stow(State(s): State<Scheduler>, caller: Caller, headers: HeaderMap, body: Body) -> Response {
     store(s, caller, None, headers, body).await
@@ -42,9 +42,9 @@ pub(crate) async fn stow(State(s): State<Scheduler>, caller: Caller, headers: He
 #[utoipa::path(post, path = "/dicomweb/studies/{study}", tag = "dicomweb", security(("bearer" = [])),
     params(("study" = String, Path, description = "StudyInstanceUID every instance must have")),
     request_body(content = Vec<u8>, content_type = "multipart/related; type=\"application/dicom\"", description = "Part 10 files, one per part"),
-    responses((status = 200, description = "every instance stored", body = Object),
-        (status = 202, description = "some instances stored", body = Object),
-        (status = 409, description = "no instance stored (for example, all of another study)", body = Object),
+    responses((status = 200, description = "every instance stored", content_type = "application/dicom+json", body = Object),
+        (status = 202, description = "some instances stored", content_type = "application/dicom+json", body = Object),
+        (status = 409, description = "no instance stored (for example, all of another study)", content_type = "application/dicom+json", body = Object),
         (status = 415, description = "not multipart/related of application/dicom", body = ErrorBody)))]
 pub(crate) async fn stow_study(
     State(s): State<Scheduler>,

@@ -22,8 +22,11 @@ const MAX_LIMIT: u32 = 1000;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SubmitRequest {
+    /// `file://…`, a path, or `s3://bucket/prefix`, inside a configured source.
     uri: String,
+    /// `routine` when absent.
     #[serde(default)]
+    #[schema(value_type = Option<super::schema::Priority>)]
     priority: Option<String>,
     #[serde(default)]
     force: bool,
@@ -32,6 +35,8 @@ pub(crate) struct SubmitRequest {
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListParams {
+    /// 50 when absent.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     offset: Option<u64>,
 }

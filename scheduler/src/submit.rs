@@ -13,7 +13,7 @@ use crate::{Scheduler, SchedulerError, error::joined, source, stage};
 
 /// What submitting a study did. Serialized with an `outcome` tag:
 /// `{"outcome": "enqueued", "job_id": 7, …}`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Submission {
     /// A new job row: version 1 of its key, or a later version (`forced`:

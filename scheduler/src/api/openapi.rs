@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 use super::schema::{
     AdminStats, Case, ErrorBody, Job, JobDetail, Jobs, Me, PipelineLabel, ResultSummary, Retried, RetriedSends,
     ReviewComment, ReviewItem, ReviewItems, ReviewReason, RoutingRate, Series, StructureMetric, StudyDetail,
-    StudySummary,
+    StudySummary, Submission,
 };
 use super::{admin, review, stow, studies};
 
@@ -87,7 +87,7 @@ impl Modify for CommonErrors {
         stow::stow, stow::stow_study,
     ),
     components(schemas(
-        ErrorBody, Me, ReviewItems, Jobs, Retried, RetriedSends, Case, crate::Submission, PipelineLabel,
+        ErrorBody, Me, ReviewItems, Jobs, Retried, RetriedSends, Case, Submission, PipelineLabel,
         StudySummary, StudyDetail, Series, JobDetail, Job, ResultSummary, ReviewReason,
         ReviewItem, ReviewComment, StructureMetric, AdminStats, RoutingRate,
     )),

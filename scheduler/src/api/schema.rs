@@ -91,6 +91,46 @@ pub struct Me {
     pub role: Role,
 }
 
+/// What `POST /v1/studies` did, tagged by `outcome`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Submission {
+    /// A new job: version 1 of its key, or a later version (`forced`: the
+    /// study changed since the last version, or the caller forced it).
+    Enqueued {
+        job_id: i64,
+        study_key: String,
+        job_key: String,
+        version: i64,
+        forced: bool,
+        source_uri: String,
+        /// The selected series.
+        series: Vec<String>,
+    },
+    /// The key already has a job with this very snapshot: nothing was written.
+    Existing { job_id: i64, study_key: String, job_key: String, source_uri: String },
+    /// Nothing to process; recorded on the study with the reason.
+    Ineligible { study_id: i64, study_key: String, reason: String },
+    /// Not a complete study yet (an empty folder, an inbox entry inside its quiet period).
+    NotReady { reason: String },
+}
+
+impl From<crate::Submission> for Submission {
+    fn from(s: crate::Submission) -> Self {
+        use crate::Submission as S;
+        match s {
+            S::Enqueued { job_id, study_key, job_key, version, forced, source_uri, series } => {
+                Submission::Enqueued { job_id, study_key, job_key, version, forced, source_uri, series }
+            }
+            S::Existing { job_id, study_key, job_key, source_uri } => {
+                Submission::Existing { job_id, study_key, job_key, source_uri }
+            }
+            S::Ineligible { study_id, study_key, reason } => Submission::Ineligible { study_id, study_key, reason },
+            S::NotReady { reason } => Submission::NotReady { reason },
+        }
+    }
+}
+
 /// A study in the status list, with its latest job.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StudySummary {
@@ -541,5 +581,28 @@ mod tests {
             .map(|a| serde_json::Value::from(a.as_str()))
             .collect();
         assert_eq!(decisions, actions);
+    }
+
+    #[test]
+    fn a_submission_answers_as_the_scheduler_serializes_it() {
+        use crate::Submission as S;
+        let all = [
+            S::Enqueued {
+                job_id: 1,
+                study_key: "k".into(),
+                job_key: "j".into(),
+                version: 2,
+                forced: true,
+                source_uri: "file:///in/a".into(),
+                series: vec!["1.2".into()],
+            },
+            S::Existing { job_id: 1, study_key: "k".into(), job_key: "j".into(), source_uri: "u".into() },
+            S::Ineligible { study_id: 3, study_key: "k".into(), reason: "no series".into() },
+            S::NotReady { reason: "quiet period".into() },
+        ];
+        for s in all {
+            let scheduler = serde_json::to_value(&s).expect("scheduler");
+            assert_eq!(serde_json::to_value(Submission::from(s)).expect("api"), scheduler);
+        }
     }
 }

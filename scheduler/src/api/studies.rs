@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::auth::Caller;
 use super::error::{error, failure};
 use super::extract::{ApiBody, ApiPath, ApiQuery};
-use super::schema::{ErrorBody, StudyDetail, StudySummary};
-use crate::{Scheduler, Submission};
+use super::schema::{ErrorBody, StudyDetail, StudySummary, Submission};
+use crate::Scheduler;
 
 /// Studies per page when `limit` is absent, and the most one page may hold.
 const DEFAULT_LIMIT: u32 = 50;
@@ -71,11 +71,11 @@ pub(crate) async fn submit(State(s): State<Scheduler>, caller: Caller, ApiBody(b
     match s.submit(&req.uri, priority, req.force).await {
         Ok(sub) => {
             let status = match sub {
-                Submission::Enqueued { .. } => StatusCode::ACCEPTED,
-                Submission::Existing { .. } | Submission::Ineligible { .. } => StatusCode::OK,
-                Submission::NotReady { .. } => StatusCode::CONFLICT,
+                crate::Submission::Enqueued { .. } => StatusCode::ACCEPTED,
+                crate::Submission::Existing { .. } | crate::Submission::Ineligible { .. } => StatusCode::OK,
+                crate::Submission::NotReady { .. } => StatusCode::CONFLICT,
             };
-            (status, Json(sub)).into_response()
+            (status, Json(Submission::from(sub))).into_response()
         }
         Err(e) => failure(&e),
     }

@@ -263,6 +263,19 @@ impl Consumer {
         }
     }
 
+    /// Takes no job until the next [`Consumer::next`] (a worker pausing while
+    /// a service its jobs need is down): the jobs the broker already pushed
+    /// to this consumer within its prefetch go back to the queue, first in
+    /// line for any consumer, instead of waiting here for the pause to end;
+    /// the deliveries already handed out can still be settled. Returns how
+    /// many went back (the in-process queue pushes nothing ahead: 0).
+    pub async fn pause(&mut self) -> Result<usize, QueueError> {
+        match self {
+            Consumer::Amqp(c) => c.pause().await,
+            Consumer::Memory(_) => Ok(0),
+        }
+    }
+
     /// Stops taking jobs (graceful shutdown): once this returns the broker
     /// sends this consumer nothing more, while the deliveries already handed
     /// out can still be settled. `next` then fails with [`QueueError::Closed`].

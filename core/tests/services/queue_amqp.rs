@@ -51,6 +51,11 @@ async fn prefetch_limits_unacked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_consumer_gives_back_what_it_was_sent_ahead() {
+    scenarios::a_paused_consumer_gives_back_what_it_was_sent_ahead(&Env::amqp("pause")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unacked_jobs_return_when_the_consumer_connection_closes() {
     scenarios::unacked_jobs_return_when_the_consumer_connection_closes(&Env::amqp("close")).await;
 }

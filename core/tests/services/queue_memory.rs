@@ -40,6 +40,11 @@ async fn prefetch_limits_unacked() {
 }
 
 #[tokio::test]
+async fn a_paused_consumer_gives_back_what_it_was_sent_ahead() {
+    scenarios::a_paused_consumer_gives_back_what_it_was_sent_ahead(&Env::memory("pause")).await;
+}
+
+#[tokio::test]
 async fn unacked_jobs_return_when_the_consumer_connection_closes() {
     scenarios::unacked_jobs_return_when_the_consumer_connection_closes(&Env::memory("close")).await;
 }

@@ -157,6 +157,36 @@ pub async fn prefetch_limits_unacked(env: &Env) {
     q.close().await.unwrap();
 }
 
+/// A worker pausing (a service its jobs need is down) gives back what the
+/// broker pushed to it ahead, so another worker takes it now; the job it
+/// holds still settles, and it takes jobs again afterwards.
+pub async fn a_paused_consumer_gives_back_what_it_was_sent_ahead(env: &Env) {
+    let q = env.open().await;
+    for n in 0..2 {
+        q.publish(&job(n, Priority::Routine)).await.unwrap();
+    }
+    let mut paused = q.consume(2).await.unwrap();
+    let held = next(&mut paused).await;
+    assert_eq!(held.message().job_key, "key-0");
+    paused.pause().await.unwrap();
+
+    let other = env.open().await;
+    let mut c = other.consume(1).await.unwrap();
+    let taken = next_within(&mut c, 5000).await.expect("the job sent ahead to the paused consumer");
+    assert_eq!(taken.message().job_key, "key-1");
+    held.ack().await.unwrap();
+    taken.ack().await.unwrap();
+
+    q.publish(&job(2, Priority::Routine)).await.unwrap();
+    drop(c);
+    other.close().await.unwrap();
+    let resumed = next(&mut paused).await;
+    assert_eq!(resumed.message().job_key, "key-2", "the paused consumer takes jobs again");
+    resumed.ack().await.unwrap();
+    drop(paused);
+    q.close().await.unwrap();
+}
+
 pub async fn unacked_jobs_return_when_the_consumer_connection_closes(env: &Env) {
     let q = env.open().await;
     let j = job(5, Priority::Routine);

@@ -128,13 +128,18 @@ impl Worker {
             if shutdown.is_cancelled() {
                 break;
             }
-            // A service the jobs need is down: take no job until it answers again (a delivery
-            // the broker already pushed within the prefetch waits here, unacknowledged; the jobs
-            // in flight keep running).
+            // A service the jobs need is down: take no job until it answers again. Jobs the broker
+            // already pushed within the prefetch go back to the queue for a worker that can run
+            // them; the jobs in flight keep running.
             let down = ctx.outage.down();
             if !down.is_empty() {
                 let names: Vec<&str> = down.iter().map(|d| d.as_str()).collect();
                 tracing::warn!(services = ?names, "pausing: taking no job until the services answer");
+                match consumer.pause().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(jobs = n, "jobs sent ahead to this worker went back to the queue"),
+                    Err(e) => tracing::warn!(error = %e, "giving back the jobs sent ahead failed; they wait here"),
+                }
                 if !ctx.outage.wait_until_up(&ctx.objects, &ctx.store, &shutdown).await {
                     break;
                 }

@@ -413,6 +413,31 @@ impl AmqpConsumer {
         Ok(())
     }
 
+    /// `basic.cancel`, then every delivery the broker pushed before its
+    /// cancel-ok (they arrive in order on the channel, so all are buffered by
+    /// then) is nacked back to the queue; the next [`AmqpConsumer::next`]
+    /// consumes again on a new channel. A channel already gone returned its
+    /// deliveries itself.
+    pub(super) async fn pause(&mut self) -> Result<usize, QueueError> {
+        let Some((ch, mut consumer)) = self.current.take() else { return Ok(0) };
+        if let Err(e) = ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+            return if ch.status().connected() {
+                Err(QueueError::Broker { op: "cancel", reason: e.to_string() })
+            } else {
+                Ok(0)
+            };
+        }
+        let mut returned = 0;
+        while let Some(Some(Ok(d))) = futures_util::FutureExt::now_or_never(consumer.next()) {
+            d.acker
+                .nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() })
+                .await
+                .map_err(|e| QueueError::Broker { op: "nack", reason: e.to_string() })?;
+            returned += 1;
+        }
+        Ok(returned)
+    }
+
     pub(super) async fn next(&mut self) -> Result<Delivery, QueueError> {
         if self.cancelled {
             return Err(QueueError::Closed);

@@ -32,7 +32,8 @@ impl Modify for BearerAuth {
 /// The error answers any operation can give, added where its annotation
 /// does not already say more: every operation may fail on the server (500,
 /// 503); one that takes a token may answer 401 and 403; one with path or
-/// query parameters or a body 400; one with a body 413 (the route's limit).
+/// query parameters or a body 400; one with a body 413 (the route's limit;
+/// not the streamed STOW-RS bodies).
 /// Said once here, so an annotation lists only what is its own.
 struct CommonErrors;
 
@@ -44,11 +45,14 @@ impl CommonErrors {
             .as_ref()
             .is_some_and(|p| p.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query)));
         let body = op.request_body.is_some();
+        // STOW-RS bodies are streamed part by part (each bounded by dicom.max_instance_bytes, a
+        // failed part answered in the response module), never refused whole for their size.
+        let streamed = op.request_body.as_ref().is_some_and(|b| b.content.keys().any(|k| k.starts_with("multipart/")));
         let errors: [(bool, &str, &str); 6] = [
             (params || body, "400", "bad input, named"),
             (secured, "401", "no token, or an unknown or revoked one"),
             (secured, "403", "the role may not"),
-            (body, "413", "the body is larger than the route takes"),
+            (body && !streamed, "413", "the body is larger than the route takes"),
             (true, "500", "the server's own failure (the log has the detail under request_id)"),
             (true, "503", "a backend (database, object store, queue) is unavailable"),
         ];

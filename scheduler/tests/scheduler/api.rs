@@ -44,6 +44,8 @@ async fn api(db: Db) {
                 let error = &op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"];
                 assert_eq!(error, "#/components/schemas/ErrorBody", "{method} {path} documents 400");
             }
+            let bounded = op["requestBody"].is_object() && !path.starts_with("/dicomweb/");
+            assert_eq!(op["responses"]["413"].is_object(), bounded, "{method} {path}: 413 where a body limit applies");
         }
     }
     // What the handlers return is what the document says, field for field (no patched-in extras).

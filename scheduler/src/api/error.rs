@@ -75,12 +75,16 @@ pub struct ApiError {
     pub request_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: &'a str,
-    code: ErrorCode,
+/// Every error answer's body, as sent and as `/openapi.json` documents it:
+/// one line naming the input and the reason.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    /// What went wrong, for a program: branch on this, not on `error`'s wording.
+    pub code: ErrorCode,
+    /// On 5xx answers only: the id under which the log has the detail.
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
+    pub request_id: Option<String>,
 }
 
 impl ApiError {
@@ -136,7 +140,7 @@ pub(crate) fn failure(e: &SchedulerError) -> Response {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: &self.message, code: self.code, request_id: self.request_id.as_deref() };
+        let body = ErrorBody { error: self.message, code: self.code, request_id: self.request_id };
         (self.status, Json(body)).into_response()
     }
 }

@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
-use neurobatch_core::db::{ReviewFilter, ReviewOutcome};
+use neurobatch_core::db::{ReviewCase, ReviewFilter, ReviewOutcome};
 use neurobatch_core::domain::{Priority, ReviewAction, ReviewState, Role};
 use serde::Deserialize;
 
@@ -64,6 +64,12 @@ pub(crate) struct CommentRequest {
 
 fn bad(message: impl std::fmt::Display) -> Response {
     error(StatusCode::BAD_REQUEST, message)
+}
+
+/// The object key of a case's viewer object `name`: the latest correction,
+/// or one of the result's outputs.
+fn object_key<'a>(case: &'a ReviewCase, name: &str) -> Option<&'a str> {
+    if name == "correction" { case.correction_key.as_deref() } else { case.object_keys.get(name).map(String::as_str) }
 }
 
 fn nonempty(v: Option<String>) -> Option<String> {
@@ -138,7 +144,12 @@ async fn case_response(s: &Scheduler, id: i64) -> Response {
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
         Err(e) => return failure(&e.into()),
     };
-    Json(Case::new(case, &OBJECTS, &s.inner.pipeline.labels)).into_response()
+    let objects = OBJECTS
+        .iter()
+        .filter(|name| object_key(&case, name).is_some())
+        .map(|name| (name.to_string(), format!("/v1/review/items/{id}/objects/{name}")))
+        .collect();
+    Json(Case::new(case, objects, &s.inner.pipeline.labels)).into_response()
 }
 
 /// `GET /v1/review/items/{id}/objects/{name}`: the NIfTI bytes for the viewer.
@@ -161,11 +172,10 @@ pub(crate) async fn object(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("review item {id} does not exist")),
         Err(e) => return failure(&e.into()),
     };
-    let key = if name == "correction" { case.correction_key } else { case.object_keys.get(&name).cloned() };
-    let Some(key) = key else {
+    let Some(key) = object_key(&case, &name) else {
         return error(StatusCode::NOT_FOUND, format!("review item {id} has no {name}"));
     };
-    match s.inner.objects.get(&key).await {
+    match s.inner.objects.get(key).await {
         Ok(bytes) => ([(axum::http::header::CONTENT_TYPE, "application/gzip")], bytes).into_response(),
         Err(e) => failure(&e.into()),
     }

@@ -14,18 +14,8 @@ use neurobatch_core::{db, domain, message};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::error::ErrorCode;
-
-/// Every error answer: one line naming the input and the reason.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-    /// What went wrong, for a program: branch on this, not on `error`'s wording.
-    pub code: ErrorCode,
-    /// On 5xx answers only: the id under which the log has the detail.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-}
+/// Every error answer's body: the one `ApiError` serializes.
+pub use super::error::ErrorBody;
 
 /// Mirrors of the domain's enums: the same names and the same text.
 macro_rules! api_enum {
@@ -446,17 +436,9 @@ pub struct Case {
 }
 
 impl Case {
-    /// The case `c` with the viewer's object URLs (`objects`, those present of
-    /// `names`) and the pipeline's `labels`.
-    pub fn new(c: db::ReviewCase, names: &[&str], labels: &[domain::PipelineLabel]) -> Case {
-        let id = c.item.id;
-        let objects = names
-            .iter()
-            .filter(|name| {
-                if **name == "correction" { c.correction_key.is_some() } else { c.object_keys.contains_key(**name) }
-            })
-            .map(|name| (name.to_string(), format!("/v1/review/items/{id}/objects/{name}")))
-            .collect();
+    /// The case `c` with the viewer's object URLs (`objects`: name → URL) and
+    /// the pipeline's `labels`.
+    pub fn new(c: db::ReviewCase, objects: BTreeMap<String, String>, labels: &[domain::PipelineLabel]) -> Case {
         let thresholds_crossed = c.item.reasons.iter().cloned().map(Into::into).collect();
         Case {
             item: c.item.into(),

@@ -398,35 +398,33 @@ impl AmqpConsumer {
         Ok((ch, consumer))
     }
 
-    /// `basic.cancel`, waiting for the broker's cancel-ok; the channel stays
-    /// open as long as deliveries hold it, so they can still be settled.
-    pub(super) async fn cancel(&mut self) -> Result<(), QueueError> {
-        self.cancelled = true;
-        if let Some((ch, consumer)) = self.current.take() {
-            let result = ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
-            if let Err(e) = result
-                && ch.status().connected()
-            {
-                return Err(QueueError::Broker { op: "cancel", reason: e.to_string() });
-            }
+    /// `basic.cancel` of the current consumer, waiting for the broker's
+    /// cancel-ok: its channel and stream (holding what the broker pushed
+    /// before the cancel-ok), or `None` when there was none or its channel is
+    /// gone (the broker then returned its deliveries itself).
+    async fn cancel_current(&mut self) -> Result<Option<(Channel, lapin::Consumer)>, QueueError> {
+        let Some((ch, consumer)) = self.current.take() else { return Ok(None) };
+        match ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+            Ok(()) => Ok(Some((ch, consumer))),
+            Err(_) if !ch.status().connected() => Ok(None),
+            Err(e) => Err(QueueError::Broker { op: "cancel", reason: e.to_string() }),
         }
-        Ok(())
     }
 
-    /// `basic.cancel`, then every delivery the broker pushed before its
-    /// cancel-ok (they arrive in order on the channel, so all are buffered by
-    /// then) is nacked back to the queue; the next [`AmqpConsumer::next`]
-    /// consumes again on a new channel. A channel already gone returned its
-    /// deliveries itself.
+    /// Stops for good; the channel stays open as long as deliveries hold it,
+    /// so they can still be settled.
+    pub(super) async fn cancel(&mut self) -> Result<(), QueueError> {
+        self.cancelled = true;
+        self.cancel_current().await.map(drop)
+    }
+
+    /// Every delivery the broker pushed before the cancel-ok (they arrive in
+    /// order on the channel, so all are buffered by then) is nacked back to
+    /// the queue; the next [`AmqpConsumer::next`] consumes again on a new
+    /// channel.
     pub(super) async fn pause(&mut self) -> Result<usize, QueueError> {
-        let Some((ch, mut consumer)) = self.current.take() else { return Ok(0) };
-        if let Err(e) = ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
-            return if ch.status().connected() {
-                Err(QueueError::Broker { op: "cancel", reason: e.to_string() })
-            } else {
-                Ok(0)
-            };
-        }
+        // The channel is kept until the nacks are sent.
+        let Some((_ch, mut consumer)) = self.cancel_current().await? else { return Ok(0) };
         let mut returned = 0;
         while let Some(Some(Ok(d))) = futures_util::FutureExt::now_or_never(consumer.next()) {
             d.acker

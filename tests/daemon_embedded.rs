@@ -146,7 +146,7 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
     let r = dicom[0];
     let checked = common::check_dicom_results(
         &objects.join(&r.object_keys["seg"]),
-        &objects.join(&r.object_keys["sr"]),
+        Some(&objects.join(&r.object_keys["sr"])),
         &objects.join(&r.object_keys["mask"]),
     );
     let report = report_of(r);
@@ -172,7 +172,11 @@ fn serve_processes_an_inbox_exactly_once_across_a_kill() {
 
     // Exactly one set of result objects per study: a rerun overwrites, never adds.
     let stored = walk(&root.join("objects").join("study"));
-    assert_eq!(stored, good.len() * 5 + 2 * 2, "result objects (two DICOM studies with a SEG and an SR each)");
+    assert_eq!(
+        stored,
+        good.len() * 5 + 2 * 3,
+        "result objects (two DICOM studies with a SEG, an SR and the SEG's recipe each)"
+    );
 
     for secret in PLANTED {
         assert!(!log1.contains(secret) && !log2.contains(secret), "{secret} reached a log line");

@@ -201,3 +201,158 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
         assert!(!serve.log_text().contains(secret), "{secret} reached a log line");
     }
 }
+
+/// The study's model folder with routing bounds that send every case to review: a copy of
+/// `models/` whose segmentation manifest says `ood_score_max = 0`.
+fn models_that_route_everything(root: &std::path::Path) -> std::path::PathBuf {
+    let from = common::root().join("models");
+    let to = root.join("models");
+    common::daemon::copy_entry(&from, &to);
+    let manifest = to.join("brain-tissue").join("manifest.toml");
+    let text = std::fs::read_to_string(&manifest).expect("manifest");
+    let routed = with_line(&text, "ood_score_max = ", "0.0");
+    assert_ne!(routed, text, "the manifest has an ood_score_max");
+    std::fs::write(&manifest, routed).expect("manifest");
+    to
+}
+
+/// `text` with the value after `key` (to the end of its line) replaced by `value`.
+fn with_line(text: &str, key: &str, value: &str) -> String {
+    text.lines()
+        .map(|l| if l.starts_with(key) { format!("{key}{value}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `dicom.send = "after_review"` with a routed case: nothing reaches the PACS while the case
+/// waits; the reviewer's corrected mask then reaches Orthanc as a new instance of the model's
+/// SEG series (and no SR, whose figures describe the model's mask), built by the scheduler
+/// from what the result stored. highdicom reads the corrected labels back voxel for voxel and
+/// dciodvfy finds no error in it.
+#[test]
+fn a_reviewers_corrected_mask_reaches_orthanc_as_a_new_seg_after_review() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let inbox = root.join("inbox");
+    std::fs::create_dir_all(&inbox).expect("inbox");
+    let db = root.join("data").join("nb.db");
+    let (port, scp_port) = (free_port(), free_port());
+    let orthanc = Orthanc::start(|c| {
+        c["DicomModalities"] = serde_json::json!({ "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] });
+    });
+    let models = models_that_route_everything(root);
+    let mut settings = embedded_settings(root, &db, &inbox, port);
+    settings.extend([
+        ("pipeline.models_dir", models.display().to_string()),
+        ("dicom.listen", format!("127.0.0.1:{scp_port}")),
+        ("dicom.allowed_callers", "ORTHANC@127.0.0.1".into()),
+        ("dicom.destinations", format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port)),
+        ("dicom.send", "after_review".into()),
+    ]);
+    let vars = env(&settings);
+    let mut serve = Proc::start("serve", root, &["serve"], &vars);
+    wait_for(
+        "neurobatch's Storage SCP listening",
+        Duration::from_secs(120),
+        || {
+            serve.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", scp_port)).ok()
+        },
+        || serve.log_text(),
+    );
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::testdata("daemon/studies/dicom_0"))
+        .expect("study")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let study = orthanc.upload(&files);
+    let (status, text) = orthanc.request("POST", "/modalities/neurobatch/store", "text/plain", study.as_bytes());
+    assert_eq!(status, 200, "C-STORE from Orthanc: {text}\n{}", serve.log_text());
+    let job = wait_for(
+        "the study processed",
+        Duration::from_secs(300),
+        || {
+            serve.assert_running();
+            sqlite_jobs(&db).into_iter().find(|r| r.state == "succeeded")
+        },
+        || format!("{:#?}\n{}", sqlite_jobs(&db), serve.log_text()),
+    );
+    assert_eq!((job.decision.as_deref(), job.review_items), (Some("review"), 1), "{job:?}");
+    let objects = root.join("objects");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(objects.join(&job.object_keys["report"])).expect("report"))
+            .expect("report json");
+    assert!(job.object_keys.contains_key("seg_recipe"), "the SEG's recipe is stored: {:?}", job.object_keys);
+
+    // While the case waits, nothing is sent (the scheduler passes every second).
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(sends(&db).is_empty(), "{:#?}", sends(&db));
+    assert!(orthanc_series(&orthanc, &study).iter().all(|s| s.0 != "SEG"), "nothing in the PACS yet");
+
+    // The reviewer moves the upper half of the grey matter to white matter and uploads it.
+    let reviewer = make_token(root, &vars, "reviewer", "roundtrip-reviewer");
+    let (status, case) = common::daemon::http_post(port, &reviewer, "/v1/review/claim-next", "").expect("claim");
+    assert_eq!(status, 200, "{case}");
+    let id = serde_json::from_str::<serde_json::Value>(&case).expect("case")["id"].as_i64().expect("id");
+    let mask = imaging::nifti::read_labels(&objects.join(&job.object_keys["mask"]), &Default::default())
+        .expect("the stored mask");
+    let mut corrected = mask.clone();
+    let half = corrected.data().len() / 2;
+    let moved = corrected.data_mut()[half..].iter_mut().filter(|v| **v == 1).map(|v| *v = 2).count();
+    assert!(moved > 0, "the correction changes something");
+    let corrected_path = root.join("corrected.nii.gz");
+    imaging::nifti::write_u16(&corrected_path, &corrected).expect("write");
+    let body = std::fs::read(&corrected_path).expect("read");
+    let path = format!("/v1/review/items/{id}/correction");
+    let (status, text) = common::daemon::http_put_bytes(port, &reviewer, &path, &body).expect("correction");
+    assert_eq!(status, 200, "{text}");
+
+    let seg = wait_for(
+        "the corrected SEG in Orthanc",
+        Duration::from_secs(120),
+        || orthanc_series(&orthanc, &study).into_iter().find(|s| s.0 == "SEG").map(|s| s.1),
+        || format!("{:?}\n{:#?}\n{}", orthanc_series(&orthanc, &study), sends(&db), serve.log_text()),
+    );
+    let rows = wait_for(
+        "the send recorded",
+        Duration::from_secs(30),
+        || sends(&db).iter().all(|r| r.2 == "sent").then(|| sends(&db)),
+        || format!("{:#?}", sends(&db)),
+    );
+    assert_eq!(rows.len(), 1, "the corrected SEG only, to the one destination: {rows:#?}");
+    assert_eq!((rows[0].1.as_str(), rows[0].3), ("seg", 1), "{rows:#?}");
+    assert!(orthanc_series(&orthanc, &study).iter().all(|s| s.0 != "SR"), "no SR for a corrected case");
+    assert_eq!(seg.len(), 1, "one instance");
+
+    // A new instance of the model's SEG series, said to be corrected.
+    let first = report["dicom"]["objects"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["file"] == "seg.dcm"))
+        .unwrap_or_else(|| panic!("seg.dcm in {}", report["dicom"]));
+    let tags = orthanc.get_json(&format!("/instances/{}/simplified-tags", seg[0]));
+    assert_eq!(tags["SeriesInstanceUID"], first["series_uid"], "{tags}");
+    assert_ne!(tags["SOPInstanceUID"], first["sop_instance_uid"], "{tags}");
+    assert!(tags["SeriesDescription"].as_str().is_some_and(|d| d.ends_with("(corrected)")), "{tags}");
+    let kinds: Vec<&str> = tags["SegmentSequence"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|i| i["SegmentAlgorithmType"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(kinds, vec!["SEMIAUTOMATIC"; 2], "{tags}");
+
+    // What was sent is the stored revision, and it is the reviewer's mask.
+    let stored = objects.join(
+        job.object_keys["seg"].rsplit_once('/').map(|(d, _)| format!("{d}/corrections/seg-r1.dcm")).expect("key"),
+    );
+    let checked = common::check_dicom_results(&stored, None, &corrected_path);
+    for name in ["grey_matter", "white_matter"] {
+        let s = &checked["seg"]["per_segment"][name];
+        assert_eq!(s["mismatched"], 0, "{name}: {s}");
+        let value = if name == "grey_matter" { 1 } else { 2 };
+        let voxels = corrected.data().iter().filter(|&&v| v == value).count();
+        assert_eq!(s["compared"].as_u64(), Some(voxels as u64), "{name}: {s}");
+    }
+    assert_eq!(checked["dciodvfy"]["seg"]["errors"], serde_json::json!([]), "{}", checked["dciodvfy"]);
+
+    let exit = serve.terminate(Duration::from_secs(60));
+    assert!(exit.success(), "serve exited with {exit}:\n{}", serve.log_text());
+}

@@ -1150,10 +1150,10 @@ on_both!(dicom_sends_are_decided_once_retried_with_backoff_and_reset_by_an_admin
         .iter()
         .map(|o| ("PACS@10.0.0.1:104".to_string(), o.to_string(), format!("s/7.0/{o}.dcm")))
         .collect();
-    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, at(3)).await);
-    ok(store.decide_dicom_sends(candidates[1].result_id, ids[1], &[], at(3)).await);
+    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, None, at(3)).await);
+    ok(store.decide_dicom_sends(candidates[1].result_id, ids[1], &[], None, at(3)).await);
     // Decided once: a second decision (a second scheduler, a restart) adds nothing.
-    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, at(4)).await);
+    ok(store.decide_dicom_sends(candidates[0].result_id, ids[0], &sends, None, at(4)).await);
     assert!(ok(store.undecided_dicom_results(at(0), 10).await).is_empty());
     assert_eq!(db.count("dicom_sends").await, 2);
 
@@ -1180,4 +1180,18 @@ on_both!(dicom_sends_are_decided_once_retried_with_backoff_and_reset_by_an_admin
     assert_eq!((retried.len(), retried[0].attempts, retried[0].output.as_str()), (1, 0, "seg"));
     let counts = ok(store.dicom_send_counts().await);
     assert_eq!((counts.get("pending"), counts.get("sent"), counts.get("failed")), (Some(&1), Some(&1), None));
+
+    // An object that could not be made (a corrected SEG without its recipe): its sends are
+    // decided as failed with the reason, for an admin to see, and are not due.
+    let id = ok(store.enqueue(&new_job("7.2", &["7.2.1"], "1"), at(71)).await).id();
+    claim_before_migration_7(&db, id).await;
+    let mut rows = results(false);
+    rows.object_keys.insert("seg".into(), "s/7.2/seg.dcm".into());
+    assert_eq!(ok(store.complete(id, "w", &rows, at(72)).await), Completion::Completed);
+    let candidate = ok(store.undecided_dicom_results(at(71), 10).await).pop().expect("the third result");
+    assert_eq!(candidate.correction, None, "no review item, no correction");
+    let refused = vec![("PACS@10.0.0.1:104".to_string(), "seg".to_string(), "s/7.2/seg-r1.dcm".to_string())];
+    ok(store.decide_dicom_sends(candidate.result_id, id, &refused, Some("no seg_recipe"), at(73)).await);
+    assert!(ok(store.due_dicom_sends(at(80), 10).await).iter().all(|d| d.job_id != id), "not due");
+    assert_eq!(ok(store.dicom_send_counts().await).get("failed"), Some(&1));
 });

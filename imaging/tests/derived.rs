@@ -14,9 +14,9 @@ use std::process::Command;
 use dicom_dictionary_std::tags;
 use imaging::Volume;
 use imaging::dicom::derived::{
-    Code, CopiedHeader, DerivedError, Identification, Measurement, MeasurementGroup, MeasurementReportSpec, Producer,
-    ReferencedSegmentation, Segment, SegmentationSpec, build_measurement_report, build_segmentation, derived_uid,
-    write_part10,
+    AlgorithmType, Code, CopiedHeader, DerivedError, Identification, Measurement, MeasurementGroup,
+    MeasurementReportSpec, Producer, ReferencedSegmentation, Segment, SegmentationRecipe, SegmentationSpec,
+    build_measurement_report, build_segmentation, derived_uid, result_instance_uid, write_part10,
 };
 use imaging::dicom::{ScanOptions, SourceStack, read_stack, scan_folder};
 use serde_json::Value;
@@ -99,6 +99,7 @@ fn seg_spec(study: &str) -> SegmentationSpec {
                 tracking_uid: derived_uid(&["tracking", study, "2"]),
             },
         ],
+        algorithm_type: AlgorithmType::Automatic,
         algorithm_name: "test-model".into(),
         algorithm_version: "1.0".into(),
         content_label: "TEST_MODEL".into(),
@@ -225,29 +226,8 @@ fn build_and_check(rel: &str, out: &Path) -> Value {
         assert_eq!(Some(s(tags::STUDY_INSTANCE_UID)), source.study_uid);
     }
 
-    let run = Command::new(python())
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dicom/check_results.py"))
-        .args([
-            "--seg".as_ref(),
-            seg_path.as_os_str(),
-            "--sr".as_ref(),
-            sr_path.as_os_str(),
-            "--mask".as_ref(),
-            mask_path.as_os_str(),
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `bash scripts/setup.sh`)", python().display()));
-    assert!(run.status.success(), "{rel}: check_results.py failed: {}", String::from_utf8_lossy(&run.stderr));
-    let report: Value = serde_json::from_slice(&run.stdout).expect("checker json");
-    for (label, value) in [("grey_matter", 1u8), ("white_matter", 2)] {
-        let s = &report["seg"]["per_segment"][label];
-        let voxels = labels.data().iter().filter(|&&v| v == value).count() as u64;
-        assert_eq!(s["mismatched"], 0, "{rel} {label}: {s}");
-        assert_eq!(s["outside_mask_grid"], 0, "{rel} {label}: {s}");
-        assert_eq!(s["seg_voxels"].as_u64(), Some(voxels), "{rel} {label}: {s}");
-        assert_eq!(s["compared"].as_u64(), Some(voxels), "{rel} {label}: every mask voxel compared: {s}");
-    }
-    assert!(report["seg"]["max_off_grid_voxels"].as_f64().unwrap() < 1e-3, "{rel}: {}", report["seg"]);
+    let report = check_results(&seg_path, Some(&sr_path), &mask_path);
+    assert_segments_equal(rel, &report, &labels);
     let groups = report["sr"]["volumetric_groups"].as_array().expect("groups");
     assert_eq!(groups.len(), 2, "{rel}: {}", report["sr"]);
     for (g, (label, value)) in groups.iter().zip([("grey_matter", 1u8), ("white_matter", 2)]) {
@@ -261,6 +241,33 @@ fn build_and_check(rel: &str, out: &Path) -> Value {
         assert!(errors.is_empty(), "{rel}: dciodvfy finds errors in the {kind}: {errors:?}");
     }
     report
+}
+
+/// `scripts/dicom/check_results.py` on a SEG (and an SR) written from `mask`: its JSON.
+fn check_results(seg: &Path, sr: Option<&Path>, mask: &Path) -> Value {
+    let mut run = Command::new(python());
+    run.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/dicom/check_results.py"));
+    run.arg("--seg").arg(seg).arg("--mask").arg(mask);
+    if let Some(sr) = sr {
+        run.arg("--sr").arg(sr);
+    }
+    let out =
+        run.output().unwrap_or_else(|e| panic!("cannot run {}: {e} (run `bash scripts/setup.sh`)", python().display()));
+    assert!(out.status.success(), "check_results.py failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("checker json")
+}
+
+/// highdicom's reading of the SEG equals `labels` voxel for voxel, in world coordinates.
+fn assert_segments_equal(what: &str, report: &Value, labels: &Volume<u8>) {
+    for (label, value) in [("grey_matter", 1u8), ("white_matter", 2)] {
+        let s = &report["seg"]["per_segment"][label];
+        let voxels = labels.data().iter().filter(|&&v| v == value).count() as u64;
+        assert_eq!(s["mismatched"], 0, "{what} {label}: {s}");
+        assert_eq!(s["outside_mask_grid"], 0, "{what} {label}: {s}");
+        assert_eq!(s["seg_voxels"].as_u64(), Some(voxels), "{what} {label}: {s}");
+        assert_eq!(s["compared"].as_u64(), Some(voxels), "{what} {label}: every mask voxel compared: {s}");
+    }
+    assert!(report["seg"]["max_off_grid_voxels"].as_f64().unwrap() < 1e-3, "{what}: {}", report["seg"]);
 }
 
 #[test]
@@ -307,6 +314,84 @@ fn same_result_same_uids_and_errors_name_no_patient() {
     }
     let missing = CopiedHeader::from_file(Path::new("/nonexistent/file.dcm"), &ScanOptions::default()).unwrap_err();
     assert!(missing.to_string().contains("/nonexistent/file.dcm"), "{missing}");
+}
+
+/// A reviewer's corrected mask as revision 1 of the segmentation, built from what the worker
+/// stores (the recipe, as JSON, and the first SEG) without the source files: highdicom reads
+/// the corrected labels back exactly, dciodvfy finds no error, and it is a new instance of the
+/// same series with the same patient, made SEMIAUTOMATIC.
+#[test]
+fn a_corrected_mask_becomes_a_new_instance_of_the_same_seg_series() {
+    let out = tempfile_dir().join("revision");
+    std::fs::create_dir_all(&out).unwrap();
+    let (volume, source) = stack("derived/oblique");
+    let labels = labels_of(&volume);
+    let header = CopiedHeader::from_file(&source.header_file, &ScanOptions::default()).expect("header");
+    let spec = seg_spec("study-r");
+    let first = out.join("seg.dcm");
+    write_part10(&build_segmentation(&labels, &source, &header, &spec).unwrap(), &first).unwrap();
+
+    // What the worker stores: no local path, no patient attribute.
+    let recipe = SegmentationRecipe {
+        study_key: "study-r".into(),
+        result_version: 1,
+        spec: spec.clone(),
+        stack: source.clone(),
+    };
+    let json = recipe.to_json().unwrap();
+    let text = String::from_utf8(json.clone()).unwrap();
+    assert!(!text.contains(&source.header_file.display().to_string()), "the recipe names no local file");
+    assert!(!text.contains("ZZLEAK") && !text.contains("PIDLEAK"), "the recipe carries no patient attribute");
+    let stored = SegmentationRecipe::from_json(&json).unwrap();
+    assert_eq!(stored.spec, spec);
+    assert_eq!(stored.stack, SourceStack { header_file: PathBuf::new(), ..source.clone() });
+    assert!(SegmentationRecipe::from_json(b"{\"study_key\": 1}").is_err());
+
+    // The reviewer moves the upper half of the grey matter to white matter, and adds grey
+    // matter to a plane the model left empty of it.
+    let [nx, ny, nz] = labels.dims();
+    let mut corrected = labels.clone();
+    let data = corrected.data_mut();
+    for v in data[(nx * ny * nz / 2)..].iter_mut().filter(|v| **v == 1) {
+        *v = 2;
+    }
+    let empty_plane = (0..nz).find(|&k| !labels.data()[k * nx * ny..(k + 1) * nx * ny].contains(&1));
+    if let Some(k) = empty_plane {
+        data[k * nx * ny + nx * ny / 2] = 1;
+    }
+    let mask = out.join("corrected.nii.gz");
+    imaging::nifti::write_u8(&mask, &corrected).unwrap();
+
+    let first_header = CopiedHeader::from_file(&first, &ScanOptions::default()).expect("the first SEG's modules");
+    let revision = stored.build_revision(&corrected, &first_header, 1, "20261207", "101500").unwrap();
+    let revised = out.join("seg-r1.dcm");
+    write_part10(&revision, &revised).unwrap();
+    let report = check_results(&revised, None, &mask);
+    assert_segments_equal("revision 1", &report, &corrected);
+    let errors = report["dciodvfy"]["seg"]["errors"].as_array().expect("errors");
+    assert!(errors.is_empty(), "dciodvfy finds errors in the revision: {errors:?}");
+
+    let (a, b) = (dicom_object::open_file(&first).unwrap(), dicom_object::open_file(&revised).unwrap());
+    let s = |o: &imaging::dicom::derived::DerivedObject, t| {
+        o.element(t).unwrap().to_str().unwrap().trim_end_matches(['\0', ' ']).to_string()
+    };
+    for t in [tags::SERIES_INSTANCE_UID, tags::STUDY_INSTANCE_UID, tags::PATIENT_NAME, tags::PATIENT_ID] {
+        assert_eq!(s(&a, t), s(&b, t), "{t}");
+    }
+    assert_ne!(s(&a, tags::SOP_INSTANCE_UID), s(&b, tags::SOP_INSTANCE_UID));
+    assert_eq!(s(&b, tags::SOP_INSTANCE_UID), result_instance_uid("seg", "study-r", "test-model", "1.0", 1, 1));
+    assert!(s(&b, tags::SERIES_DESCRIPTION).ends_with("(corrected)"), "{}", s(&b, tags::SERIES_DESCRIPTION));
+    for item in b.element(tags::SEGMENT_SEQUENCE).unwrap().items().unwrap() {
+        let kind = item.element(tags::SEGMENT_ALGORITHM_TYPE).unwrap().to_str().unwrap();
+        assert_eq!(kind.trim_end(), "SEMIAUTOMATIC");
+    }
+    // Rebuilt (a re-send), the same instance; revision 0 is the model's and cannot be a correction.
+    let again = stored.build_revision(&corrected, &first_header, 1, "20261208", "000000").unwrap();
+    assert_eq!(s(&again, tags::SOP_INSTANCE_UID), s(&b, tags::SOP_INSTANCE_UID));
+    assert!(stored.build_revision(&corrected, &first_header, 0, "20261207", "101500").is_err());
+    if std::env::var_os("NEUROBATCH_KEEP_DERIVED").is_none() {
+        let _ = std::fs::remove_dir_all(&out);
+    }
 }
 
 fn tempfile_dir() -> PathBuf {

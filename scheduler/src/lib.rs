@@ -17,6 +17,7 @@
 
 mod api;
 mod confine;
+mod corrected_seg;
 mod correction;
 mod dicom;
 mod dispatch;

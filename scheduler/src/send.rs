@@ -1,7 +1,8 @@
 //! Results back to the PACS (issue 14, item 5): which results' DICOM objects
-//! (the SEG and SR the worker wrote, docs/dicom.md) go to which of
-//! `dicom.destinations` (and `pacs.stow_url`) under `dicom.send`, and
-//! delivering them by C-STORE (or STOW-RS).
+//! (the SEG and SR the worker wrote, or the SEG of a reviewer's corrected
+//! mask, docs/dicom.md) go to which of `dicom.destinations` (and
+//! `pacs.stow_url`) under `dicom.send`, and delivering them by C-STORE (or
+//! STOW-RS).
 //!
 //! Deciding and delivering are two passes over the durable outbox in the
 //! database (`core::db::sends`): a result's sends are decided once, in one
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use neurobatch_core::config::{DicomDestination, DicomSendPolicy};
 use neurobatch_core::db::SendCandidate;
 
+use crate::corrected_seg::{self, CorrectedSegError};
 use crate::dicom::store_scu;
 use crate::pull::Pacs;
 use crate::{Scheduler, SchedulerError};
@@ -35,18 +37,21 @@ const BATCH: i64 = 100;
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a result gets under the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// Its objects go to every destination.
     Send,
+    /// A reviewer corrected the mask: the SEG of correction `revision` (stored
+    /// at `mask_key`) goes to every destination, and nothing else — the SR's
+    /// figures are the model's mask's.
+    SendCorrected { revision: i64, mask_key: String },
     /// Nothing, ever (no DICOM objects, not accepted, rejected by a reviewer).
     Nothing,
     /// Not yet: a routed case waiting for a reviewer.
     Wait,
 }
 
-/// The plan for one result. A reviewer's correction sends nothing for now: the
-/// corrected mask's SEG is not built yet (docs/dicom.md says so).
+/// The plan for one result.
 pub fn plan(policy: DicomSendPolicy, c: &SendCandidate) -> Plan {
     if !OUTPUTS.iter().all(|o| c.object_keys.contains_key(*o)) {
         return Plan::Nothing;
@@ -56,6 +61,10 @@ pub fn plan(policy: DicomSendPolicy, c: &SendCandidate) -> Plan {
         (DicomSendPolicy::Accepted, _) => Plan::Nothing,
         (DicomSendPolicy::AfterReview, _) => match (c.review_state.as_deref(), c.review_decision.as_deref()) {
             (Some("decided"), Some("approve")) => Plan::Send,
+            (Some("decided"), Some("correct")) => match &c.correction {
+                Some((revision, key)) => Plan::SendCorrected { revision: *revision, mask_key: key.clone() },
+                None => Plan::Nothing,
+            },
             (Some("decided"), _) => Plan::Nothing,
             _ => Plan::Wait,
         },
@@ -66,6 +75,13 @@ pub fn plan(policy: DicomSendPolicy, c: &SendCandidate) -> Plan {
 pub fn backoff(attempts: i64) -> Duration {
     let exp = u32::try_from(attempts.saturating_sub(1).clamp(0, 7)).unwrap_or(7);
     Duration::from_secs((30u64 << exp).min(3600))
+}
+
+/// Why a corrected SEG was not built: for now (storage, a temporary file),
+/// or for good (what the result or the review stored cannot make one).
+enum Unbuilt {
+    Later(String),
+    Never(String),
 }
 
 /// What one delivery pass did.
@@ -117,6 +133,7 @@ impl Scheduler {
         let since = now - chrono::TimeDelta::days(LOOK_BACK_DAYS);
         let mut decided = 0;
         for c in self.inner.store.undecided_dicom_results(since, BATCH).await? {
+            let mut refused = None;
             let sends: Vec<(String, String, String)> = match plan(policy, &c) {
                 Plan::Wait => continue,
                 Plan::Nothing => Vec::new(),
@@ -128,11 +145,60 @@ impl Scheduler {
                             .filter_map(|o| c.object_keys.get(*o).map(|key| (d.clone(), (*o).to_string(), key.clone())))
                     })
                     .collect(),
+                Plan::SendCorrected { revision, mask_key } => {
+                    let revision = u32::try_from(revision).unwrap_or(u32::MAX);
+                    let seg_key = corrected_seg::key(c.object_keys.get("seg").map_or("", String::as_str), revision);
+                    match self.store_corrected_seg(&c, revision, &mask_key, &seg_key, now).await {
+                        Ok(()) => {}
+                        Err(Unbuilt::Later(reason)) => {
+                            tracing::warn!(job_id = c.job_id, error = %reason, "corrected SEG not built yet; next pass");
+                            continue;
+                        }
+                        Err(Unbuilt::Never(reason)) => {
+                            tracing::warn!(job_id = c.job_id, error = %reason, "corrected SEG cannot be built");
+                            refused = Some(format!("the corrected SEG cannot be built: {reason}"));
+                        }
+                    }
+                    destinations.iter().map(|d| (d.clone(), "seg".to_string(), seg_key.clone())).collect()
+                }
             };
-            self.inner.store.decide_dicom_sends(c.result_id, c.job_id, &sends, now).await?;
+            self.inner.store.decide_dicom_sends(c.result_id, c.job_id, &sends, refused.as_deref(), now).await?;
             decided += 1;
         }
         Ok(decided)
+    }
+
+    /// Builds the SEG of a reviewer's correction and stores it at `seg_key`.
+    async fn store_corrected_seg(
+        &self,
+        c: &SendCandidate,
+        revision: u32,
+        mask_key: &str,
+        seg_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Unbuilt> {
+        let objects = &self.inner.objects;
+        let (Some(first_key), Some(recipe_key)) =
+            (c.object_keys.get("seg"), c.object_keys.get(corrected_seg::RECIPE_OUTPUT))
+        else {
+            return Err(Unbuilt::Never(
+                "the result has no seg.dcm and seg_recipe.json (a worker older than corrected SEGs made it)".into(),
+            ));
+        };
+        let mut read = Vec::with_capacity(3);
+        for key in [recipe_key.as_str(), first_key.as_str(), mask_key] {
+            read.push(objects.get(key).await.map_err(|e| Unbuilt::Later(format!("reading {key}: {e}")))?);
+        }
+        let [recipe, first, mask]: [Vec<u8>; 3] =
+            read.try_into().map_err(|_| Unbuilt::Later("reading the corrected SEG's parts".to_string()))?;
+        let built = tokio::task::spawn_blocking(move || corrected_seg::build(&recipe, &first, &mask, revision, now))
+            .await
+            .map_err(|e| Unbuilt::Later(format!("the build task ended abnormally: {e}")))?;
+        let part10 = built.map_err(|e| match e {
+            CorrectedSegError::Io(_) => Unbuilt::Later(e.to_string()),
+            other => Unbuilt::Never(other.to_string()),
+        })?;
+        objects.put(seg_key, part10).await.map_err(|e| Unbuilt::Later(format!("storing {seg_key}: {e}")))
     }
 
     /// Delivers the due sends, one C-STORE (or STOW-RS request) each.
@@ -188,6 +254,7 @@ mod tests {
     use super::*;
 
     fn candidate(decision: &str, review: Option<(&str, Option<&str>)>, dicom: bool) -> SendCandidate {
+        let correction = review.and_then(|r| r.1).filter(|d| *d == "correct").map(|_| (2, "k/corr.nii.gz".to_string()));
         let mut object_keys = std::collections::BTreeMap::new();
         object_keys.insert("mask".to_string(), "k/mask".to_string());
         if dicom {
@@ -201,6 +268,7 @@ mod tests {
             object_keys,
             review_state: review.map(|r| r.0.to_string()),
             review_decision: review.and_then(|r| r.1.map(str::to_string)),
+            correction,
         }
     }
 
@@ -225,7 +293,16 @@ mod tests {
         assert_eq!(plan(AfterReview, &candidate("review", Some(("claimed", None)), true)), Plan::Wait);
         assert_eq!(plan(AfterReview, &approved), Plan::Send);
         assert_eq!(plan(AfterReview, &rejected), Plan::Nothing);
-        assert_eq!(plan(AfterReview, &corrected), Plan::Nothing);
+        // A correction is sent as its own SEG after review, and only then.
+        let corrected_seg = Plan::SendCorrected { revision: 2, mask_key: "k/corr.nii.gz".into() };
+        assert_eq!(plan(AfterReview, &corrected), corrected_seg);
+        assert_eq!(plan(Accepted, &corrected), Plan::Nothing);
+        let no_mask = SendCandidate { correction: None, ..corrected.clone() };
+        assert_eq!(plan(AfterReview, &no_mask), Plan::Nothing, "`correct` without a stored mask");
+        assert_eq!(
+            plan(AfterReview, &SendCandidate { object_keys: nifti.object_keys.clone(), ..corrected }),
+            Plan::Nothing
+        );
     }
 
     #[test]

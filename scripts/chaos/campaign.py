@@ -99,15 +99,22 @@ class S3:
             raise SystemExit("the S3 server did not start; see s3.log")
         self.endpoint = endpoint_file.read_text().strip()
 
-    def boto(self, code: str, *args: str) -> str:
+    def boto(self, code: str, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
         prelude = ("import boto3, sys\n"
                    "c = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='test', "
                    "aws_secret_access_key='test', region_name='us-east-1')\n")
         r = subprocess.run([str(ROOT / ".venv-s3" / "bin" / "python"), "-c", prelude + code, self.endpoint, *args],
-                           capture_output=True, text=True, timeout=120)
+                           input=stdin, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             raise RuntimeError(f"boto3: {r.stderr.strip()[-500:]}")
         return r.stdout
+
+    def upload(self, bucket: str, files: list[tuple[Path, str]]) -> None:
+        """Uploads (file, key) pairs with one client: one process, not one per file (2 000
+        studies took about 20 minutes one process each)."""
+        self.boto("import json\n"
+                  "for path, key in json.load(sys.stdin): c.upload_file(path, sys.argv[2], key)",
+                  bucket, stdin=json.dumps([[str(f), k] for f, k in files]), timeout=120 + len(files))
 
     def keys(self, bucket: str) -> list[str]:
         out = self.boto("p = c.get_paginator('list_objects_v2')\n"
@@ -296,12 +303,10 @@ def main() -> int:
 
         # Half of the studies arrive under the S3 prefix the scheduler polls, half through the API.
         via_api = studies[1::2]
-        for i, p in enumerate(studies):
-            folder = "api" if p in via_api else "incoming"
-            s3.boto("c.upload_file(sys.argv[3], sys.argv[2], sys.argv[4])", bucket, str(p),
-                    f"{folder}/{p.stem.split('.')[0]}/scan.nii.gz")
-        s3.boto("c.upload_file(sys.argv[3], sys.argv[2], sys.argv[4])", bucket, str(corrupt),
-                "incoming/corrupt/scan.nii.gz")
+        api = set(via_api)
+        uploads = [(p, f"{'api' if p in api else 'incoming'}/{p.stem.split('.')[0]}/scan.nii.gz")
+                   for p in studies]
+        s3.upload(bucket, [*uploads, (corrupt, "incoming/corrupt/scan.nii.gz")])
         t0 = time.monotonic()
         pending_api = [f"s3://{bucket}/api/{p.stem.split('.')[0]}/" for p in via_api]
 

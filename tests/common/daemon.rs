@@ -129,24 +129,29 @@ pub fn free_port() -> u16 {
 
 /// `GET path` on `127.0.0.1:port` with a bearer token: (status, body).
 pub fn http_get(port: u16, token: &str, path: &str) -> Option<(u16, String)> {
-    http(port, token, "GET", path, None)
+    http(port, token, "GET", path, "application/json", b"")
 }
 
 pub fn http_post(port: u16, token: &str, path: &str, json: &str) -> Option<(u16, String)> {
-    http(port, token, "POST", path, Some(json))
+    http(port, token, "POST", path, "application/json", json.as_bytes())
 }
 
-fn http(port: u16, token: &str, method: &str, path: &str, body: Option<&str>) -> Option<(u16, String)> {
+/// `PUT path` with a binary body (a corrected mask).
+pub fn http_put_bytes(port: u16, token: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
+    http(port, token, "PUT", path, "application/octet-stream", body)
+}
+
+fn http(port: u16, token: &str, method: &str, path: &str, content_type: &str, body: &[u8]) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    let body = body.unwrap_or("");
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(req.as_bytes()).ok()?;
+    s.write_all(head.as_bytes()).ok()?;
+    s.write_all(body).ok()?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).ok()?;
     let text = String::from_utf8_lossy(&raw).into_owned();

@@ -52,16 +52,18 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).expect("utf-8 stdout")
 }
 
-/// `scripts/dicom/check_results.py` (highdicom and dciodvfy) on a SEG, an SR and the mask they
-/// were written from: its JSON (see the script's header).
-pub fn check_dicom_results(seg: &Path, sr: &Path, mask: &Path) -> serde_json::Value {
+/// `scripts/dicom/check_results.py` (highdicom and dciodvfy) on a SEG (and an SR) and the mask
+/// they were written from: its JSON (see the script's header).
+pub fn check_dicom_results(seg: &Path, sr: Option<&Path>, mask: &Path) -> serde_json::Value {
     let python =
         std::env::var_os("NEUROBATCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"));
-    let out = Command::new(&python)
-        .arg(root().join("scripts/dicom/check_results.py"))
-        .args(["--seg", s(seg), "--sr", s(sr), "--mask", s(mask)])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (run `bash scripts/setup.sh`)", python.display()));
+    let mut run = Command::new(&python);
+    run.arg(root().join("scripts/dicom/check_results.py")).args(["--seg", s(seg), "--mask", s(mask)]);
+    if let Some(sr) = sr {
+        run.args(["--sr", s(sr)]);
+    }
+    let out =
+        run.output().unwrap_or_else(|e| panic!("cannot run {}: {e} (run `bash scripts/setup.sh`)", python.display()));
     assert!(out.status.success(), "check_results.py: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("check_results.py prints JSON")
 }

@@ -3,19 +3,20 @@
 //! the routing decision with its reasons), for studies read from DICOM.
 //!
 //! Owns the mapping from a [`StudyReport`] and the manifest's coded labels to
-//! `imaging::dicom::derived`'s specs, the UIDs of the objects, and which
-//! figures the report carries under which concept. Every UID derives from
-//! (study key, model name, model version, result version, revision), so a
-//! re-send replaces the object in the PACS and a corrected mask (a new
-//! revision) is a new instance of the same series. It does not send anything.
+//! `imaging::dicom::derived`'s specs, and which figures the report carries
+//! under which concept. Every UID derives from (study key, model name, model
+//! version, result version; revision 0 for an instance), so a re-send replaces
+//! the object in the PACS. Beside the SEG it writes the recipe a reviewer's
+//! corrected mask is later built from (`seg_recipe.json`: a new instance of
+//! the same series, by the scheduler). It does not send anything.
 
 use std::path::{Path, PathBuf};
 
 use imaging::Volume;
 use imaging::dicom::derived::{
-    self, COMPREHENSIVE_SR_STORAGE, Code, CopiedHeader, DerivedError, Identification, LOCAL_SCHEME, Measurement,
-    MeasurementGroup, MeasurementReportSpec, Producer, ReferencedSegmentation, SEGMENTATION_STORAGE, Segment,
-    SegmentationSpec, derived_uid,
+    self, AlgorithmType, COMPREHENSIVE_SR_STORAGE, Code, CopiedHeader, DerivedError, Identification, LOCAL_SCHEME,
+    Measurement, MeasurementGroup, MeasurementReportSpec, Producer, ReferencedSegmentation, SEGMENTATION_STORAGE,
+    Segment, SegmentationRecipe, SegmentationSpec, derived_uid, instance_number, result_instance_uid,
 };
 use imaging::dicom::{ScanOptions, SourceStack};
 
@@ -25,6 +26,8 @@ use crate::pipeline::{DicomObjectSummary, DicomOutputs, StudyReport};
 /// File names of the objects in a result folder.
 pub const SEG_FILE: &str = "seg.dcm";
 pub const SR_FILE: &str = "sr.dcm";
+/// What a later revision of the SEG is built from ([`SegmentationRecipe`]).
+pub const SEG_RECIPE_FILE: &str = "seg_recipe.json";
 /// Series numbers of the derived series (arbitrary, high, fixed so they sort after the scanner's).
 const SEG_SERIES_NUMBER: u32 = 9801;
 const SR_SERIES_NUMBER: u32 = 9802;
@@ -36,8 +39,6 @@ pub struct ResultIdentity<'a> {
     pub study_key: &'a str,
     /// The result version (the study version the job processed).
     pub version: u32,
-    /// 0 for the pipeline's mask; 1, 2, … for reviewers' corrections.
-    pub revision: u32,
     /// ContentDate (`YYYYMMDD`) and ContentTime (`HHMMSS`).
     pub date: String,
     pub time: String,
@@ -45,12 +46,11 @@ pub struct ResultIdentity<'a> {
 
 impl<'a> ResultIdentity<'a> {
     /// The identity of a result made now (UTC content date and time).
-    pub fn now(study_key: &'a str, version: u32, revision: u32) -> Self {
+    pub fn now(study_key: &'a str, version: u32) -> Self {
         let now = chrono::Utc::now();
         ResultIdentity {
             study_key,
             version,
-            revision,
             date: now.format("%Y%m%d").to_string(),
             time: now.format("%H%M%S").to_string(),
         }
@@ -105,16 +105,8 @@ pub fn write(
     };
     let header = CopiedHeader::from_file(&source.header_file, &ScanOptions::default())?;
     let key = |kind: &str| derived_uid(&[kind, result.study_key, &model.name, &model.version]);
-    let instance = |kind: &str| {
-        derived_uid(&[
-            kind,
-            result.study_key,
-            &model.name,
-            &model.version,
-            &result.version.to_string(),
-            &result.revision.to_string(),
-        ])
-    };
+    let instance =
+        |kind: &str| result_instance_uid(kind, result.study_key, &model.name, &model.version, result.version, 0);
     let producer = Producer {
         manufacturer: "neurobatch".to_string(),
         model_name: model.name.clone(),
@@ -125,13 +117,12 @@ pub fn write(
         device_serial_number: format!("{} {}", model.name, model.version),
     };
     let awaiting = if report.routing.is_accept() { "" } else { " - awaiting review" };
-    let corrected = if result.revision > 0 { " (corrected)" } else { "" };
-    let describe = |what: &str| truncate(&format!("{} {} {what}{corrected}{awaiting}", model.name, model.version), 64);
+    let describe = |what: &str| truncate(&format!("{} {} {what}{awaiting}", model.name, model.version), 64);
     let id = |series: String, sop: String, number: u32, what: &str| Identification {
         series_uid: series,
         sop_instance_uid: sop,
         series_number: number,
-        instance_number: result.version * 100 + result.revision + 1,
+        instance_number: instance_number(result.version, 0),
         series_description: describe(what),
         content_date: result.date.clone(),
         content_time: result.time.clone(),
@@ -141,6 +132,7 @@ pub fn write(
         id: id(key("seg-series"), instance("seg"), SEG_SERIES_NUMBER, "segmentation"),
         producer: producer.clone(),
         segments,
+        algorithm_type: AlgorithmType::Automatic,
         algorithm_name: model.name.clone(),
         algorithm_version: model.version.clone(),
         content_label: content_label(&model.name),
@@ -184,6 +176,16 @@ pub fn write(
             series_uid: spec_id.series_uid.clone(),
         });
     }
+    let recipe = SegmentationRecipe {
+        study_key: result.study_key.to_string(),
+        result_version: result.version,
+        spec: seg_spec,
+        stack: source.clone(),
+    };
+    let path = dir.join(SEG_RECIPE_FILE);
+    std::fs::write(&path, recipe.to_json()?)
+        .map_err(|e| DerivedError::Write { path: path.clone(), reason: e.to_string() })?;
+    files.push(path);
     Ok((files, outputs))
 }
 

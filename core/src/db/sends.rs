@@ -27,6 +27,8 @@ pub struct SendCandidate {
     /// The review item's state and decision, for a routed case.
     pub review_state: Option<String>,
     pub review_decision: Option<String>,
+    /// The item's latest corrected mask: (correction version, object key).
+    pub correction: Option<(i64, String)>,
 }
 
 /// One object to send to one destination.
@@ -54,8 +56,10 @@ impl JobStore {
         dispatch!(self, |pool| {
             let rows = sqlx::query(
                 "SELECT r.id, r.job_id, r.decision, r.object_keys, ri.state AS review_state, \
-                 ri.decision AS review_decision \
+                 ri.decision AS review_decision, rc.version AS correction_version, rc.object_key AS correction_key \
                  FROM results r LEFT JOIN review_items ri ON ri.result_id = r.id \
+                 LEFT JOIN review_corrections rc ON rc.review_item_id = ri.id AND rc.version = \
+                 (SELECT MAX(version) FROM review_corrections WHERE review_item_id = ri.id) \
                  WHERE r.dicom_outbox IS NULL AND r.created_at >= $1 ORDER BY r.created_at, r.id LIMIT $2",
             )
             .bind(since)
@@ -72,6 +76,10 @@ impl JobStore {
                         object_keys: json(result_id, "object_keys", &row.try_get::<String, _>("object_keys")?)?,
                         review_state: row.try_get("review_state")?,
                         review_decision: row.try_get("review_decision")?,
+                        correction: match (row.try_get("correction_version")?, row.try_get("correction_key")?) {
+                            (Some(version), Some(key)) => Some((version, key)),
+                            _ => None,
+                        },
                     })
                 })
                 .collect()
@@ -79,17 +87,21 @@ impl JobStore {
     }
 
     /// Decides a result's sends: the rows of `sends` (destination, output,
-    /// object key) become pending now, or, with none, the result is marked as
-    /// having nothing to send. A second call for the same result changes nothing.
+    /// object key) become pending now — or failed with the reason `refused`
+    /// when the object to send could not be made —, or, with none, the result
+    /// is marked as having nothing to send. A second call for the same result
+    /// changes nothing.
     pub async fn decide_dicom_sends(
         &self,
         result_id: i64,
         job_id: i64,
         sends: &[(String, String, String)],
+        refused: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
         let now = stored(now);
         let outcome = if sends.is_empty() { "none" } else { "queued" };
+        let state = if refused.is_some() { "failed" } else { "pending" };
         dispatch!(self, |pool| {
             let mut tx = pool.begin_write().await?;
             let decided = sqlx::query("UPDATE results SET dicom_outbox = $2 WHERE id = $1 AND dicom_outbox IS NULL")
@@ -102,13 +114,16 @@ impl JobStore {
                 for (destination, output, key) in sends {
                     sqlx::query(
                         "INSERT INTO dicom_sends (job_id, destination, output, object_key, state, attempts, \
-                         next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5) \
+                         last_error, next_attempt_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $7, $7) \
                          ON CONFLICT (job_id, destination, output) DO NOTHING",
                     )
                     .bind(job_id)
                     .bind(destination)
                     .bind(output)
                     .bind(key)
+                    .bind(state)
+                    .bind(refused)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

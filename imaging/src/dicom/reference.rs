@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use super::series::SliceRef;
 
 /// One voxel plane's source image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SourceSlice {
     pub sop_class_uid: Option<String>,
     pub sop_instance_uid: Option<String>,
@@ -22,8 +22,10 @@ pub struct SourceSlice {
     pub position: [f64; 3],
 }
 
-/// The source images of a volume, plane by plane.
-#[derive(Debug, Clone, PartialEq)]
+/// The source images of a volume, plane by plane. Serializable (without
+/// `header_file`, a local path) so a later revision of a derived object can
+/// be placed on the same slices (`derived::SegmentationRecipe`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SourceStack {
     pub study_uid: Option<String>,
     pub series_uid: String,
@@ -42,7 +44,8 @@ pub struct SourceStack {
     /// `slices[k]` is the image of voxel plane `k`.
     pub slices: Vec<SourceSlice>,
     /// One source file of the stack (the first plane's): where a derived object
-    /// copies the patient and study modules from.
+    /// copies the patient and study modules from. Not serialized.
+    #[serde(skip)]
     pub header_file: PathBuf,
 }
 

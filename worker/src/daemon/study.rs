@@ -93,7 +93,7 @@ pub async fn run_study(
         std::fs::create_dir_all(&out_dir).map_err(|e| JobError::transient(format!("{}: {e}", out_dir.display())))?;
         let mut files =
             pipeline::write_maps(&out_dir, &result).map_err(|e| JobError::transient(format!("{uri}: {e}")))?;
-        let identity = ResultIdentity::now(&dicom_study_key, version, 0);
+        let identity = ResultIdentity::now(&dicom_study_key, version);
         let (dicom_files, dicom) =
             dicom_outputs(&out_dir, &report, &result.maps.labels, source.as_ref(), &models, &identity);
         files.extend(dicom_files);

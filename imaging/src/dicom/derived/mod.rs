@@ -4,7 +4,9 @@
 //! structure, frames on the source stack's planes) and a TID 1500 Measurement
 //! Report (`sr`, Comprehensive SR) from a label volume read from DICOM, and the
 //! deterministic UIDs that let a re-send replace an object instead of
-//! duplicating it (`uid`). The patient, study and frame-of-reference modules
+//! duplicating it (`uid`), and what a later revision of a segmentation (a
+//! reviewer's corrected mask) needs to be built without the source files
+//! (`revision`). The patient, study and frame-of-reference modules
 //! are copied verbatim from a source file (`header`): the one place that
 //! touches patient attributes, which it moves without reading them into
 //! strings, so they cannot reach a log or an error. It does not decide what
@@ -13,6 +15,7 @@
 
 mod elements;
 mod header;
+mod revision;
 mod seg;
 mod sr;
 mod uid;
@@ -24,7 +27,8 @@ use dicom_object::{FileDicomObject, InMemDicomObject};
 use crate::dicom::SourceStack;
 
 pub use header::CopiedHeader;
-pub use seg::{Segment, SegmentationSpec, build_segmentation};
+pub use revision::{SegmentationRecipe, instance_number, result_instance_uid};
+pub use seg::{AlgorithmType, Segment, SegmentationSpec, build_segmentation};
 pub use sr::{Measurement, MeasurementGroup, MeasurementReportSpec, ReferencedSegmentation, build_measurement_report};
 pub use uid::derived_uid;
 
@@ -55,7 +59,7 @@ impl Code {
 
 /// Who made the object: the General and Enhanced General Equipment modules,
 /// and the SR's device observer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Producer {
     /// Manufacturer (e.g. `neurobatch`).
     pub manufacturer: String,
@@ -68,7 +72,7 @@ pub struct Producer {
 }
 
 /// Series, instance and content identification of one derived object.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Identification {
     pub series_uid: String,
     pub sop_instance_uid: String,

@@ -21,7 +21,7 @@ use crate::Volume;
 use crate::dicom::SourceStack;
 
 /// One structure of the label volume.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Segment {
     /// The voxel value of the structure in the label volume.
     pub label_value: u8,
@@ -34,13 +34,36 @@ pub struct Segment {
     pub tracking_uid: String,
 }
 
+/// How the segments were made (Segment Algorithm Type, PS3.3 C.8.20.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlgorithmType {
+    /// By the model alone.
+    #[default]
+    Automatic,
+    /// By the model, then corrected by a person.
+    Semiautomatic,
+}
+
+impl AlgorithmType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlgorithmType::Automatic => "AUTOMATIC",
+            AlgorithmType::Semiautomatic => "SEMIAUTOMATIC",
+        }
+    }
+}
+
 /// What the segmentation says about itself.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SegmentationSpec {
     pub id: Identification,
     pub producer: Producer,
     /// Segments in order; their numbers are 1, 2, … as listed.
     pub segments: Vec<Segment>,
+    /// Segment Algorithm Type of every segment.
+    #[serde(default)]
+    pub algorithm_type: AlgorithmType,
     /// Segment Algorithm Name and the algorithm's version (the model's).
     pub algorithm_name: String,
     pub algorithm_version: String,
@@ -193,7 +216,7 @@ fn segment_items(spec: &SegmentationSpec) -> Vec<Obj> {
             item([
                 us(tags::SEGMENT_NUMBER, u16::try_from(n + 1).unwrap_or(u16::MAX)),
                 text(tags::SEGMENT_LABEL, VR::LO, &s.label),
-                text(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "AUTOMATIC"),
+                text(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, spec.algorithm_type.as_str()),
                 text(tags::SEGMENT_ALGORITHM_NAME, VR::LO, &spec.algorithm_name),
                 seq(
                     tags::SEGMENTATION_ALGORITHM_IDENTIFICATION_SEQUENCE,

@@ -57,6 +57,9 @@ enum Command {
     /// API tokens for reviewers, admins and services.
     #[command(subcommand)]
     Token(commands::token::Command),
+    /// Broker maintenance: delete a prefix's queues and exchanges.
+    #[command(subcommand)]
+    Queue(commands::queue::Command),
     /// Approved and corrected review cases as an nnU-Net v2 raw dataset.
     ExportDataset(commands::export::Args),
 }
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Backfill(args) => commands::backfill::run(&args),
         Command::Pull(args) => commands::pull::run(&args),
         Command::Token(cmd) => commands::token::run(&cmd),
+        Command::Queue(cmd) => commands::queue::run(&cmd),
         Command::ExportDataset(args) => commands::export::run(&args),
     };
     match result {

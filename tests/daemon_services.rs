@@ -596,3 +596,63 @@ fn an_object_store_outage_spends_no_attempt() {
     assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("succeeded", 1), "{rows:#?}");
     succeeded_once(&rows);
 }
+
+/// The broker's names (`list_exchanges` or `list_queues`) under `prefix`.
+fn broker_names(what: &str, prefix: &str) -> Vec<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args([what, "name", "--no-table-headers", "-q"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("rabbitmqctl must be installed to list the broker's objects");
+    assert!(out.status.success(), "rabbitmqctl {what}: {}", String::from_utf8_lossy(&out.stderr));
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|n| n.starts_with(&format!("{prefix}.")))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+/// `neurobatch queue delete-topology` removes every queue and exchange of its prefix — the
+/// exchanges too, which RabbitMQ's own CLI cannot — and only with `--yes`.
+#[test]
+fn queue_delete_topology_leaves_nothing_of_the_prefix_on_the_broker() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let prefix = format!("nbd-teardown-{}", std::process::id());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let q = Queue::connect(&amqp_url(), common::daemon::fast_queue_options(&prefix)).await.expect("declare");
+        q.close().await.expect("close");
+    });
+    let exchanges = broker_names("list_exchanges", &prefix);
+    assert_eq!(
+        exchanges,
+        ["dead", "jobs", "retry", "review"].map(|x| format!("{prefix}.{x}")).to_vec(),
+        "what connecting declared"
+    );
+    assert!(broker_names("list_queues", &prefix).len() >= 3, "{:?}", broker_names("list_queues", &prefix));
+
+    let mut settings = fast_settings();
+    settings.extend([("queue.url", amqp_url()), ("queue.prefix", prefix.clone())]);
+    let vars = env(&settings);
+    let run = |extra: &[&str]| {
+        let mut args = vec!["queue", "delete-topology"];
+        args.extend(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_neurobatch"))
+            .args(&args)
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("neurobatch")
+    };
+    let refused = run(&[]);
+    assert!(!refused.status.success(), "refused without --yes");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert_eq!(broker_names("list_exchanges", &prefix), exchanges, "nothing deleted without --yes");
+
+    let done = run(&["--yes"]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(broker_names("list_exchanges", &prefix), Vec::<String>::new());
+    assert_eq!(broker_names("list_queues", &prefix), Vec::<String>::new());
+}

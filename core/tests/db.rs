@@ -411,7 +411,10 @@ on_both!(a_released_job_is_queued_again_without_spending_an_attempt, |db| {
     assert!(!ok(store.release(id, "w1", "worker shutting down", at(3)).await), "released once");
     let job = ok(store.job(id).await).unwrap_or_else(|| panic!("job"));
     assert_eq!((job.state, job.attempts, job.lease_owner.clone()), (JobState::Queued, 0, None));
-    assert_eq!(job.published_at, Some(at(2).trunc_subsecs_micros()), "its message went back to the queue");
+    // Unpublished until the worker confirms its message went back: else the outbox sends it.
+    assert_eq!(job.published_at, None);
+    assert_eq!(ok(store.unpublished(10, at(1000)).await).iter().map(|j| j.id).collect::<Vec<_>>(), vec![id]);
+    assert!(ok(store.mark_published(id, at(2)).await), "the worker's requeue confirmed");
     assert!(ok(store.unpublished(10, at(1000)).await).is_empty());
     let again = ok(store.claim(id, "w2", LEASE, at(4)).await).unwrap_or_else(|| panic!("claim after release"));
     assert_eq!(again.job.attempts, 1);

@@ -143,9 +143,15 @@ def broker_queues(prefix: str) -> dict[str, int]:
     return {q["name"]: int(q["messages"]) for q in json.loads(r.stdout) if q["name"].startswith(prefix + ".")}
 
 
-def delete_queues(names) -> None:
-    for name in names:
-        subprocess.run(["rabbitmqctl", "-q", "delete_queue", name], capture_output=True, timeout=60)
+def delete_topology(binary: Path, daemon: "Daemon", amqp_url: str, tag: str) -> None:
+    """The campaign's queues and exchanges, deleted by the binary's own teardown (rabbitmqctl
+    deletes no exchange), straight to the broker (the proxy is down by then)."""
+    env = daemon.environment()
+    env["NEUROBATCH__QUEUE__URL"] = amqp_url
+    r = subprocess.run([str(binary), "queue", "delete-topology", "--yes"], env=env, cwd=daemon.work,
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:  # cleanup is best effort; the figures are already taken
+        log(f"queues and exchanges of {tag} not deleted: {r.stderr.strip()[-300:]}")
 
 
 # --- processes ---------------------------------------------------------------------------------------
@@ -159,9 +165,14 @@ class Daemon:
         self.lives = 0
         self.samples: list[tuple[float, int, int, int]] = []  # (t, life, rss kB, open fds)
 
-    def start(self) -> None:
+    def environment(self) -> dict[str, str]:
+        """The process environment: this one's, with the campaign's settings as NEUROBATCH__ variables."""
         full = {k: v for k, v in os.environ.items() if not k.startswith("NEUROBATCH__")}
         full.update({f"NEUROBATCH__{k.upper().replace('.', '__')}": v for k, v in self.env.items()})
+        return full
+
+    def start(self) -> None:
+        full = self.environment()
         self.lives += 1
         out = (self.work / f"{self.name}.{self.lives}.log").open("w")
         self.proc = subprocess.Popen([str(self.binary), "--log-level", "warn", self.role], cwd=self.work, env=full,
@@ -394,10 +405,8 @@ def main() -> int:
         pg_proxy.down()
         s3_proxy.down()
         s3.stop()
-        try:
-            delete_queues(broker_queues(tag))
-        except Exception as e:  # noqa: BLE001 - cleanup is best effort; the figures are already taken
-            log(f"queues of {tag} not deleted: {e}")
+        if daemons:
+            delete_topology(binary, daemons[0], f"amqp://guest:guest@{args.amqp_host}/%2f", tag)
         subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)"],
                        capture_output=True)
     out = args.out or work / "chaos.json"

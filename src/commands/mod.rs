@@ -10,6 +10,7 @@ pub mod migrate;
 pub mod model;
 pub mod process;
 pub mod pull;
+pub mod queue;
 pub mod scheduler;
 pub mod serve;
 pub mod token;

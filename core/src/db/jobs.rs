@@ -231,8 +231,14 @@ impl JobStore {
 
     /// Hands a job `worker` holds back without counting the attempt (a
     /// worker shutting down before it could finish, a service the job needs
-    /// down): `queued` again, marked published because the caller returns its
-    /// message to the queue; `reason` goes into the `job.released` audit
+    /// down): `queued` again and *unpublished*, so the outbox sends it unless
+    /// the caller confirms with [`mark_published`](Self::mark_published) that
+    /// it returned the message to the queue. A message cannot always go back:
+    /// when its channel died mid-job, the broker redelivered it and another
+    /// worker acked it as a duplicate of the running job — marking the job
+    /// published here lost it (a chaos campaign found one study stuck
+    /// `queued` that way). Each failure now costs at most a duplicate message,
+    /// which the claim settles. `reason` goes into the `job.released` audit
     /// event. `false` when the worker no longer holds it.
     pub async fn release(&self, id: JobId, worker: &str, reason: &str, now: DateTime<Utc>) -> Result<bool, DbError> {
         let now = stored(now);
@@ -240,7 +246,7 @@ impl JobStore {
             let mut tx = pool.begin_write().await?;
             let study: Option<i64> = sqlx::query_scalar(
                 "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_owner = NULL, \
-                 lease_expires_at = NULL, published_at = $3, updated_at = $3 \
+                 lease_expires_at = NULL, published_at = NULL, updated_at = $3 \
                  WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING study_id",
             )
             .bind(id)

@@ -158,10 +158,15 @@ async fn run_claimed(ctx: Arc<Context>, delivery: Delivery, job: Job, hand_back:
         }
         Outcome::HandBack => {
             match ctx.store.release(job.id, &ctx.settings.id, "worker shutting down", Utc::now()).await {
-                Ok(_) => tracing::info!("shutting down: job handed back"),
-                Err(e) => tracing::warn!(error = %e, "shutting down: could not release the job; its lease will expire"),
+                Ok(_) => {
+                    tracing::info!("shutting down: job handed back");
+                    requeue_released(&ctx, delivery, job.id).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "shutting down: could not release the job; its lease will expire");
+                    let _ = delivery.requeue().await;
+                }
             }
-            let _ = delivery.requeue().await;
             Settled::HandedBack { job_id: job.id }
         }
     }
@@ -300,7 +305,7 @@ async fn defer(
     );
     match ctx.store.release(id, &ctx.settings.id, &reason, Utc::now()).await {
         Ok(_) => {
-            let _ = delivery.requeue().await;
+            requeue_released(ctx, delivery, id).await;
             Settled::Deferred { job_id: id, error: error.to_string() }
         }
         // The job store is the one down: the lease expires and the reaper requeues the job.
@@ -308,6 +313,21 @@ async fn defer(
             let _ = delivery.requeue().await;
             Settled::Unsettled { job_id: id, error: e.to_string() }
         }
+    }
+}
+
+/// Returns a released job's message to the queue and, once the broker took
+/// it, marks the job published. A message that cannot go back (its channel
+/// died mid-job: the broker redelivered it already, maybe to a worker that
+/// acked it as a duplicate) leaves the job unpublished, and the outbox sends it.
+async fn requeue_released(ctx: &Context, delivery: Delivery, id: i64) {
+    match delivery.requeue().await {
+        Ok(()) => {
+            if let Err(e) = ctx.store.mark_published(id, Utc::now()).await {
+                tracing::warn!(error = %e, "job requeued but not marked published; the outbox may send it twice");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the job's message did not go back to the queue; the outbox sends it"),
     }
 }
 

@@ -234,10 +234,10 @@ fn succeeded_once(rows: &[JobRow]) {
 }
 
 /// The result objects `rows` must have stored, one set per job: image, mask, entropy,
-/// mutual information and report; and the SEG and SR of a DICOM study (keyed by its
-/// StudyInstanceUID, where a NIfTI study is keyed by its SHA-256).
+/// mutual information and report; and the SEG, the SR and the SEG's recipe of a DICOM study
+/// (keyed by its StudyInstanceUID, where a NIfTI study is keyed by its SHA-256).
 fn result_objects(rows: &[JobRow]) -> usize {
-    rows.iter().map(|r| 5 + 2 * usize::from(r.study_key.contains('.'))).sum()
+    rows.iter().map(|r| 5 + 3 * usize::from(r.study_key.contains('.'))).sum()
 }
 
 #[test]

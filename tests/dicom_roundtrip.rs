@@ -8,9 +8,10 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::daemon::{Proc, embedded_settings, env, free_port, http_get, make_token, sqlite_jobs, wait_for};
+use common::daemon::{JobRow, Proc, embedded_settings, env, free_port, http_get, make_token, sqlite_jobs, wait_for};
 use common::orthanc::Orthanc;
 
 /// The sends recorded in the job store: (destination, output, state, attempts, last error).
@@ -62,63 +63,93 @@ fn orthanc_series(orthanc: &Orthanc, study: &str) -> Vec<(String, Vec<String>)> 
         .unwrap_or_default()
 }
 
+/// `neurobatch serve` on the embedded backends with its Storage SCP, a real Orthanc that knows
+/// it as a modality, and the test study held by Orthanc, C-STOREd to neurobatch and processed.
+struct RoundTrip {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    db: PathBuf,
+    port: u16,
+    vars: Vec<(String, String)>,
+    orthanc: Orthanc,
+    serve: Proc,
+    /// Orthanc's id of the study.
+    study: String,
+    job: JobRow,
+    report: serde_json::Value,
+}
+
+impl RoundTrip {
+    /// `settings(root, orthanc)`: the test's own settings, beside the embedded ones and the SCP's.
+    fn start(settings: impl FnOnce(&Path, &Orthanc) -> Vec<(&'static str, String)>) -> RoundTrip {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let inbox = root.join("inbox");
+        std::fs::create_dir_all(&inbox).expect("inbox");
+        let db = root.join("data").join("nb.db");
+        let (port, scp_port) = (free_port(), free_port());
+        let orthanc = Orthanc::start(|c| {
+            c["DicomModalities"] = serde_json::json!({ "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] });
+        });
+        let mut all = embedded_settings(&root, &db, &inbox, port);
+        all.extend([
+            ("dicom.listen", format!("127.0.0.1:{scp_port}")),
+            ("dicom.allowed_callers", "ORTHANC@127.0.0.1".into()),
+        ]);
+        all.extend(settings(&root, &orthanc));
+        let vars = env(&all);
+        let serve = Proc::start("serve", &root, &["serve"], &vars);
+        // The Storage SCP listens once serve has loaded its models; a PACS would retry, the test waits.
+        wait_for(
+            "neurobatch's Storage SCP listening",
+            Duration::from_secs(120),
+            || {
+                serve.assert_running();
+                std::net::TcpStream::connect(("127.0.0.1", scp_port)).ok()
+            },
+            || serve.log_text(),
+        );
+
+        // The PACS holds a study and sends it to neurobatch, as a routing rule would.
+        let mut files: Vec<PathBuf> = std::fs::read_dir(common::testdata("daemon/studies/dicom_0"))
+            .expect("study")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        let study = orthanc.upload(&files);
+        let (status, text) = orthanc.request("POST", "/modalities/neurobatch/store", "text/plain", study.as_bytes());
+        assert_eq!(status, 200, "C-STORE from Orthanc: {text}\n{}", serve.log_text());
+
+        let job = wait_for(
+            "the study processed",
+            Duration::from_secs(300),
+            || {
+                serve.assert_running();
+                sqlite_jobs(&db).into_iter().find(|r| r.state == "succeeded")
+            },
+            || format!("{:#?}\n{}", sqlite_jobs(&db), serve.log_text()),
+        );
+        let report = serde_json::from_str(
+            &std::fs::read_to_string(root.join("objects").join(&job.object_keys["report"])).expect("report"),
+        )
+        .expect("report json");
+        RoundTrip { _dir: dir, root, db, port, vars, orthanc, serve, study, job, report }
+    }
+}
+
 #[test]
 fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let inbox = root.join("inbox");
-    std::fs::create_dir_all(&inbox).expect("inbox");
-    let db = root.join("data").join("nb.db");
-    let (port, scp_port, dead_port) = (free_port(), free_port(), free_port());
-    let orthanc = Orthanc::start(|c| {
-        c["DicomModalities"] = serde_json::json!({ "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] });
-    });
-    let mut settings = embedded_settings(root, &db, &inbox, port);
-    settings.extend([
-        ("dicom.listen", format!("127.0.0.1:{scp_port}")),
-        ("dicom.allowed_callers", "ORTHANC@127.0.0.1".into()),
-        ("dicom.destinations", format!("ORTHANC@127.0.0.1:{},DEAD@127.0.0.1:{dead_port}", orthanc.dicom_port)),
-        // And by STOW-RS to Orthanc's DICOMweb plugin.
-        ("pacs.stow_url", format!("http://{}/dicom-web", orthanc.http)),
-        // Every case, routed or not: the policy itself is the scheduler's unit test.
-        ("dicom.send", "all".into()),
-    ]);
-    let vars = env(&settings);
-    let mut serve = Proc::start("serve", root, &["serve"], &vars);
-    // The Storage SCP listens once serve has loaded its models; a PACS would retry, the test waits.
-    wait_for(
-        "neurobatch's Storage SCP listening",
-        Duration::from_secs(120),
-        || {
-            serve.assert_running();
-            std::net::TcpStream::connect(("127.0.0.1", scp_port)).ok()
-        },
-        || serve.log_text(),
-    );
-
-    // The PACS holds a study and sends it to neurobatch, as a routing rule would.
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::testdata("daemon/studies/dicom_0"))
-        .expect("study")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let study = orthanc.upload(&files);
-    let (status, text) = orthanc.request("POST", "/modalities/neurobatch/store", "text/plain", study.as_bytes());
-    assert_eq!(status, 200, "C-STORE from Orthanc: {text}\n{}", serve.log_text());
-
-    let job = wait_for(
-        "the study processed",
-        Duration::from_secs(300),
-        || {
-            serve.assert_running();
-            sqlite_jobs(&db).into_iter().find(|r| r.state == "succeeded")
-        },
-        || format!("{:#?}\n{}", sqlite_jobs(&db), serve.log_text()),
-    );
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("objects").join(&job.object_keys["report"])).expect("report"),
-    )
-    .expect("report json");
+    let dead_port = free_port();
+    let RoundTrip { _dir, root, db, port, vars, orthanc, mut serve, study, report, .. } =
+        RoundTrip::start(|_, orthanc| {
+            vec![
+                ("dicom.destinations", format!("ORTHANC@127.0.0.1:{},DEAD@127.0.0.1:{dead_port}", orthanc.dicom_port)),
+                // And by STOW-RS to Orthanc's DICOMweb plugin.
+                ("pacs.stow_url", format!("http://{}/dicom-web", orthanc.http)),
+                // Every case, routed or not: the policy itself is the scheduler's unit test.
+                ("dicom.send", "all".into()),
+            ]
+        });
     let uid_of = |file: &str| {
         report["dicom"]["objects"]
             .as_array()
@@ -176,7 +207,7 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
             assert!(reason.contains(&format!("DEAD@127.0.0.1:{dead_port}")), "the reason names the peer: {reason}");
         }
     }
-    let admin = make_token(root, &vars, "admin", "roundtrip-admin");
+    let admin = make_token(&root, &vars, "admin", "roundtrip-admin");
     let (status, stats) = http_get(port, &admin, "/v1/admin/stats").expect("stats");
     assert_eq!(status, 200, "{stats}");
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("stats json");
@@ -204,7 +235,7 @@ fn orthanc_sends_a_study_and_gets_its_seg_and_sr_back_once() {
 
 /// The study's model folder with routing bounds that send every case to review: a copy of
 /// `models/` whose segmentation manifest says `ood_score_max = 0`.
-fn models_that_route_everything(root: &std::path::Path) -> std::path::PathBuf {
+fn models_that_route_everything(root: &Path) -> PathBuf {
     let from = common::root().join("models");
     let to = root.join("models");
     common::daemon::copy_entry(&from, &to);
@@ -231,57 +262,16 @@ fn with_line(text: &str, key: &str, value: &str) -> String {
 /// dciodvfy finds no error in it.
 #[test]
 fn a_reviewers_corrected_mask_reaches_orthanc_as_a_new_seg_after_review() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path();
-    let inbox = root.join("inbox");
-    std::fs::create_dir_all(&inbox).expect("inbox");
-    let db = root.join("data").join("nb.db");
-    let (port, scp_port) = (free_port(), free_port());
-    let orthanc = Orthanc::start(|c| {
-        c["DicomModalities"] = serde_json::json!({ "neurobatch": ["NEUROBATCH", "127.0.0.1", scp_port] });
-    });
-    let models = models_that_route_everything(root);
-    let mut settings = embedded_settings(root, &db, &inbox, port);
-    settings.extend([
-        ("pipeline.models_dir", models.display().to_string()),
-        ("dicom.listen", format!("127.0.0.1:{scp_port}")),
-        ("dicom.allowed_callers", "ORTHANC@127.0.0.1".into()),
-        ("dicom.destinations", format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port)),
-        ("dicom.send", "after_review".into()),
-    ]);
-    let vars = env(&settings);
-    let mut serve = Proc::start("serve", root, &["serve"], &vars);
-    wait_for(
-        "neurobatch's Storage SCP listening",
-        Duration::from_secs(120),
-        || {
-            serve.assert_running();
-            std::net::TcpStream::connect(("127.0.0.1", scp_port)).ok()
-        },
-        || serve.log_text(),
-    );
-    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(common::testdata("daemon/studies/dicom_0"))
-        .expect("study")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let study = orthanc.upload(&files);
-    let (status, text) = orthanc.request("POST", "/modalities/neurobatch/store", "text/plain", study.as_bytes());
-    assert_eq!(status, 200, "C-STORE from Orthanc: {text}\n{}", serve.log_text());
-    let job = wait_for(
-        "the study processed",
-        Duration::from_secs(300),
-        || {
-            serve.assert_running();
-            sqlite_jobs(&db).into_iter().find(|r| r.state == "succeeded")
-        },
-        || format!("{:#?}\n{}", sqlite_jobs(&db), serve.log_text()),
-    );
+    let RoundTrip { _dir, root, db, port, vars, orthanc, mut serve, study, job, report } =
+        RoundTrip::start(|root, orthanc| {
+            vec![
+                ("pipeline.models_dir", models_that_route_everything(root).display().to_string()),
+                ("dicom.destinations", format!("ORTHANC@127.0.0.1:{}", orthanc.dicom_port)),
+                ("dicom.send", "after_review".into()),
+            ]
+        });
     assert_eq!((job.decision.as_deref(), job.review_items), (Some("review"), 1), "{job:?}");
     let objects = root.join("objects");
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(objects.join(&job.object_keys["report"])).expect("report"))
-            .expect("report json");
     assert!(job.object_keys.contains_key("seg_recipe"), "the SEG's recipe is stored: {:?}", job.object_keys);
 
     // While the case waits, nothing is sent (the scheduler passes every second).
@@ -290,7 +280,7 @@ fn a_reviewers_corrected_mask_reaches_orthanc_as_a_new_seg_after_review() {
     assert!(orthanc_series(&orthanc, &study).iter().all(|s| s.0 != "SEG"), "nothing in the PACS yet");
 
     // The reviewer moves the upper half of the grey matter to white matter and uploads it.
-    let reviewer = make_token(root, &vars, "reviewer", "roundtrip-reviewer");
+    let reviewer = make_token(&root, &vars, "reviewer", "roundtrip-reviewer");
     let (status, case) = common::daemon::http_post(port, &reviewer, "/v1/review/claim-next", "").expect("claim");
     assert_eq!(status, 200, "{case}");
     let id = serde_json::from_str::<serde_json::Value>(&case).expect("case")["id"].as_i64().expect("id");

@@ -185,12 +185,8 @@ impl Scheduler {
                 "the result has no seg.dcm and seg_recipe.json (a worker older than corrected SEGs made it)".into(),
             ));
         };
-        let mut read = Vec::with_capacity(3);
-        for key in [recipe_key.as_str(), first_key.as_str(), mask_key] {
-            read.push(objects.get(key).await.map_err(|e| Unbuilt::Later(format!("reading {key}: {e}")))?);
-        }
-        let [recipe, first, mask]: [Vec<u8>; 3] =
-            read.try_into().map_err(|_| Unbuilt::Later("reading the corrected SEG's parts".to_string()))?;
+        let read = async |key: &str| objects.get(key).await.map_err(|e| Unbuilt::Later(format!("reading {key}: {e}")));
+        let (recipe, first, mask) = (read(recipe_key).await?, read(first_key).await?, read(mask_key).await?);
         let built = tokio::task::spawn_blocking(move || corrected_seg::build(&recipe, &first, &mask, revision, now))
             .await
             .map_err(|e| Unbuilt::Later(format!("the build task ended abnormally: {e}")))?;

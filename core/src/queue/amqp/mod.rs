@@ -24,6 +24,11 @@ use super::{DeadLetter, DeadReason, Delivery, DeliveryHandle, QueueError, QueueO
 use crate::config::redact;
 use crate::message::{JobMessage, ReviewEvent};
 
+/// How long a shutdown step (`basic.cancel`, `connection.close`) waits for
+/// the broker's reply: a broker or a network that went quiet must not keep a
+/// stopping process alive past its grace period.
+const SHUTDOWN_REPLY: Duration = Duration::from_secs(5);
+
 #[derive(Clone)]
 pub struct AmqpQueue {
     inner: Arc<Inner>,
@@ -202,15 +207,17 @@ impl AmqpQueue {
     pub(super) async fn close(&self) -> Result<(), QueueError> {
         self.inner.closed.store(true, Ordering::SeqCst);
         let link = self.inner.link.lock().await.take();
-        if let Some(link) = link
-            && let Err(e) = link.conn.close(200, "closing".into()).await
-            && link.conn.status().connected()
-        {
+        let Some(link) = link else { return Ok(()) };
+        match tokio::time::timeout(SHUTDOWN_REPLY, link.conn.close(200, "closing".into())).await {
+            Ok(Ok(())) => Ok(()),
             // An error from a connection that is closed anyway (the broker or
             // the network got there first) is not one.
-            return Err(QueueError::Broker { op: "close", reason: e.to_string() });
+            Ok(Err(_)) if !link.conn.status().connected() => Ok(()),
+            Ok(Err(e)) => Err(QueueError::Broker { op: "close", reason: e.to_string() }),
+            // The socket goes when the connection is dropped; the broker then
+            // returns whatever this connection still held.
+            Err(_) => Err(QueueError::Broker { op: "close", reason: no_reply("connection.close-ok") }),
         }
-        Ok(())
     }
 
     pub(super) async fn delete_topology(&self) -> Result<(), QueueError> {
@@ -316,6 +323,10 @@ async fn publish_once(ch: &Channel, p: &Publish<'_>) -> Result<(), Attempt> {
     }
 }
 
+fn no_reply(what: &str) -> String {
+    format!("no {what} from the broker within {} s", SHUTDOWN_REPLY.as_secs())
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -404,10 +415,12 @@ impl AmqpConsumer {
     /// gone (the broker then returned its deliveries itself).
     async fn cancel_current(&mut self) -> Result<Option<(Channel, lapin::Consumer)>, QueueError> {
         let Some((ch, consumer)) = self.current.take() else { return Ok(None) };
-        match ch.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
-            Ok(()) => Ok(Some((ch, consumer))),
-            Err(_) if !ch.status().connected() => Ok(None),
-            Err(e) => Err(QueueError::Broker { op: "cancel", reason: e.to_string() }),
+        match tokio::time::timeout(SHUTDOWN_REPLY, ch.basic_cancel(consumer.tag(), BasicCancelOptions::default())).await
+        {
+            Ok(Ok(())) => Ok(Some((ch, consumer))),
+            Ok(Err(_)) if !ch.status().connected() => Ok(None),
+            Ok(Err(e)) => Err(QueueError::Broker { op: "cancel", reason: e.to_string() }),
+            Err(_) => Err(QueueError::Broker { op: "cancel", reason: no_reply("basic.cancel-ok") }),
         }
     }
 

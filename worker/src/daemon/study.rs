@@ -17,8 +17,6 @@ use neurobatch_core::metrics::Stage;
 use neurobatch_core::scratch::Scratch;
 use neurobatch_core::storage::{ObjectStore, S3Settings, StorageError, StudyLimits, result_key};
 
-use tracing::Instrument as _;
-
 use super::JobError;
 use crate::dicom_results::{self, ResultIdentity};
 use crate::pipeline::{self, DicomOutputs, ModelRunner, PipelineError, StudyOptions, StudyReport};
@@ -129,13 +127,7 @@ pub async fn run_study(
     Ok(StudyOutput { report, report_json, object_keys, series_uid, scanner, stages })
 }
 
-/// Results uploaded at once: the objects of a study are independent, and one
-/// PUT at a time left the worker waiting on each round trip in turn.
-const UPLOADS_AT_ONCE: usize = 4;
-
-/// Stores the study's files under its result keys, [`UPLOADS_AT_ONCE`] at a
-/// time; returns output name → key. The first failure ends the upload (the
-/// others in flight are dropped); a retry writes the same keys again.
+/// Stores the study's files under its result keys; returns output name → key.
 #[tracing::instrument(name = "upload", skip_all)]
 async fn upload(
     job: &Job,
@@ -145,38 +137,18 @@ async fn upload(
     objects: &ObjectStore,
 ) -> Result<std::collections::BTreeMap<String, String>, JobError> {
     let model = &report.model;
-    let mut pending = Vec::with_capacity(files.len());
+    let mut object_keys = std::collections::BTreeMap::new();
+    let mut bytes_total = 0usize;
     for file in files {
         let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let key =
             result_key(study_key, &job.pipeline, &model.name, &model.version, &format!("v{}/{name}", job.version))
                 .map_err(|e| JobError::permanent(format!("{}: result key: {e}", job.source_uri)))?;
-        pending.push((output_name(&name), key, file));
-    }
-    let mut object_keys = std::collections::BTreeMap::new();
-    let mut bytes_total = 0usize;
-    let mut running = tokio::task::JoinSet::new();
-    let mut pending = pending.into_iter();
-    loop {
-        while running.len() < UPLOADS_AT_ONCE
-            && let Some((name, key, file)) = pending.next()
-        {
-            let objects = objects.clone();
-            let put = async move {
-                let bytes = tokio::fs::read(&file)
-                    .await
-                    .map_err(|e| JobError::transient(format!("{}: {e}", file.display())))?;
-                let size = bytes.len();
-                objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
-                Ok::<_, JobError>((name, key, size))
-            };
-            running.spawn(put.in_current_span());
-        }
-        let Some(done) = running.join_next().await else { break };
-        let (name, key, size) =
-            done.map_err(|e| JobError::transient(format!("uploading the results: the task ended abnormally: {e}")))??;
-        bytes_total += size;
-        object_keys.insert(name, key);
+        let bytes =
+            tokio::fs::read(&file).await.map_err(|e| JobError::transient(format!("{}: {e}", file.display())))?;
+        bytes_total += bytes.len();
+        objects.put(&key, bytes).await.map_err(|e| JobError::storage(&format!("uploading {key}"), &e))?;
+        object_keys.insert(output_name(&name), key);
     }
     tracing::info!(objects = object_keys.len(), bytes = bytes_total, "results uploaded");
     Ok(object_keys)

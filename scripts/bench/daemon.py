@@ -260,6 +260,9 @@ def main():
             r = run_daemon(name, args.binary, studies, work, db, env, procs, args.timeout)
         finally:
             subprocess.run(["psql", f"{args.postgres}/postgres", "-qc", f"DROP DATABASE IF EXISTS {tag} WITH (FORCE)"])
+            # The run's queues and exchanges go too: the broker is the machine's, shared with other work.
+            subprocess.run([str(args.binary), "queue", "delete-topology", "--yes"], cwd=work, capture_output=True,
+                           env={**os.environ, "NEUROBATCH__QUEUE__URL": args.amqp, "NEUROBATCH__QUEUE__PREFIX": tag})
         r["workers"] = workers
         results["configs"].append(r)
         log(f"{name}: {r['wall_s']:.1f} s, {r['studies_per_hour']:.0f} studies/h")

@@ -19,6 +19,10 @@ use neurobatch_core::message::ReviewReason;
 use sqlx::Connection as _;
 use tokio::sync::Barrier;
 
+#[path = "support/silent_proxy.rs"]
+mod silent_proxy;
+use silent_proxy::SilentProxy;
+
 /// The PostgreSQL server, without a database name.
 fn postgres_server() -> String {
     std::env::var("NEUROBATCH_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string())
@@ -729,62 +733,6 @@ async fn connection_errors_name_the_database_without_its_password() {
     assert!(!text.contains("hunter2"), "{text}");
     let err = JobStore::connect("mysql://root:pw@db/nb").await.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("unsupported scheme") && !err.contains(":pw@"), "{err}");
-}
-
-/// A TCP proxy to `upstream` that can go silent: while silent it forwards
-/// nothing either way and closes nothing — what a firewall or NAT that
-/// dropped a connection's state looks like to both ends. Bytes read while
-/// silent are held and forwarded once it speaks again.
-struct SilentProxy {
-    addr: std::net::SocketAddr,
-    silent: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl SilentProxy {
-    async fn start(upstream: String) -> SilentProxy {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let listener = ok_io(tokio::net::TcpListener::bind("127.0.0.1:0").await);
-        let addr = ok_io(listener.local_addr());
-        let silent = Arc::new(AtomicBool::new(false));
-        let flag = silent.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
-                let (cr, cw) = client.into_split();
-                let (sr, sw) = server.into_split();
-                for (mut from, mut to) in [
-                    (
-                        Box::new(cr) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
-                        Box::new(sw) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>,
-                    ),
-                    (Box::new(sr), Box::new(cw)),
-                ] {
-                    let flag = flag.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 16 << 10];
-                        loop {
-                            let n = match from.read(&mut buf).await {
-                                Ok(0) | Err(_) => break,
-                                Ok(n) => n,
-                            };
-                            while flag.load(Ordering::SeqCst) {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                            if to.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        SilentProxy { addr, silent }
-    }
-
-    fn silence(&self, on: bool) {
-        self.silent.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
 }
 
 /// A connection that goes silent fails its call at the store's deadline — a

@@ -5,6 +5,9 @@
 //! queues (unique prefix) or bucket, and deletes them at the end. One test
 //! binary, so the heavy SDKs are linked once.
 
+#[path = "support/silent_proxy.rs"]
+mod silent_proxy;
+
 mod services {
     pub mod common;
     mod queue_amqp;

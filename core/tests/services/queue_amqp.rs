@@ -14,6 +14,7 @@ use neurobatch_core::queue::{DeadReason, Queue, QueueError, QueueOptions};
 
 use super::common::{self, Env, amqp_url, job, next, next_within};
 use super::scenarios;
+use crate::silent_proxy::SilentProxy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_consume_ack() {
@@ -237,60 +238,6 @@ async fn reconnects_after_the_broker_closes_the_connection() {
     q.close().await.unwrap();
 }
 
-/// A TCP relay to the broker that can go quiet: from then on it drops every
-/// byte in both directions and keeps the sockets open, as a broker or a
-/// network that stopped answering without closing anything.
-struct QuietingRelay {
-    port: u16,
-    quiet: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl QuietingRelay {
-    async fn start(upstream: String) -> QuietingRelay {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let quiet = std::sync::Arc::new(AtomicBool::new(false));
-        let flag = quiet.clone();
-        tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { continue };
-                let (client_rx, client_tx) = client.into_split();
-                let (server_rx, server_tx) = server.into_split();
-                for (mut from, mut to) in [(client_rx, server_tx), (server_rx, client_tx)] {
-                    let quiet = flag.clone();
-                    tokio::spawn(async move {
-                        let mut buf = vec![0u8; 16 * 1024];
-                        while let Ok(n @ 1..) = from.read(&mut buf).await {
-                            if quiet.load(Ordering::SeqCst) {
-                                // Hold both halves open and answer nothing, ever.
-                                std::future::pending::<()>().await;
-                            }
-                            if to.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-        QuietingRelay { port, quiet }
-    }
-
-    fn go_quiet(&self) {
-        self.quiet.store(true, std::sync::atomic::Ordering::SeqCst);
-    }
-}
-
-/// `url` with its host and port replaced by 127.0.0.1:`port`, and the host:port it named.
-fn through_port(url: &str, port: u16) -> (String, String) {
-    let (scheme_user, rest) = url.split_once('@').expect("an amqp URL with credentials");
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let upstream = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:5672") };
-    (format!("{scheme_user}@127.0.0.1:{port}/{path}"), upstream)
-}
-
 /// A stopping worker cancels its consumer and closes its connection; a broker
 /// that went quiet (socket open, no reply) must not hold either for ever: each
 /// gives up after its reply timeout with a typed error, and the process can exit
@@ -298,15 +245,15 @@ fn through_port(url: &str, port: u16) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_gone_quiet_does_not_hold_up_a_shutdown() {
     let env = Env::amqp("quiet");
-    let (_, upstream) = through_port(&env.url, 0);
-    let relay = QuietingRelay::start(upstream).await;
-    let (url, _) = through_port(&env.url, relay.port);
-    let q = Queue::connect(&url, env.opts.clone()).await.expect("connected through the relay");
+    let host_port = env.url.rsplit('@').next().and_then(|r| r.split('/').next()).unwrap_or_default().to_string();
+    let proxy = SilentProxy::start(host_port.clone()).await;
+    let url = env.url.replacen(&host_port, &proxy.addr.to_string(), 1);
+    let q = Queue::connect(&url, env.opts.clone()).await.expect("connected through the proxy");
     let mut c = q.consume(1).await.unwrap();
     // The consumer's channel opens on its first wait for a job.
     assert!(next_within(&mut c, 500).await.is_none(), "nothing queued");
 
-    relay.go_quiet();
+    proxy.silence(true);
     let started = std::time::Instant::now();
     let cancelled = tokio::time::timeout(Duration::from_secs(30), c.cancel())
         .await

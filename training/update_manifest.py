@@ -77,11 +77,15 @@ def main():
     if fits:
         cpu = by_profile.get("cpu", fits[0])
         th = cpu["thresholds"]
+        if th["procedure"] == "ltt":
+            rule = ("the Learn-then-Test bound for 'among accepted studies at most "
+                    f"{th['alpha']:.0%} have min-tissue Dice < {th['fail_dice']}, with {1 - th['delta']:.0%} confidence'")
+        else:
+            rule = ("the conformal-risk-control bound for 'the rate of studies accepted with min-tissue Dice < "
+                    f"{th['fail_dice']} is at most {th['alpha']:.0%}' (expectation over calibration sets)")
         source = ("training/EVALUATION.md, Routing: ood_score_max routes every out-of-distribution input of the "
-                  "calibration split; predicted_dice_min is the conformal-risk-control bound for 'the rate of "
-                  f"studies accepted with min-tissue Dice < {th['fail_dice']} is at most {th['alpha']:.0%}' "
-                  "(expectation over calibration sets) on the calibration split (seeds 700000+); the estimator "
-                  "fitted on the training split (600000+); figures on the test split (800000+)")
+                  f"calibration split; predicted_dice_min is {rule} on the calibration split (seeds 700000+); "
+                  "the estimator fitted on the training split (600000+); figures on the test split (800000+)")
         tail += ("\n[routing]\n"
                  f"ood_score_max = {fmt(th['ood_score_max'])}\n"
                  f"predicted_dice_min = {fmt(th['predicted_dice_min'])}\n"

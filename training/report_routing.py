@@ -113,11 +113,11 @@ def main():
            f"out-of-fold predictions support best (λ = {th['ltt_start']}) and steps by 0.0005 toward more lenient "
            f"bounds until a p-value exceeds {th['delta']}")
     if th["procedure"] == "ltt":
+        certified = next(e for e in lt if e["lambda"] == th["ltt_bound"])
         last = lt[-1]
         w(f"- `predicted_dice_min`: {ltt}. Certified down to λ = {th['ltt_bound']} "
-          f"({lt[-2]['accepted'] if len(lt) > 1 else lt[0]['accepted']} calibration cases accepted, "
-          f"{lt[-2]['failures'] if len(lt) > 1 else lt[0]['failures']} failing); the next bound, λ = {last['lambda']}, "
-          f"accepts {last['accepted']} with {last['failures']} failing, p = {last['p_value']:.2f}.")
+          f"({certified['accepted']} calibration cases accepted, {certified['failures']} failing); the next bound, "
+          f"λ = {last['lambda']}, accepts {last['accepted']} with {last['failures']} failing, p = {last['p_value']:.2f}.")
         w(f"- For comparison, {crc} would give λ = {fmt(th['crc_bound'], 4)} ({th['crc_calibration_accepted_failures']} "
           "accepted failures on the calibration split): a joint rate, which bounds the failures among accepted "
           "cases only after dividing by the acceptance rate.")

@@ -8,8 +8,8 @@ bash scripts/setup.sh
 source scripts/env.sh
 # The binary the browser and deployment checks run (under CARGO_TARGET_DIR when the caller sets one).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/neurobatch"
-# This checkout's shipped models, for binaries built outside it (CI keeps CARGO_TARGET_DIR in its
-# cache, where "above the executable" is not this checkout).
+# This checkout's shipped models, for binaries built outside it (a caller's CARGO_TARGET_DIR, where
+# "above the executable" is not this checkout).
 export NEUROBATCH_MODELS="${NEUROBATCH_MODELS:-$ROOT/models}"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -17,11 +17,17 @@ data: under .testdata/onnx/:
                         -> softmax -> probabilities [N, 2] (a stand-in for scan-quality members)
   tissue_model/         a model folder: manifest.toml + member_0.onnx, member_1.onnx (the same
                         graph with two seeds), sha256 of each member written into the manifest
+  member_features.onnx  the shipped models/brain-tissue/member_0.onnx with its bottleneck as a second
+                        output `features` (training/add_features_output.py)
 refs: under worker/tests/fixtures/onnx/:
   conv3d_softmax.json   onnxruntime (Python, CPU) on the crop fed as [1, 1, i, j, k] (nibabel's
                         array order): output shape, per-channel sums and values at
                         `_common.sample_indices` (Fortran-order linear indices of the crop), and
                         the model's sha256 (the Rust test checks the data step wrote the same model)
+  bottleneck_features.json  member_features.onnx (onnxruntime, CPU) on the crop as one 32^3 window:
+                        its `features` [1, 48, 4, 4, 4] pooled over the brain the way
+                        worker::inference::FeaturePool does (each position weighted by the mean of
+                        1 - p(background) over its 8^3 block of the window's own output), numpy float64
 """
 
 import hashlib
@@ -38,6 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
 
 AREA = "onnx"
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "training"))
+import add_features_output  # noqa: E402
 OPSET = 17
 # IR version 8 is the one opset 17 shipped with (onnx 1.12); onnxruntime 1.31 reads it.
 IR_VERSION = 8
@@ -201,6 +210,16 @@ def data(out: Path) -> None:
         (folder / name).write_bytes(conv_softmax_model(seed=seed))
         members.append((name, _common.sha256(folder / name), seed))
     (folder / "manifest.toml").write_text(manifest(members))
+    (d / "member_features.onnx").write_bytes(member_with_features())
+
+
+def member_with_features() -> bytes:
+    src = str(REPO / "models" / "brain-tissue" / "member_0.onnx")
+    model = onnx.load(src)
+    tensor = add_features_output.bottleneck(model.graph)
+    add_features_output.add_output(model, add_features_output.channels_of(src, tensor))
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
 
 
 def refs(out: Path) -> None:
@@ -223,6 +242,26 @@ def refs(out: Path) -> None:
             "channel_values": [[float(v) for v in probs[0, c][ijk]] for c in range(CLASSES)],
             "channel_sums": [float(probs[0, c].astype(np.float64).sum()) for c in range(CLASSES)],
             "max_abs_class_sum_error": float(np.abs(probs[0].astype(np.float64).sum(axis=0) - 1.0).max()),
+        },
+    )
+
+    member = member_with_features()
+    session = onnxruntime.InferenceSession(member, opts, providers=["CPUExecutionProvider"])
+    probs, features = session.run(["probabilities", "features"], {"image": crop[None, None], "mc_dropout": np.zeros(1, np.float32)})
+    brain = 1.0 - probs[0, 0].astype(np.float64)
+    grid = features.shape[2:]
+    block = [n // g for n, g in zip(brain.shape, grid)]
+    weights = brain.reshape(grid[0], block[0], grid[1], block[1], grid[2], block[2]).mean(axis=(1, 3, 5)).clip(0, 1)
+    f = features[0].astype(np.float64)
+    pooled = (f * weights).sum(axis=(1, 2, 3)) / weights.sum()
+    _common.write_json(
+        out / AREA / "bottleneck_features.json",
+        {
+            "tool": f"onnxruntime {onnxruntime.__version__} (CPUExecutionProvider), onnx {onnx.__version__}, numpy {np.__version__}",
+            "model_sha256": hashlib.sha256(member).hexdigest(),
+            "features_shape": list(features.shape),
+            "weight": float(weights.sum()),
+            "pooled": [float(v) for v in pooled],
         },
     )
 

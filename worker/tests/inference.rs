@@ -54,6 +54,7 @@ fn plan(patch: [usize; 3], tta_axes: Vec<usize>, mc: u32, classes: usize) -> Pla
         tiling: Tiling::Windows,
         size_multiple: 1,
         whole_max_voxels: 1 << 22,
+        features: None,
     }
 }
 
@@ -752,4 +753,52 @@ fn whole_grid_falls_back_to_windows_above_its_voxel_limit() {
     // A size multiple of 0 is refused with the plan.
     capped.size_multiple = 0;
     assert!(Ensemble::new(members.iter().collect(), capped).is_err());
+}
+
+/// The shipped member 0 with its bottleneck as a second output: the pooled features of one
+/// window are onnxruntime-Python's pooled the same way (fixture), and asking for them changes
+/// no probability.
+#[test]
+fn bottleneck_features_are_pooled_over_the_brain_like_onnxruntime() {
+    let reference = common::load_json("onnx/bottleneck_features.json");
+    let path = common::testdata("onnx/member_features.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    assert_eq!(sha, reference["model_sha256"].as_str().unwrap(), "the data step wrote another member");
+    let member = Model::load(&path, &common::config()).unwrap();
+    assert_eq!(member.outputs().iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["probabilities", "features"]);
+    let (dims, voxels) = crop();
+    let image = ImageRef::new(dims, &voxels).unwrap();
+    let run = |features: Option<&str>| {
+        let plan = Plan { features: features.map(String::from), ..plan([32, 32, 32], vec![0], 0, 3) };
+        let ensemble = Ensemble::new(vec![&member], plan).unwrap();
+        let mut mean = MeanSink::new();
+        let run = ensemble.segment(image, &mut mean, &mut no_progress()).unwrap();
+        (run, mean.mean().unwrap())
+    };
+    let (with, probs_with) = run(Some("features"));
+    let (without, probs_without) = run(None);
+    assert_eq!(probs_with, probs_without, "the features output changed the probabilities");
+    assert!(without.features.is_empty());
+    assert_eq!(with.passes, 2, "identity and one flip; only the identity pass is pooled");
+    let pooled = with.features[0].as_ref().expect("the crop is brain");
+    let want: Vec<f64> = serde_json::from_value(reference["pooled"].clone()).unwrap();
+    assert_eq!(pooled.len(), want.len());
+    let worst = pooled.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    // float32 network outputs summed in float64 on both sides; onnxruntime's thread count differs.
+    assert!(worst < 1e-4, "max |pooled − onnxruntime| = {worst}");
+    assert!(want.iter().any(|v| v.abs() > 0.1), "the reference is not all zeros");
+}
+
+/// A manifest that names a features output its members do not have is refused at load, naming it.
+#[test]
+fn features_output_missing_from_the_members_is_a_load_error() {
+    let dir = common::scratch_model_folder("features-missing");
+    common::edit_manifest(&dir, |t| {
+        t.replace("activation = \"softmax\"\n", "activation = \"softmax\"\nfeatures = \"features\"\n")
+    });
+    let err = load_model_folder(&dir, &common::config()).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("output.features is `features`"), "{text}");
+    assert!(text.contains("member_0.onnx"), "{text}");
 }

@@ -21,6 +21,13 @@ pub enum InferenceError {
     OutputShape { path: PathBuf, expected: Vec<usize>, actual: Vec<usize> },
     #[error("inference: model {path} returned a non-finite value {value} (pass {pass})")]
     NonFinite { path: PathBuf, pass: usize, value: f32 },
+    #[error(
+        "inference: model {path} returned features of shape {actual:?}; [N, F, d, h, w] with each of d, h, w \
+         dividing the window {patch:?} was expected"
+    )]
+    FeatureShape { path: PathBuf, patch: [usize; 3], actual: Vec<usize> },
+    #[error("inference: model {path} returned a non-finite feature {value}")]
+    NonFiniteFeatures { path: PathBuf, value: f32 },
     #[error("inference: cannot allocate {bytes} bytes for {what}")]
     OutOfMemory { what: &'static str, bytes: u128 },
     #[error("inference: pass {pass} was refused by its consumer: {source}")]

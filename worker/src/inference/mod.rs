@@ -33,6 +33,7 @@
 
 mod classification;
 mod error;
+mod features;
 mod flip;
 mod importance;
 mod lanes;
@@ -44,6 +45,7 @@ mod windows;
 mod tests;
 
 pub use error::InferenceError;
+pub use features::FeaturePool;
 pub use flip::Flip;
 pub use importance::{ImportanceMap, SIGMA_SCALE};
 pub use segmentation::SegmentationRun;
@@ -126,6 +128,8 @@ pub struct Plan {
     pub size_multiple: usize,
     /// Whole-grid passes take padded grids up to this many voxels; larger ones use windows.
     pub whole_max_voxels: usize,
+    /// Segmentation: the members' bottleneck output to pool ([`FeaturePool`]), if the manifest names one.
+    pub features: Option<String>,
 }
 
 impl Plan {
@@ -144,6 +148,7 @@ impl Plan {
             tiling: profile.tiling,
             size_multiple: manifest.inference.size_multiple.unwrap_or(1),
             whole_max_voxels: manifest.inference.whole_max_voxels,
+            features: manifest.output.features.clone().filter(|_| manifest.task == Task::Segmentation),
         }
     }
 

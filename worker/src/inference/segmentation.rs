@@ -12,6 +12,7 @@ use ndarray::{Array5, ArrayD};
 use rayon::prelude::*;
 
 use super::error::InferenceError;
+use super::features::FeaturePool;
 use super::flip::Flip;
 use super::importance::ImportanceMap;
 use super::sink::{PassInfo, PassSink};
@@ -31,6 +32,11 @@ pub struct SegmentationRun {
     pub model_calls: usize,
     /// How the passes covered the grid (`whole` falls back to `windows` on a grid too large).
     pub tiling: Tiling,
+    /// Each member's bottleneck features pooled over the brain
+    /// ([`FeaturePool`]) from its deterministic, unflipped pass (its first MC
+    /// pass when every pass is one): empty when the manifest names no
+    /// `output.features`, `None` for a member that saw no brain.
+    pub features: Vec<Option<Vec<f64>>>,
 }
 
 impl Ensemble<'_> {
@@ -73,19 +79,38 @@ impl Ensemble<'_> {
         let batches: Vec<&[[usize; 3]]> = layout.starts.chunks(plan.batch_size).collect();
         let windows = layout.starts.len();
         let unit_of = |unit: usize| (&order[unit / batches.len()], batches[unit % batches.len()]);
+        let pooled = |pass: &PassInfo| pass.flip == Flip::IDENTITY && pass.mc_pass.is_none_or(|m| m == 0);
         let compute = |lane: usize, unit: usize| {
             let (pass, batch) = unit_of(unit);
             let member = self.lanes[lane][pass.member];
             let input = extract(&padded, layout.padded, batch, patch, pass.flip);
-            let output = member.run_gated(input.view(), gate_for(pass))?;
-            window_probabilities(member, output, batch.len(), plan.classes, patch, plan.activation, pass)
+            let (output, features) = match &plan.features {
+                Some(name) if pooled(pass) => {
+                    let (output, features) = member.run_with_features(input.view(), gate_for(pass), name)?;
+                    (output, Some(window_features(member, features, batch.len(), patch)?))
+                }
+                _ => (member.run_gated(input.view(), gate_for(pass))?, None),
+            };
+            let probs = window_probabilities(member, output, batch.len(), plan.classes, patch, plan.activation, pass)?;
+            Ok((probs, features))
         };
         let mut done = 0;
-        let consume = |unit: usize, probs: Vec<f32>| {
+        let mut pools: Vec<Option<FeaturePool>> =
+            vec![None; if plan.features.is_some() { self.members().len() } else { 0 }];
+        let consume = |unit: usize, (probs, features): (Vec<f32>, Option<WindowFeatures>)| {
             let (pass, batch) = unit_of(unit);
             if unit.is_multiple_of(batches.len()) {
                 blend.start();
                 done = 0;
+            }
+            if let (Some(f), Some(slot)) = (features, pools.get_mut(pass.member)) {
+                let pool = slot.get_or_insert_with(|| FeaturePool::new(f.channels));
+                let (per_probs, per_features) =
+                    (plan.classes * patch.iter().product::<usize>(), f.values.len() / batch.len());
+                for n in 0..batch.len() {
+                    let values = &f.values[n * per_features..][..per_features];
+                    pool.add_window(values, f.dims, &probs[n * per_probs..][..per_probs], patch)?;
+                }
             }
             blend.add(&probs, batch, pass.flip);
             done += batch.len();
@@ -98,7 +123,8 @@ impl Ensemble<'_> {
         };
         let units = order.len() * batches.len();
         lanes::run_in_order(self.lanes(), units, compute, consume)?;
-        Ok(SegmentationRun { passes: order.len(), layout, model_calls: units, tiling })
+        let features = pools.into_iter().map(|p| p.and_then(|p| p.mean())).collect();
+        Ok(SegmentationRun { passes: order.len(), layout, model_calls: units, tiling, features })
     }
 }
 
@@ -265,6 +291,33 @@ fn window_probabilities(
         }
     }
     Ok(values)
+}
+
+/// A batch's bottleneck features: standard-layout `[N, channels, dims]` values.
+struct WindowFeatures {
+    values: Vec<f32>,
+    channels: usize,
+    dims: [usize; 3],
+}
+
+/// Checks a features output (`[N, F, d, h, w]`, finite) and returns it in standard layout.
+fn window_features(
+    model: &Model,
+    output: ArrayD<f32>,
+    batch: usize,
+    patch: [usize; 3],
+) -> Result<WindowFeatures, InferenceError> {
+    let shape = output.shape().to_vec();
+    let bad = || InferenceError::FeatureShape { path: model.path().to_path_buf(), patch, actual: shape.clone() };
+    let &[n, channels, d, h, w] = shape.as_slice() else { return Err(bad()) };
+    if n != batch || channels == 0 || [d, h, w].iter().zip(patch).any(|(&f, p)| f == 0 || !p.is_multiple_of(f)) {
+        return Err(bad());
+    }
+    let values: Vec<f32> = output.as_standard_layout().iter().copied().collect();
+    if let Some(&value) = values.iter().find(|v| !v.is_finite()) {
+        return Err(InferenceError::NonFiniteFeatures { path: model.path().to_path_buf(), value });
+    }
+    Ok(WindowFeatures { values, channels, dims: [d, h, w] })
 }
 
 /// Adds `w · p` of every window of the batch into `blended`, reading each

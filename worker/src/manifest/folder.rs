@@ -271,6 +271,9 @@ fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
             manifest.task
         ));
     }
+    if let Some(name) = &manifest.output.features {
+        check_features_output(model, name)?;
+    }
     let want = manifest.expected_output_channels();
     match output.shape.get(1).copied().flatten() {
         Some(c) if c == want => Ok(()),
@@ -281,5 +284,24 @@ fn check_signature(manifest: &Manifest, model: &Model) -> Result<(), String> {
             manifest.output.activation
         )),
         None => Err(format!("output `{}` has a dynamic channel dimension; export it static", output.name)),
+    }
+}
+
+/// The bottleneck output `output.features` names: float32, rank 5, a static channel count.
+fn check_features_output(model: &Model, name: &str) -> Result<(), String> {
+    let Some(features) = model.outputs().iter().skip(1).find(|o| o.name == name) else {
+        let others: Vec<&str> = model.outputs().iter().skip(1).map(|o| o.name.as_str()).collect();
+        return Err(format!("output.features is `{name}` but its other outputs are {others:?}"));
+    };
+    if features.element_type != "float32" || features.shape.len() != 5 {
+        return Err(format!(
+            "output `{name}` is {} of rank {}; float32 [N, F, d, h, w] features are expected",
+            features.element_type,
+            features.shape.len()
+        ));
+    }
+    match features.shape[1] {
+        Some(_) => Ok(()),
+        None => Err(format!("output `{name}` has a dynamic channel dimension; export it static")),
     }
 }

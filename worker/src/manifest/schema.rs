@@ -102,6 +102,13 @@ pub struct OutputSpec {
     /// Name of the ONNX graph output (the graph's first output).
     pub tensor: String,
     pub activation: Activation,
+    /// Name of a second output of a segmentation model's members: float32
+    /// `[N, F, d, h, w]` features of the network's deepest layer (the bottleneck),
+    /// on a grid `size_multiple` times coarser than the window. The engine pools
+    /// them over the brain for the feature-space out-of-distribution distance
+    /// (docs/routing.md); without it no feature distance is computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<String>,
 }
 
 /// The activation applied to the output: already applied inside the graph

@@ -25,6 +25,15 @@ impl Manifest {
             bias.validate().map_err(|e| format!("bias_correction: {e}"))?;
         }
         non_empty("output.tensor", &self.output.tensor)?;
+        if let Some(features) = &self.output.features {
+            non_empty("output.features", features)?;
+            if self.task != super::schema::Task::Segmentation {
+                return Err(format!("output.features: a {} model has no bottleneck features to pool", self.task));
+            }
+            if *features == self.output.tensor {
+                return Err(format!("output.features: `{features}` is output.tensor itself"));
+            }
+        }
         self.validate_labels()?;
         self.validate_inference()?;
         validate_routing(&self.routing)?;

@@ -154,7 +154,14 @@ impl ModelRunner {
             .map_err(|e| PipelineError::Model { model: self.model.dir().display().to_string(), reason: e.to_string() })
     }
 
-    fn summary(&self, grid: &ModelGridInput, passes: usize, tiling: Option<Tiling>) -> ModelSummary {
+    /// `features`: each member's pooled bottleneck features, when the run pooled them.
+    fn summary(
+        &self,
+        grid: &ModelGridInput,
+        passes: usize,
+        tiling: Option<Tiling>,
+        features: &[Option<Vec<f64>>],
+    ) -> ModelSummary {
         let m = self.model.manifest();
         ModelSummary {
             name: m.name.clone(),
@@ -166,9 +173,11 @@ impl ModelRunner {
                 .members()
                 .iter()
                 .take(self.profile.members)
-                .map(|mem| MemberSummary {
+                .enumerate()
+                .map(|(i, mem)| MemberSummary {
                     file: mem.file.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
                     sha256: mem.sha256.clone(),
+                    features: features.get(i).cloned().flatten(),
                 })
                 .collect(),
             profile: self.profile.label().to_string(),
@@ -455,7 +464,7 @@ pub fn process_study(
             spacing_mm: native.spacing(),
             orientation: native.affine().orientation_code(),
         },
-        model: seg.summary(&input, passes, Some(run.tiling)),
+        model: seg.summary(&input, passes, Some(run.tiling), &run.features),
         labels: seg.labels(),
         bias_field: input.bias_field,
         structures,
@@ -496,7 +505,7 @@ fn run_quality(
     let routing = q.policy.decide_classification(&uncertainty, ood.as_ref());
     let label = manifest.labels.get(uncertainty.label).map(|l| l.name.clone()).unwrap_or_default();
     Ok(QualityReport {
-        model: q.summary(&input, uncertainty.members, None),
+        model: q.summary(&input, uncertainty.members, None, &[]),
         labels: q.labels(),
         label,
         uncertainty,

@@ -116,6 +116,11 @@ pub struct ModelSummary {
 pub struct MemberSummary {
     pub file: String,
     pub sha256: String,
+    /// The member's bottleneck features pooled over the brain
+    /// (`worker::inference::FeaturePool`), when the manifest names `output.features`
+    /// and the member saw brain: what the feature-space OOD reference is fitted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Vec<f64>>,
 }
 
 /// One label: its volume on the scan's grid, and the model-grid uncertainty figures.

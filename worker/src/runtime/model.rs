@@ -121,6 +121,32 @@ impl Model {
     /// model has a gate). Asking for a gate value on a model without a gate
     /// input is an error, not a silent deterministic run.
     pub fn run_gated(&self, input: ArrayView5<'_, f32>, gate: Option<f32>) -> Result<ArrayD<f32>, RuntimeError> {
+        let first = self.outputs.first().map(|o| o.name.as_str()).unwrap_or_default();
+        let [output] = self.run_outputs(input, gate, [first])?;
+        Ok(output)
+    }
+
+    /// [`Model::run_gated`] returning the first output and the output named
+    /// `features` of the same run (a segmentation member's bottleneck,
+    /// `output.features` of its manifest).
+    pub fn run_with_features(
+        &self,
+        input: ArrayView5<'_, f32>,
+        gate: Option<f32>,
+        features: &str,
+    ) -> Result<(ArrayD<f32>, ArrayD<f32>), RuntimeError> {
+        let first = self.outputs.first().map(|o| o.name.as_str()).unwrap_or_default();
+        let [output, features] = self.run_outputs(input, gate, [first, features])?;
+        Ok((output, features))
+    }
+
+    /// One run of the session on `input`, returning the outputs `names` in that order.
+    fn run_outputs<const N: usize>(
+        &self,
+        input: ArrayView5<'_, f32>,
+        gate: Option<f32>,
+        names: [&str; N],
+    ) -> Result<[ArrayD<f32>; N], RuntimeError> {
         let shape_ok = input.shape().iter().all(|&d| d > 0)
             && self.input.shape.iter().zip(input.shape()).all(|(want, &got)| want.is_none_or(|w| w == got));
         if !shape_ok {
@@ -146,12 +172,15 @@ impl Model {
             let gate_tensor = TensorRef::from_array_view(value).map_err(|e| run_err(one_line(e)))?;
             inputs.push((info.name.as_str().into(), gate_tensor.into()));
         }
-        let output_name = self.outputs.first().map(|o| o.name.as_str()).unwrap_or_default();
         let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
         let outputs = session.run(inputs).map_err(|e| run_err(one_line(e)))?;
-        let output = outputs.get(output_name).ok_or_else(|| run_err(format!("output `{output_name}` is missing")))?;
-        let array = output.try_extract_array::<f32>().map_err(|e| run_err(one_line(e)))?;
-        Ok(array.to_owned())
+        let mut arrays = Vec::with_capacity(N);
+        for name in names {
+            let output = outputs.get(name).ok_or_else(|| run_err(format!("output `{name}` is missing")))?;
+            let array = output.try_extract_array::<f32>().map_err(|e| run_err(one_line(e)))?;
+            arrays.push(array.to_owned());
+        }
+        arrays.try_into().map_err(|_| run_err("the outputs did not come back".into()))
     }
 }
 

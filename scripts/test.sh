@@ -42,4 +42,5 @@ step "viewer unit tests" node --test web/tests/format.test.mjs
 step "viewer browser test" env NEUROBATCH_BIN="$BIN" node web/tests/review.test.mjs
 # The deployment: images' install steps, the Helm chart rendered and validated offline, compose.
 step deploy bash scripts/check-deploy.sh --binary "$BIN"
-(IFS=';'; echo "test.sh: all passed in ${SECONDS} s (${TIMES[*]})" >&2)
+printf -v summary '%s, ' "${TIMES[@]}"
+echo "test.sh: all passed in ${SECONDS} s (${summary%, })" >&2

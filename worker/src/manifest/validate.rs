@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Component;
 
-use super::schema::{Activation, Manifest, Profile, RoutingThresholds, SCHEMA_VERSION};
+use super::schema::{Activation, Manifest, Profile, RoutingThresholds, SCHEMA_VERSION, Task};
 
 /// Patch edges above this are a typo (a 1 mm brain is under 256 voxels a side).
 const MAX_PATCH_EDGE: usize = 1024;
@@ -27,7 +27,7 @@ impl Manifest {
         non_empty("output.tensor", &self.output.tensor)?;
         if let Some(features) = &self.output.features {
             non_empty("output.features", features)?;
-            if self.task != super::schema::Task::Segmentation {
+            if self.task != Task::Segmentation {
                 return Err(format!("output.features: a {} model has no bottleneck features to pool", self.task));
             }
             if *features == self.output.tensor {

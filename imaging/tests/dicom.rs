@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use imaging::Volume;
 use imaging::dicom::{
@@ -396,57 +396,66 @@ impl tracing::Subscriber for Capture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// The process-wide capture: a global subscriber, not a thread's default, because a thread-scoped
+/// dispatcher races the other test threads' callsite registration (a callsite first hit on another
+/// thread can cache "never" after this thread's dispatcher asked for it; seen under load in CI on
+/// 2026-12-07 even with `rebuild_interest_cache`). Setting the global default rebuilds every
+/// callsite's interest under the registry's lock. Other tests' events land here too, which only
+/// widens what the leak check reads.
+fn global_capture() -> Arc<Mutex<String>> {
+    static LOG: OnceLock<Arc<Mutex<String>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(String::new()));
+        tracing::subscriber::set_global_default(Capture(Arc::clone(&log)))
+            .expect("no other global subscriber in this test binary");
+        log
+    })
+    .clone()
+}
+
 /// Every generated file carries a planted patient name, ID, birth date and
 /// accession number. None may appear in any error, warning, skip note,
 /// serialized SourceMeta or tracing event, for good and broken inputs alike.
 #[test]
 fn planted_patient_attributes_never_leak() {
-    let log = Arc::new(Mutex::new(String::new()));
-    let subscriber = Capture(Arc::clone(&log));
+    let log = global_capture();
     let mut seen = String::new();
-    let mut events = 0;
-    tracing::subscriber::with_default(subscriber, || {
-        // Another test thread may have registered the callsites while no subscriber was set and
-        // cached "never" for them, racing this dispatcher's registration (seen under load): ask
-        // every registered callsite again, now that this subscriber is the thread's default.
-        tracing::callsite::rebuild_interest_cache();
-        let mut folders: Vec<PathBuf> = Vec::new();
-        for group in ["derived", "bad", "real"] {
-            for f in std::fs::read_dir(dir(group)).unwrap() {
-                folders.push(f.unwrap().path());
+    let events_before = log.lock().unwrap().len();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for group in ["derived", "bad", "real"] {
+        for f in std::fs::read_dir(dir(group)).unwrap() {
+            folders.push(f.unwrap().path());
+        }
+    }
+    folders.sort();
+    folders.retain(|f| !f.ends_with("bench_axial160"));
+    for f in &folders {
+        for opts in [ScanOptions::default(), lenient()] {
+            match scan_folder(f, &opts) {
+                Ok(r) => {
+                    for s in &r.skipped {
+                        seen.push_str(&format!("{} {:?}\n", s.reason, s));
+                    }
+                    for s in &r.series {
+                        seen.push_str(&format!("{s:?}\n"));
+                    }
+                }
+                Err(e) => seen.push_str(&format!("{e} {e:?}\n")),
+            }
+            match read_folder(f, &opts) {
+                Ok(vols) => {
+                    for v in vols {
+                        seen.push_str(&serde_json::to_string(&v.meta).unwrap());
+                        seen.push_str(&v.meta.warnings.join("\n"));
+                    }
+                }
+                Err(e) => seen.push_str(&format!("{e} {e:?}\n")),
             }
         }
-        folders.sort();
-        folders.retain(|f| !f.ends_with("bench_axial160"));
-        for f in &folders {
-            for opts in [ScanOptions::default(), lenient()] {
-                match scan_folder(f, &opts) {
-                    Ok(r) => {
-                        for s in &r.skipped {
-                            seen.push_str(&format!("{} {:?}\n", s.reason, s));
-                        }
-                        for s in &r.series {
-                            seen.push_str(&format!("{s:?}\n"));
-                        }
-                    }
-                    Err(e) => seen.push_str(&format!("{e} {e:?}\n")),
-                }
-                match read_folder(f, &opts) {
-                    Ok(vols) => {
-                        for v in vols {
-                            seen.push_str(&serde_json::to_string(&v.meta).unwrap());
-                            seen.push_str(&v.meta.warnings.join("\n"));
-                        }
-                    }
-                    Err(e) => seen.push_str(&format!("{e} {e:?}\n")),
-                }
-            }
-        }
-        events = log.lock().unwrap().len();
-    });
+    }
     let log = log.lock().unwrap();
     assert!(seen.contains("T1 AXIAL") && seen.contains("gantry tilt"), "the check looks at real output");
-    assert!(events > 0 && log.contains("dicom folder scanned"), "tracing output was captured");
+    assert!(log.len() > events_before && log.contains("dicom folder scanned"), "tracing output was captured");
     for secret in PLANTED {
         assert!(!seen.contains(secret), "{secret} leaked into errors or metadata");
         assert!(!log.contains(secret), "{secret} leaked into tracing output");

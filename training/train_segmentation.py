@@ -33,6 +33,19 @@ def dice_ce(logits, lab):
     return ce + (1 - dice).mean()
 
 
+def onnx_state(path: str, model: torch.nn.Module) -> dict:
+    """The exported member's initializers as `model`'s state dict; every parameter must be there."""
+    import onnx
+    from onnx import numpy_helper
+
+    inits = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    state = model.state_dict()
+    missing = [k for k in state if k not in inits]
+    if missing:
+        raise SystemExit(f"{path}: no initializer for {missing[:5]}")
+    return {k: torch.from_numpy(inits[k].copy()).to(v.dtype) for k, v in state.items()}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default=os.path.join(os.path.dirname(__file__), ".cache", "mni.npz"))
@@ -44,6 +57,10 @@ def main():
     ap.add_argument("--reuse", type=int, default=2, help="crops (steps) per synthesized volume")
     ap.add_argument("--p-synth", type=float, default=0.5, help="fraction of SynthSeg-style volumes")
     ap.add_argument("--init", default=None, help="checkpoint to warm-start from")
+    ap.add_argument("--init-onnx", default=None,
+                    help="exported member to warm-start from (its initializers by name; with --norm none, "
+                         "a member whose normalisations training/freeze_norm.py folded)")
+    ap.add_argument("--norm", choices=["instance", "none"], default="instance")
     ap.add_argument("--crop", type=int, default=48, help="training crop side (the graph is fully convolutional)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="checkpoint .pt (a .json with the run's record is written beside it)")
@@ -53,9 +70,11 @@ def main():
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     data = load_cache(args.cache)
-    model = UNet3D()
+    model = UNet3D(norm=args.norm)
     if args.init:
         model.load_state_dict(torch.load(args.init)["model"])
+    if args.init_onnx:
+        model.load_state_dict(onnx_state(args.init_onnx, model))
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     gate = torch.ones(1)
@@ -87,7 +106,7 @@ def main():
     rec = {"seed": args.seed, "steps": step, "planned_steps": args.steps, "seconds": round(seconds, 1),
            "lr": args.lr, "weight_decay": args.weight_decay, "reuse": args.reuse, "crop": args.crop, "threads": args.threads,
            "max_seconds": args.max_seconds, "p_synth": args.p_synth,
-           "init": os.path.basename(args.init) if args.init else None, "params": n_params(model),
+           "init": os.path.basename(args.init or args.init_onnx or "") or None, "norm": args.norm, "params": n_params(model),
            "final_loss_mean_last50": sum(losses[-50:]) / max(1, len(losses[-50:]))}
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(rec, f, indent=1)

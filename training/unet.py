@@ -21,33 +21,43 @@ class GatedDropout(nn.Module):
         return x * (1.0 + gate.reshape(1, 1, 1, 1, 1) * (keep - 1.0))
 
 
-def conv_block(cin: int, cout: int) -> nn.Sequential:
+def conv_block(cin: int, cout: int, norm: str = "instance") -> nn.Sequential:
+    """Two 3x3x3 convolutions, each followed by the normalisation and LeakyReLU. norm = "none" keeps
+    the layer indices (an Identity in the normalisation's place), so that the convolutions' names are
+    those of an exported member whose normalisations were folded into them (training/freeze_norm.py)."""
+    def normalisation():
+        return nn.InstanceNorm3d(cout, affine=True) if norm == "instance" else nn.Identity()
+
+    if norm not in ("instance", "none"):
+        raise ValueError(f"norm {norm!r}: instance or none")
     return nn.Sequential(
         nn.Conv3d(cin, cout, 3, padding=1),
-        nn.InstanceNorm3d(cout, affine=True),
+        normalisation(),
         nn.LeakyReLU(0.01),
         nn.Conv3d(cout, cout, 3, padding=1),
-        nn.InstanceNorm3d(cout, affine=True),
+        normalisation(),
         nn.LeakyReLU(0.01),
     )
 
 
 class UNet3D(nn.Module):
     """Encoder channels `ch` (e.g. 8-16-32-48), 3 poolings (input sides multiple of 8),
-    transposed-conv upsampling, skip concatenation, softmax output over `classes`."""
+    transposed-conv upsampling, skip concatenation, softmax output over `classes`. norm "instance"
+    normalises each feature map over the extent the network is given; "none" computes the same
+    function at every extent (whole-grid passes, issue 16)."""
 
-    def __init__(self, ch=(8, 16, 32, 48), classes: int = 3, p_drop: float = 0.15):
+    def __init__(self, ch=(8, 16, 32, 48), classes: int = 3, p_drop: float = 0.15, norm: str = "instance"):
         super().__init__()
         self.enc = nn.ModuleList()
         cin = 1
         for c in ch:
-            self.enc.append(conv_block(cin, c))
+            self.enc.append(conv_block(cin, c, norm))
             cin = c
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for lo, hi in zip(reversed(ch[:-1]), reversed(ch[1:])):
             self.up.append(nn.ConvTranspose3d(hi, lo, 2, stride=2))
-            self.dec.append(conv_block(2 * lo, lo))
+            self.dec.append(conv_block(2 * lo, lo, norm))
         self.head = nn.Conv3d(ch[0], classes, 1)
         # dropout after the two deepest encoder blocks and after every decoder block
         self.drop_enc = nn.ModuleList([GatedDropout(p_drop) for _ in ch])

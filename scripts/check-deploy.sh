@@ -2,7 +2,8 @@
 # Offline checks of the deployment artefacts in deploy/ (issue 6); exits non-zero on any failure.
 #   bash scripts/check-deploy.sh [--binary PATH]
 # 1. .venv-deploy from scripts/requirements-deploy.lock (pinned, --no-deps, rebuilt only when the
-#    lock changes, like scripts/setup.sh does for .venv): Helm's engine (helm-python-sdk),
+#    lock changes, and kept in NEUROBATCH_CACHE when that is set, like scripts/setup.sh does for
+#    .venv): Helm's engine (helm-python-sdk),
 #    kubernetes-validate, jsonschema, yamllint. After that nothing here uses the network.
 # 2. The images' build steps, without Docker: deploy/docker/fetch-ort.sh resolves the pinned
 #    onnxruntime / onnxruntime-gpu requirement from the lock; deploy/docker/install.sh lays out a
@@ -34,10 +35,12 @@ done
 LOCK="scripts/requirements-deploy.lock"
 STAMP=".venv-deploy/.lock.sha256"
 want="$(sha256sum "$LOCK" | cut -d' ' -f1)"
+source scripts/venv-home.sh
+home="$(venv_home .venv-deploy "$want")"
 if [[ ! -x .venv-deploy/bin/python || "$(cat "$STAMP" 2>/dev/null)" != "$want" ]]; then
-  log "building .venv-deploy from $LOCK"
-  rm -rf .venv-deploy
-  "$PYTHON" -m venv .venv-deploy
+  log "building .venv-deploy from $LOCK (in $home)"
+  rm -rf "$home"
+  "$PYTHON" -m venv "$home"
   .venv-deploy/bin/pip install -q --disable-pip-version-check --no-deps -r "$LOCK"
   .venv-deploy/bin/pip check >/dev/null || fail ".venv-deploy: pip check found missing or conflicting requirements in $LOCK"
   echo "$want" > "$STAMP"

@@ -81,22 +81,8 @@ if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 
   rustup component add rustfmt clippy
 fi
 
-# Where the environment NAME for lock hash HASH is built: NAME itself, or with NEUROBATCH_CACHE set,
-# $NEUROBATCH_CACHE/NAME-HASH with NAME made a link to it. Built at its real path: pip writes the
-# interpreter's path into every script it installs, so the environment works from any clone.
-venv_home() {
-  if [[ -z "${NEUROBATCH_CACHE:-}" ]]; then
-    echo "$1"
-    return
-  fi
-  local home="$NEUROBATCH_CACHE/${1#.}-${2:0:16}"
-  mkdir -p "$NEUROBATCH_CACHE"
-  if [[ "$(readlink "$1" 2>/dev/null || true)" != "$home" ]]; then
-    rm -rf "$1"
-    ln -s "$home" "$1"
-  fi
-  echo "$home"
-}
+# venv_home NAME HASH: where the environment for that lock hash is built (scripts/venv-home.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/venv-home.sh"
 
 # --- Python reference environment --------------------------------------------
 LOCK="scripts/requirements-reference.lock"

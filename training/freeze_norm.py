@@ -5,8 +5,7 @@ sliding windows compute the same function (up to the zero padding at window bord
 
     .venv/bin/python training/freeze_norm.py freeze --model models/brain-tissue \
         --images RUNS/*/model_grid/image.nii.gz --out DIR [--crop 48] [--crops 96] [--seed 0] [--one-pass]
-    .venv/bin/python training/freeze_norm.py check --model DIR --reference models/brain-tissue \
-        --cases CASES --runs RUNS/<case> ...
+    .venv/bin/python training/freeze_norm.py check --model DIR --cases CASES --runs RUNS/<case> ...
 
 `freeze` reads the harmonized model-grid inputs that `neurobatch process --keep-model-grid` writes
 (`model_grid/image.nii.gz`; training-split cases only), draws `--crops` crops of `--crop`³ voxels
@@ -29,7 +28,6 @@ labels taken to the model grid (nearest neighbour): a quick, engine-free look be
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
@@ -39,13 +37,13 @@ import nibabel as nib
 import numpy as np
 import onnx
 import onnxruntime as ort
+from nibabel.processing import resample_from_to
 from onnx import helper, numpy_helper
 
-NAMES = {1: "grey_matter", 2: "white_matter"}
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metrics import dice  # noqa: E402
+from routing_eval import NAMES  # noqa: E402
+from write_manifest import sha256  # noqa: E402
 
 
 def session(model: onnx.ModelProto) -> ort.InferenceSession:
@@ -161,14 +159,15 @@ def cmd_freeze(args) -> None:
     shutil.copytree(args.model, args.out)
     record = {"images": [str(p) for p in args.images], "crop": args.crop, "crops": args.crops,
               "seed": args.seed, "sequential": not args.one_pass, "members": {}}
+    manifest = (args.out / "manifest.toml").read_text()
     for path in sorted(args.model.glob("member_*.onnx")):
         model, stats = freeze_member(path, crops, args.batch, sequential=not args.one_pass)
         onnx.checker.check_model(model)
         onnx.save(model, str(args.out / path.name))
-        manifest = args.out / "manifest.toml"
-        manifest.write_text(manifest.read_text().replace(sha256(path), sha256(args.out / path.name)))
+        manifest = manifest.replace(sha256(path), sha256(args.out / path.name))
         record["members"][path.name] = stats
         print(f"{path.name}: {len(stats)} normalisations folded", file=sys.stderr)
+    (args.out / "manifest.toml").write_text(manifest)
     (args.out / "freeze_norm.json").write_text(json.dumps(record, indent=1))
 
 
@@ -178,23 +177,6 @@ def whole_grid(sessions: list[ort.InferenceSession], img: np.ndarray, multiple: 
     x = np.pad(img, widths)[None, None]
     mean = sum(run_model(s, x, ["probabilities"])[0][0] for s in sessions) / len(sessions)
     return mean[(slice(None),) + tuple(slice(lo, lo + s) for (lo, _), s in zip(widths, img.shape))]
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    den = a.sum() + b.sum()
-    return float(2 * (a & b).sum() / den) if den else 1.0
-
-
-def labels_on(grid_img: nib.Nifti1Image, labels: nib.Nifti1Image) -> np.ndarray:
-    ijk = np.indices(grid_img.shape[:3]).reshape(3, -1)
-    world = grid_img.affine[:3, :3] @ ijk + grid_img.affine[:3, 3:4]
-    inv = np.linalg.inv(labels.affine)
-    src = np.rint(inv[:3, :3] @ world + inv[:3, 3:4]).astype(int)
-    lab = np.asarray(labels.dataobj)
-    ok = np.all((src >= 0) & (src < np.array(lab.shape)[:, None]), axis=0)
-    out = np.zeros(src.shape[1], np.uint8)
-    out[ok] = lab[src[0, ok], src[1, ok], src[2, ok]]
-    return out.reshape(grid_img.shape[:3])
 
 
 def cmd_check(args) -> None:
@@ -210,7 +192,10 @@ def cmd_check(args) -> None:
         ma, mb = ref.argmax(0), new.argmax(0)
         row = {"case": run.name, "max_abs_dp": float(np.abs(ref - new).max())}
         case = cases.get(run.name)
-        truth = labels_on(grid, nib.load(str(args.cases / case["labels"]))) if case and case.get("labels") else None
+        truth = None
+        if case and case.get("labels"):
+            labels = nib.load(str(args.cases / case["labels"]))
+            truth = np.asarray(resample_from_to(labels, grid, order=0).dataobj)
         for c, name in NAMES.items():
             row[f"agree_{name}"] = dice(ma == c, mb == c)
             if truth is not None:

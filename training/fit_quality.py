@@ -61,6 +61,7 @@ from scipy.stats import binom
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics  # noqa: E402
+import runs_table  # noqa: E402
 from routing_eval import collect  # noqa: E402
 
 TISSUES = ["grey_matter", "white_matter"]
@@ -84,6 +85,9 @@ def min_dice(r):
 
 
 def load_runs(work: Path, tag: str):
+    """The runs of routing_eval.py under WORK/<tag>, or the records of a runs_table.py file."""
+    if work.is_file():
+        return runs_table.load(work)
     runs = collect(work, tag)
     for r in runs:
         p = work / tag / r["name"] / "calibrated.json"
@@ -348,8 +352,9 @@ def main():
     from sklearn.ensemble import GradientBoostingRegressor
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cases", type=Path, required=True)
-    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--cases", type=Path, help="not read (the runs record everything); accepted for older commands")
+    ap.add_argument("--work", type=Path, required=True,
+                    help="routing_eval.py's folder, or a runs_table.py file (training/routing_runs_cpu.jsonl.gz)")
     ap.add_argument("--tag", default="cpu")
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--onnx", type=Path, help="where the estimator goes (default: training/.cache/quality_<profile>.onnx)")

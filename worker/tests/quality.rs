@@ -3,14 +3,16 @@
 //! split, give the predictions `training/fit_quality.py` computed with
 //! onnxruntime (the figures of `training/EVALUATION.md` come from those); and
 //! the refusals: a missing feature, an altered estimator file, a graph that is
-//! not a tabular model.
+//! not a tabular model. And the image metrics against their Python arithmetic
+//! (training/explore_image_quality.py) on a block of a real run.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use imaging::nifti::{self, ReadOptions};
 use worker::manifest::{ManifestError, load_model_folder};
-use worker::quality::{QualityFeatures, feature_names};
+use worker::quality::{ImageMetrics, QualityFeatures, feature_names};
 use worker::runtime::{RuntimeError, TabularModel};
 
 fn shipped() -> PathBuf {
@@ -109,4 +111,35 @@ fn an_image_model_is_not_a_tabular_model_and_rows_are_checked() {
     let err = tabular.run(&vec![0.5; wrong]).unwrap_err();
     assert!(matches!(err, RuntimeError::InputShape { .. }), "{err}");
     assert_eq!(tabular.run(&vec![0.5; spec.features.len()]).unwrap().len(), 2);
+}
+
+#[test]
+fn image_metrics_match_the_python_reference_on_a_real_block() {
+    // A 16³ block of one generated training case's model grid (training/image_metrics_fixture.py).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/quality/image_metrics");
+    let read = |name: &str| nifti::read(&dir.join(format!("{name}.nii.gz")), &ReadOptions::default()).unwrap();
+    let image = read("image");
+    let mut probs = Vec::new();
+    for c in 0..3 {
+        let p = read(&format!("probability_{c}"));
+        assert_eq!(p.dims(), image.dims());
+        probs.extend_from_slice(p.data());
+    }
+    let m = ImageMetrics::compute(image.data(), &probs, image.dims(), image.spacing());
+    let want = common::load_json("quality/image_metrics/expected.json");
+    let want = |name: &str| want["features"][name].as_f64().unwrap_or_else(|| panic!("{name} in the fixture"));
+    let (gm, wm) = (m.structures[0], m.structures[1]);
+    let pair = m.pairs[0];
+    let got = [
+        ("grey_matter.intensity_cv", gm.sd / gm.mean),
+        ("white_matter.intensity_cv", wm.sd / wm.mean),
+        ("grey_matter/white_matter.contrast", pair.contrast),
+        ("grey_matter/white_matter.joint_variation", pair.joint_variation.unwrap()),
+        ("grey_matter/white_matter.edge_sharpness", pair.edge_sharpness.unwrap()),
+        ("image.efc", m.efc.unwrap()),
+    ];
+    for (name, value) in got {
+        let w = want(name);
+        assert!((value - w).abs() <= 1e-9 * w.abs().max(1.0), "{name}: rust {value} python {w}");
+    }
 }

@@ -46,7 +46,7 @@ pub use report::{
 use crate::inference::{Ensemble, Flip, ImageRef, PassInfo, PassSink, Progress, default_batch_size};
 use crate::manifest::{LoadedModel, MANIFEST_FILE, SelectedProfile, Task, Tiling};
 use crate::ood::{self, OodAssessment};
-use crate::quality::{FeatureInputs, QualityEstimate, QualityFeatures};
+use crate::quality::{FeatureInputs, ImageMetrics, QualityEstimate, QualityFeatures};
 use crate::routing::{Reason, ReasonCode, RoutingDecision, RoutingOverrides, RoutingPolicy};
 use crate::uncertainty::Accumulator;
 
@@ -350,19 +350,25 @@ pub fn process_study(
     }
     let passes = acc.passes();
     let mut maps = acc.finish().map_err(|e| PipelineError::uncertainty(&source, e))?;
-    let base_report =
-        base.map(|b| b.finish().map(|m| m.report)).transpose().map_err(|e| PipelineError::uncertainty(&source, e))?;
+    let base_maps = base.map(|b| b.finish()).transpose().map_err(|e| PipelineError::uncertainty(&source, e))?;
     clock.lap("inference");
 
     let ood = seg.assess_ood(&input, &source)?;
     let label_names = seg.label_names();
+    let (base_report, base_mean) = match &base_maps {
+        Some(b) => (&b.report, b.mean_probs.as_slice()),
+        None => (&maps.report, maps.mean_probs.as_slice()),
+    };
+    let image_metrics = ImageMetrics::compute(input.image.data(), base_mean, input.image.dims(), input.image.spacing());
     let quality_features = QualityFeatures::compute(&FeatureInputs {
-        uncertainty: base_report.as_ref().unwrap_or(&maps.report),
+        uncertainty: base_report,
         ood: ood.as_ref(),
         bias_field: input.bias_field.as_ref(),
         spacing_mm: native.spacing(),
         label_names: &label_names,
+        image_metrics: Some(&image_metrics),
     });
+    drop(base_maps);
     let quality_estimate = seg.estimate(&quality_features, &label_names, &source)?;
     let seg_routing = seg.policy.decide(&maps.report, ood.as_ref(), quality_estimate.as_ref());
     clock.lap("ood_routing");

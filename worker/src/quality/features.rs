@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::image_metrics::ImageMetrics;
 use crate::ood::OodAssessment;
 use crate::pipeline::BiasFieldSummary;
 use crate::uncertainty::UncertaintyReport;
@@ -19,6 +20,8 @@ pub struct FeatureInputs<'a> {
     pub spacing_mm: [f64; 3],
     /// Label names, indexed by label value.
     pub label_names: &'a [String],
+    /// The harmonized image's metrics inside the predicted structures.
+    pub image_metrics: Option<&'a ImageMetrics>,
 }
 
 /// Feature name → value (`None` where undefined for this study: a structure
@@ -30,8 +33,18 @@ pub struct FeatureInputs<'a> {
 pub struct QualityFeatures(BTreeMap<String, Option<f64>>);
 
 /// The per-structure figures, `<structure name>.<figure>`.
-const STRUCTURE_FIGURES: [&str; 6] =
-    ["pairwise_dice", "pass_volume_cv", "all_pass_iou", "mean_entropy", "mean_mutual_information", "volume_fraction"];
+const STRUCTURE_FIGURES: [&str; 7] = [
+    "pairwise_dice",
+    "pass_volume_cv",
+    "all_pass_iou",
+    "mean_entropy",
+    "mean_mutual_information",
+    "volume_fraction",
+    "intensity_cv",
+];
+
+/// The figures of each pair of structures, `<a>/<b>.<figure>` (a < b by label).
+const PAIR_FIGURES: [&str; 3] = ["contrast", "joint_variation", "edge_sharpness"];
 
 /// Every feature name the catalog defines for these label names (labels ≥ 1 are structures).
 pub fn feature_names(label_names: &[String]) -> Vec<String> {
@@ -43,6 +56,7 @@ pub fn feature_names(label_names: &[String]) -> Vec<String> {
         "bias_field.log_range",
         "input.spacing_max_mm",
         "input.spacing_min_mm",
+        "image.efc",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -52,6 +66,11 @@ pub fn feature_names(label_names: &[String]) -> Vec<String> {
     }
     for name in label_names.iter().skip(1) {
         names.extend(STRUCTURE_FIGURES.iter().map(|f| format!("{name}.{f}")));
+    }
+    for (i, a) in label_names.iter().enumerate().skip(1) {
+        for b in &label_names[i + 1..] {
+            names.extend(PAIR_FIGURES.iter().map(|f| format!("{a}/{b}.{f}")));
+        }
     }
     names
 }
@@ -64,7 +83,13 @@ impl QualityFeatures {
     /// - `input.spacing_{max,min}_mm`: the scan's coarsest and finest voxel edge;
     /// - `ood.<signal>`: each OOD signal's value (not its distance: the estimator learns its own scale);
     /// - `<structure>.*`: that structure's pairwise Dice, pass-volume CV, all-pass IoU, mean entropy
-    ///   and mutual information over its mask, and its share of the foreground volume.
+    ///   and mutual information over its mask, its share of the foreground volume, and the
+    ///   coefficient of variation of the harmonized intensity inside it (probability-weighted);
+    /// - `<a>/<b>.*`: two structures' contrast in the harmonized image (mean of b − mean of a), their
+    ///   coefficient of joint variation and the sharpness of their boundary ([`ImageMetrics`]);
+    /// - `image.efc`: the harmonized image's entropy focus criterion.
+    ///
+    /// Every name of the catalog is present; a figure the inputs cannot give is `None`.
     pub fn compute(inputs: &FeatureInputs<'_>) -> Self {
         let u = inputs.uncertainty;
         let mut out = BTreeMap::new();
@@ -98,6 +123,21 @@ impl QualityFeatures {
             put(format!("{name}.mean_mutual_information"), s.mean_mutual_information);
             put(format!("{name}.volume_fraction"), (foreground_ml > 0.0).then(|| s.volume_ml / foreground_ml));
         }
+        put("image.efc".into(), inputs.image_metrics.and_then(|m| m.efc));
+        let names = inputs.label_names;
+        let name_of = |label: u8| names.get(usize::from(label));
+        for (i, a) in names.iter().enumerate().skip(1) {
+            let intensity = inputs.image_metrics.and_then(|m| m.structures.iter().find(|s| usize::from(s.label) == i));
+            put(format!("{a}.intensity_cv"), intensity.and_then(|s| (s.mean > 0.0).then(|| s.sd / s.mean)));
+            for b in &names[i + 1..] {
+                let pair = inputs
+                    .image_metrics
+                    .and_then(|m| m.pairs.iter().find(|p| name_of(p.a) == Some(a) && name_of(p.b) == Some(b)));
+                put(format!("{a}/{b}.contrast"), pair.map(|p| p.contrast));
+                put(format!("{a}/{b}.joint_variation"), pair.and_then(|p| p.joint_variation));
+                put(format!("{a}/{b}.edge_sharpness"), pair.and_then(|p| p.edge_sharpness));
+            }
+        }
         QualityFeatures(out)
     }
 
@@ -120,6 +160,7 @@ impl QualityFeatures {
 mod tests {
     use super::*;
     use crate::ood::Signal;
+    use crate::quality::{PairContrast, StructureIntensity};
     use crate::uncertainty::{StructureUncertainty, StudyUncertainty};
 
     fn structure(label: u8, volume_ml: f64, dice: Option<f64>) -> StructureUncertainty {
@@ -167,6 +208,14 @@ mod tests {
             ],
         };
         let bias = BiasFieldSummary { min: 0.5, max: 2.0, iterations: 3, converged: true };
+        let metrics = ImageMetrics {
+            structures: vec![
+                StructureIntensity { label: 1, mean: 0.5, sd: 0.1 },
+                StructureIntensity { label: 2, mean: 0.0, sd: 0.1 },
+            ],
+            pairs: vec![PairContrast { a: 1, b: 2, contrast: -0.5, joint_variation: Some(0.4), edge_sharpness: None }],
+            efc: Some(0.7),
+        };
         let u = report();
         let f = QualityFeatures::compute(&FeatureInputs {
             uncertainty: &u,
@@ -174,6 +223,7 @@ mod tests {
             bias_field: Some(&bias),
             spacing_mm: [1.0, 1.2, 4.0],
             label_names: &names,
+            image_metrics: Some(&metrics),
         });
         let catalog = feature_names(&names);
         assert_eq!(
@@ -189,6 +239,13 @@ mod tests {
         assert_eq!(f.get("ood.intensity_histogram"), Some(0.05));
         assert_eq!(f.get("ood.noise_ratio"), None);
         assert_eq!(f.get("ood.foreground_volume_ml"), None, "a signal the assessment lacks");
+        assert_eq!(f.get("image.efc"), Some(0.7));
+        assert_eq!(f.get("grey_matter.intensity_cv"), Some(0.2));
+        assert_eq!(f.get("white_matter.intensity_cv"), None, "a zero mean has no coefficient of variation");
+        assert_eq!(f.get("grey_matter/white_matter.contrast"), Some(-0.5));
+        assert_eq!(f.get("grey_matter/white_matter.joint_variation"), Some(0.4));
+        assert_eq!(f.get("grey_matter/white_matter.edge_sharpness"), None);
+        assert!(f.contains("grey_matter/white_matter.edge_sharpness"));
         assert!(!catalog.iter().any(|n| n.starts_with("background.")), "background is not a structure");
         // No correction at all is a field of 1: log range 0.
         let none = QualityFeatures::compute(&FeatureInputs {
@@ -197,6 +254,7 @@ mod tests {
             bias_field: None,
             spacing_mm: [1.0; 3],
             label_names: &names,
+            image_metrics: None,
         });
         assert_eq!(none.get("bias_field.log_range"), Some(0.0));
         let json = serde_json::to_value(&none).expect("serializes");

@@ -3,8 +3,9 @@
 //! failure it predicts rather than for one raw figure crossing a bound.
 //!
 //! Owns the feature catalog ([`QualityFeatures`]: named numbers taken from the
-//! uncertainty report, the OOD assessment, the bias field and the scan's
-//! geometry — every one invariant to padding or cropping the background of the
+//! uncertainty report, the OOD assessment, the bias field, the scan's
+//! geometry and the harmonized image inside the predicted structures
+//! ([`ImageMetrics`]) — every one invariant to padding or cropping the background of the
 //! field of view), the estimator a model folder ships
 //! ([`QualityEstimatorSpec`] in the manifest, [`QualityEstimator`] loaded) and
 //! the estimate ([`QualityEstimate`], `report.json`'s `quality_estimate`). It
@@ -30,6 +31,8 @@
 
 mod estimator;
 mod features;
+mod image_metrics;
 
 pub use estimator::{QualityEstimate, QualityEstimator, QualityEstimatorSpec, StructureEstimate};
 pub use features::{FeatureInputs, QualityFeatures, feature_names};
+pub use image_metrics::{ImageMetrics, PairContrast, StructureIntensity};

@@ -7,7 +7,9 @@ Each line is one case: its `result.json` (training/routing_eval.py: split, shift
 OOD signals, decision, truth) with the case's `calibrated.json` (training/volume_calibration.py) under
 `calibrated` when it exists; the per-run timings are dropped. With `--image-metrics`, a run made
 before the worker computed its image-quality features gets them from its `model_grid/` folder
-(`routing_eval.py --keep-model-grid`), and its record lists them under `features_from_model_grid`. training/fit_quality.py and the
+(`routing_eval.py --keep-model-grid`), and its record lists them under `features_from_model_grid`.
+With `--merge OLD`, the records of OLD whose cases WORK has not run are kept: a later session runs
+only the cases the committed table lacks (shifts.py regenerates any case from its seed). training/fit_quality.py and the
 exploration scripts read this file wherever they take `--work` (a file instead of a folder).
 """
 from __future__ import annotations
@@ -23,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 DROPPED = ("timings_ms",)
 
 
-def export(work: Path, tag: str, out: Path, image_metrics: bool = False) -> int:
+def export(work: Path, tag: str, out: Path, image_metrics: bool = False, merge: Path | None = None) -> int:
     rows = []
     for p in sorted((work / tag).glob("*/result.json")):
         r = json.loads(p.read_text())
@@ -35,6 +37,11 @@ def export(work: Path, tag: str, out: Path, image_metrics: bool = False) -> int:
             if added:
                 r["features_from_model_grid"] = added
         rows.append({k: v for k, v in r.items() if k not in DROPPED})
+    if merge:
+        # An earlier table's records of cases this folder has not run (a session continuing another's).
+        have = {r["name"] for r in rows}
+        rows += [r for r in load(merge) if r["name"] not in have]
+        rows.sort(key=lambda r: r["name"])
     out.parent.mkdir(parents=True, exist_ok=True)
     # mtime 0: the same records give the same bytes.
     with open(out, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
@@ -73,8 +80,9 @@ def main():
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--image-metrics", action="store_true",
                    help="add the image-quality features to runs made before the worker computed them")
+    e.add_argument("--merge", type=Path, help="keep this table's records of cases WORK has not run")
     args = ap.parse_args()
-    n = export(args.work, args.tag, args.out, args.image_metrics)
+    n = export(args.work, args.tag, args.out, args.image_metrics, args.merge)
     print(f"{n} cases written to {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
 
 

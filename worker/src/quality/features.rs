@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::image_metrics::ImageMetrics;
+use super::image_metrics::{ImageMetrics, MAX_PAIRED_STRUCTURES};
 use crate::ood::OodAssessment;
 use crate::pipeline::BiasFieldSummary;
 use crate::uncertainty::UncertaintyReport;
@@ -43,7 +43,8 @@ const STRUCTURE_FIGURES: [&str; 7] = [
     "intensity_cv",
 ];
 
-/// The figures of each pair of structures, `<a>/<b>.<figure>` (a < b by label).
+/// The figures of each pair of structures, `<a>/<b>.<figure>` (a < b by label),
+/// for manifests with at most [`MAX_PAIRED_STRUCTURES`] structures.
 const PAIR_FIGURES: [&str; 3] = ["contrast", "joint_variation", "edge_sharpness"];
 
 /// Every feature name the catalog defines for these label names (labels ≥ 1 are structures).
@@ -68,11 +69,17 @@ pub fn feature_names(label_names: &[String]) -> Vec<String> {
         names.extend(STRUCTURE_FIGURES.iter().map(|f| format!("{name}.{f}")));
     }
     for (i, a) in label_names.iter().enumerate().skip(1) {
-        for b in &label_names[i + 1..] {
+        for b in paired(label_names, i) {
             names.extend(PAIR_FIGURES.iter().map(|f| format!("{a}/{b}.{f}")));
         }
     }
     names
+}
+
+/// The structures after label `i` that form a pair with it (none when the
+/// manifest has more than [`MAX_PAIRED_STRUCTURES`] structures).
+fn paired(label_names: &[String], i: usize) -> &[String] {
+    if label_names.len().saturating_sub(1) > MAX_PAIRED_STRUCTURES { &[] } else { &label_names[i + 1..] }
 }
 
 impl QualityFeatures {
@@ -129,7 +136,7 @@ impl QualityFeatures {
         for (i, a) in names.iter().enumerate().skip(1) {
             let intensity = inputs.image_metrics.and_then(|m| m.structures.iter().find(|s| usize::from(s.label) == i));
             put(format!("{a}.intensity_cv"), intensity.and_then(|s| (s.mean > 0.0).then(|| s.sd / s.mean)));
-            for b in &names[i + 1..] {
+            for b in paired(names, i) {
                 let pair = inputs
                     .image_metrics
                     .and_then(|m| m.pairs.iter().find(|p| name_of(p.a) == Some(a) && name_of(p.b) == Some(b)));
@@ -247,6 +254,9 @@ mod tests {
         assert_eq!(f.get("grey_matter/white_matter.edge_sharpness"), None);
         assert!(f.contains("grey_matter/white_matter.edge_sharpness"));
         assert!(!catalog.iter().any(|n| n.starts_with("background.")), "background is not a structure");
+        let parcellation: Vec<String> = (0..=MAX_PAIRED_STRUCTURES + 1).map(|l| format!("s{l}")).collect();
+        assert!(!feature_names(&parcellation).iter().any(|n| n.contains('/')), "no pairs for many structures");
+        assert_eq!(catalog.iter().filter(|n| n.contains('/')).count(), 3, "one pair, three figures");
         // No correction at all is a field of 1: log range 0.
         let none = QualityFeatures::compute(&FeatureInputs {
             uncertainty: &u,

@@ -8,6 +8,11 @@
 //! threshold enters, and zero voxels (padding of the field of view) change
 //! nothing.
 
+/// Pair figures are computed for at most this many structures (28 pairs, one
+/// pass over the grid each): a parcellation with a hundred labels would
+/// otherwise cost thousands of passes for figures no estimator reads.
+pub const MAX_PAIRED_STRUCTURES: usize = 8;
+
 /// Probability-weighted intensity of one structure.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StructureIntensity {
@@ -36,7 +41,8 @@ pub struct PairContrast {
 pub struct ImageMetrics {
     /// Structures with label ≥ 1 and any probability mass, in label order.
     pub structures: Vec<StructureIntensity>,
-    /// Every pair of those structures, `a < b`.
+    /// Every pair of those structures, `a < b` (none beyond
+    /// [`MAX_PAIRED_STRUCTURES`] structures).
     pub pairs: Vec<PairContrast>,
     /// Entropy focus criterion of the whole image, normalised to [0, 1] by its
     /// maximum (all voxels equal); `None` for an all-zero image.
@@ -56,10 +62,12 @@ impl ImageMetrics {
                 weighted_mean_sd(image, channel(c)).map(|(mean, sd)| StructureIntensity { label, mean, sd })
             })
             .collect();
-        let gradient = (structures.len() > 1).then(|| gradient_magnitude(image, dims, spacing_mm));
+        let paired = (2..=MAX_PAIRED_STRUCTURES).contains(&structures.len());
+        let gradient = paired.then(|| gradient_magnitude(image, dims, spacing_mm));
         let mut pairs = Vec::new();
-        for (i, sa) in structures.iter().enumerate() {
-            for sb in &structures[i + 1..] {
+        let paired_structures = if paired { structures.as_slice() } else { &[] };
+        for (i, sa) in paired_structures.iter().enumerate() {
+            for sb in &paired_structures[i + 1..] {
                 let gap = (sb.mean - sa.mean).abs();
                 let sharp = gradient.as_deref().and_then(|g| {
                     let (pa, pb) = (channel(usize::from(sa.label)), channel(usize::from(sb.label)));
@@ -215,6 +223,19 @@ mod tests {
         let base = [0.2f32, 0.9, 0.5, 0.7];
         let padded = [0.0f32, 0.2, 0.9, 0.0, 0.5, 0.7, 0.0, 0.0];
         assert_eq!(entropy_focus_criterion(&base), entropy_focus_criterion(&padded));
+    }
+
+    #[test]
+    fn many_structures_get_no_pair_figures() {
+        let dims = [4, 1, 1];
+        let classes = MAX_PAIRED_STRUCTURES + 2;
+        let mut probs = vec![0.0f32; classes * 4];
+        for c in 1..classes {
+            probs[c * 4 + c % 4] = 1.0;
+        }
+        let m = ImageMetrics::compute(&[0.1, 0.2, 0.3, 0.4], &probs, dims, [1.0; 3]);
+        assert_eq!(m.structures.len(), MAX_PAIRED_STRUCTURES + 1);
+        assert!(m.pairs.is_empty());
     }
 
     #[test]

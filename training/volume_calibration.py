@@ -250,7 +250,7 @@ def apply(args):
     weights = record["class_weights"]
     temperature = float(record.get("temperature", 1.0))
     n = 0
-    for run, case in runs_of(args.work, args.tag, cases, None):
+    for run, case in runs_of(args.work, args.tag, cases, args.split):
         dest = run / "calibrated.json"
         if dest.exists() and not args.force:
             continue
@@ -294,6 +294,8 @@ def main():
     ap.add_argument("--weights", type=Path, default=Path("training/.cache/class_weights.json"))
     ap.add_argument("--limit", type=int, help="fit on at most this many runs")
     ap.add_argument("--force", action="store_true")
+    ap.add_argument("--split", help="apply: only this split's runs (the test split's ECE and unweighted volumes; "
+                                    "runs made with the weighted manifest need nothing else)")
     ap.add_argument("--objective", choices=["ece", "nll"], default="ece",
                     help="fit-temperature: what T minimizes on the training split (default: the mean voxel ECE, the "
                          "figure the target is stated in)")

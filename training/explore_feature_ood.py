@@ -48,9 +48,11 @@ def member_features(work: Path, tag: str, name: str):
     return None if any(v is None for v in vectors) else np.asarray(vectors, dtype=np.float64)
 
 
-def fit_trees(x, y):
-    return GradientBoostingRegressor(loss="huber", n_estimators=300, max_depth=3, learning_rate=0.05,
-                                     subsample=0.8, min_samples_leaf=5, random_state=SEED).fit(x, y)
+def fit_trees(x, y, **settings):
+    """fit_quality.py's trees; `settings` override its GradientBoostingRegressor arguments."""
+    args = dict(loss="huber", n_estimators=300, max_depth=3, learning_rate=0.05, subsample=0.8,
+                min_samples_leaf=5, random_state=SEED) | settings
+    return GradientBoostingRegressor(**args).fit(x, y)
 
 
 def distances(feats, fit_rows, eval_rows):
@@ -72,6 +74,25 @@ def good_reviewed(pred_min, fail, alpha=0.05):
         if accepted.any() and fail[accepted].mean() <= alpha:
             best = min(best, float((~accepted & ~fail).sum() / (~fail).sum()))
     return best
+
+
+def cv_figures(pred, y, fail) -> dict:
+    """Out-of-fold figures of one repeat: failure AUROC of the predicted min Dice, the best-case review
+    rate of good cases, Spearman per tissue, mean absolute error."""
+    return {
+        "auroc": roc_auc_score(fail, -pred.min(axis=1)),
+        "good reviewed": good_reviewed(pred.min(axis=1), fail),
+        **{f"spearman {t}": spearmanr(pred[:, i], y[:, i]).statistic for i, t in enumerate(TISSUES)},
+        "mae": float(np.abs(pred - y).mean()),
+    }
+
+
+def print_figures(figures: dict, width: int = 15):
+    """Each variant's figures as mean [min, max] over the repeats."""
+    for k, rows in figures.items():
+        cols = {c: [r[c] for r in rows] for c in rows[0]}
+        text = ", ".join(f"{c} {np.mean(v):.3f} [{min(v):.3f}, {max(v):.3f}]" for c, v in cols.items())
+        print(f"{k:{width}s} {text}")
 
 
 def main():
@@ -108,18 +129,10 @@ def main():
                 xd_tr, xd_te = np.column_stack([x[tr], d_tr]), np.column_stack([x[te], d_te])
                 pred["with distance"][te, i] = fit_trees(xd_tr, y[tr, i]).predict(xd_te)
         for k, p in pred.items():
-            figures[k].append({
-                "auroc": roc_auc_score(fail, -p.min(axis=1)),
-                "good reviewed": good_reviewed(p.min(axis=1), fail),
-                **{f"spearman {t}": spearmanr(p[:, i], y[:, i]).statistic for i, t in enumerate(TISSUES)},
-                "mae": float(np.abs(p - y).mean()),
-            })
+            figures[k].append(cv_figures(p, y, fail))
         figures["distance alone"].append({"auroc": roc_auc_score(fail, dist),
                                           "spearman min dice": spearmanr(-dist, y.min(axis=1)).statistic})
-    for k, rows in figures.items():
-        cols = {c: [r[c] for r in rows] for c in rows[0]}
-        text = ", ".join(f"{c} {np.mean(v):.3f} [{min(v):.3f}, {max(v):.3f}]" for c, v in cols.items())
-        print(f"{k:15s} {text}")
+    print_figures(figures)
 
 
 if __name__ == "__main__":

@@ -33,32 +33,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy.stats import spearmanr
-from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import KFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from explore_feature_ood import fit_trees, good_reviewed  # noqa: E402
+from explore_feature_ood import cv_figures, fit_trees, print_figures  # noqa: E402
 from fit_quality import FAIL_DICE, SEED, TISSUES, feature_matrix, load_runs, truth_of  # noqa: E402
+import runs_table  # noqa: E402
 
 LABEL_NAMES = ["background", "grey_matter", "white_matter"]
 IMAGE_FEATURES = ["grey_matter.intensity_cv", "white_matter.intensity_cv", "grey_matter/white_matter.contrast",
                   "grey_matter/white_matter.joint_variation", "grey_matter/white_matter.edge_sharpness", "image.efc"]
-
-
-def fit_slow(x, y):
-    return GradientBoostingRegressor(loss="huber", n_estimators=600, max_depth=3, learning_rate=0.025,
-                                     subsample=0.8, min_samples_leaf=5, random_state=SEED).fit(x, y)
-
-
-def fit_shallow(x, y):
-    return GradientBoostingRegressor(loss="huber", n_estimators=300, max_depth=2, learning_rate=0.05,
-                                     subsample=0.8, min_samples_leaf=5, random_state=SEED).fit(x, y)
 
 
 def weighted_stats(x: np.ndarray, w: np.ndarray) -> tuple[float, float] | None:
@@ -81,9 +72,9 @@ def image_quality(folder: Path, label_names=LABEL_NAMES) -> dict[str, float]:
     for c, st in stats.items():
         out[f"{label_names[c]}.intensity_cv"] = st[1] / st[0] if st and st[0] > 0 else np.nan
     spacing = np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
-    present = [c for c, st in stats.items() if st]
-    grad = np.sqrt(sum(g**2 for g in np.gradient(x, *spacing))) if len(present) > 1 else None
-    for i, a in enumerate(range(1, len(label_names))):
+    present = sum(1 for st in stats.values() if st)
+    grad = np.sqrt(sum(g**2 for g in np.gradient(x, *spacing))) if present > 1 else None
+    for a in range(1, len(label_names)):
         for b in range(a + 1, len(label_names)):
             key = f"{label_names[a]}/{label_names[b]}"
             if stats[a] is None or stats[b] is None:
@@ -123,18 +114,17 @@ def main():
             if r.get("split") == args.split and r["labelled"] and "error" not in r and r.get("group") is None]
     for r in runs:  # runs made before the worker computed them: from their model_grid/ folder
         grid = args.work / args.tag / r["name"] / "model_grid" if args.work.is_dir() else None
-        if r.get("features") and not any(n in r["features"] for n in IMAGE_FEATURES) and grid and grid.is_dir():
-            r["features"].update(image_quality(grid))
+        if r.get("features") and grid and grid.is_dir():
+            runs_table.add_image_metrics(r["features"], grid)
     runs = [r for r in runs if r.get("features") and all(n in r["features"] for n in IMAGE_FEATURES)]
     names = sorted(n for n in runs[0]["features"] if n not in IMAGE_FEATURES)
     x, ok = feature_matrix(runs, names + IMAGE_FEATURES)
     runs = [r for r, k in zip(runs, ok) if k]
     x, iq = x[ok][:, : len(names)], x[ok][:, len(names):]
-    CANDIDATES = IMAGE_FEATURES
     y = np.array([[truth_of(r)[t]["dice"] for t in TISSUES] for r in runs])
     fail = y.min(axis=1) < FAIL_DICE
     print(f"{len(runs)} labelled {args.split} cases, {fail.sum()} failing (min-tissue Dice < {FAIL_DICE})")
-    for j, c in enumerate(CANDIDATES):
+    for j, c in enumerate(IMAGE_FEATURES):
         v = iq[:, j]
         good = np.isfinite(v)
         print(f"  {c:15s} AUROC for failure {roc_auc_score(fail[good], v[good]):.3f}, "
@@ -144,8 +134,9 @@ def main():
     variants = {f"base ({f:.2f} of folds)": (x, f, fit_trees) for f in fractions}
     variants.update({f"with image quality ({f:.2f} of folds)": (xi, f, fit_trees) for f in fractions})
     if args.estimators:
-        variants["with image quality, 600 trees lr 0.025"] = (xi, 1.0, fit_slow)
-        variants["with image quality, depth 2"] = (xi, 1.0, fit_shallow)
+        variants["with image quality, 600 trees lr 0.025"] = (
+            xi, 1.0, partial(fit_trees, n_estimators=600, learning_rate=0.025))
+        variants["with image quality, depth 2"] = (xi, 1.0, partial(fit_trees, max_depth=2))
     figures = {k: [] for k in variants}
     for rep in range(args.repeats):
         for k, (xs, frac, fit) in variants.items():
@@ -154,17 +145,8 @@ def main():
                 tr = np.random.default_rng(SEED + rep).permutation(tr)[: max(10, round(frac * len(tr)))]
                 for i in range(len(TISSUES)):
                     pred[te, i] = fit(xs[tr], y[tr, i]).predict(xs[te])
-            figures[k].append({
-                "auroc": roc_auc_score(fail, -pred.min(axis=1)),
-                "good reviewed": good_reviewed(pred.min(axis=1), fail),
-                **{f"spearman {t}": spearmanr(pred[:, i], y[:, i]).statistic for i, t in enumerate(TISSUES)},
-                "mae": float(np.abs(pred - y).mean()),
-            })
-    for k, rows in figures.items():
-        cols = {c: [r[c] for r in rows] for c in rows[0]}
-        text = ", ".join(f"{c} {np.mean(v):.3f} [{min(v):.3f}, {max(v):.3f}]" for c, v in cols.items())
-        print(f"{k:36s} {text}")
-
+            figures[k].append(cv_figures(pred, y, fail))
+    print_figures(figures, 36)
 
 if __name__ == "__main__":
     main()

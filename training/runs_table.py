@@ -26,12 +26,11 @@ DROPPED = ("timings_ms",)
 
 
 def export(work: Path, tag: str, out: Path, image_metrics: bool = False, merge: Path | None = None) -> int:
+    from fit_quality import load_runs  # the reader of result.json + calibrated.json (imports this module)
+
     rows = []
-    for p in sorted((work / tag).glob("*/result.json")):
-        r = json.loads(p.read_text())
-        cal = p.parent / "calibrated.json"
-        r["calibrated"] = json.loads(cal.read_text()) if cal.exists() else None
-        grid = p.parent / "model_grid"
+    for r in load_runs(work, tag):
+        grid = work / tag / r["name"] / "model_grid"
         if image_metrics and r.get("features") and grid.is_dir():
             added = add_image_metrics(r["features"], grid)
             if added:
